@@ -1,0 +1,9 @@
+.PHONY: run test demo bench
+run:    ## start the dashboard against $$REGISTRYUI_REGISTRY_URL
+	./scripts/run
+test:   ## the whole test suite (real registry, real browser)
+	./scripts/test
+demo:   ## a local registry with sample images, and the dashboard against it
+	./scripts/demo
+bench:  ## time the repository page on 1,000 tags / 2,000 repositories
+	./scripts/bench

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from .registry.errors import InvalidReference, NotFound, RegistryError
+
+log = logging.getLogger(__name__)
+
+
+class RegistryErrorMiddleware:
+    """A registry failure ends a page with an explanation and a fitting status, never a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, RegistryError):
+            return None
+        if not isinstance(exception, (NotFound, InvalidReference)):
+            log.warning("registry error on %s: %s", request.path, exception)
+        title = _title(exception)
+        template = "error.html#message" if getattr(request, "htmx", False) else "error.html"
+        response = TemplateResponse(request, template, {"title": title, "error": exception},
+                                    status=exception.http_status)
+        return response.render()
+
+
+def _title(exc: RegistryError) -> str:
+    from .registry import errors as e
+
+    return {
+        e.InvalidReference: "Not a valid name",
+        e.NameUnknown: "Repository not found",
+        e.ManifestUnknown: "Manifest not found",
+        e.BlobUnknown: "Blob not found",
+        e.RegistryUnreachable: "The registry cannot be reached",
+        e.RegistryTLSError: "TLS problem talking to the registry",
+        e.RegistryTimeout: "The registry did not answer in time",
+        e.Unauthorized: "The registry refused access",
+        e.IntegrityError: "The registry sent content that does not match its digest",
+        e.MalformedContent: "The registry sent something unreadable",
+        e.UnsupportedOperation: "The registry does not support this",
+    }.get(type(exc), "Not found" if isinstance(exc, NotFound) else "The registry answered with an error")

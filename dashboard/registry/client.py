@@ -1,0 +1,397 @@
+"""A small, typed client for the Distribution (Docker/OCI) registry HTTP API.
+
+Free of Django on purpose: it takes a `RegistryConfig`, returns frozen dataclasses and
+raises the exceptions in `errors`. Every call has a timeout; one pooled session serves
+all threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import errors as e
+from . import models as m
+from .names import check_digest, check_name, check_reference, is_digest
+from .parse import digest_of, parse_config, parse_json_object, parse_manifest, verify
+
+T = TypeVar("T")
+
+MANIFEST_ACCEPT = ", ".join(m.MANIFEST_TYPES)
+# distribution refuses manifests over 4 MiB; anything bigger is not a manifest.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_JSON_BYTES = 32 * 1024 * 1024
+# A hostile registry could answer with endless Link pages; no real catalog is this long.
+MAX_PAGES = 10_000
+CATALOG_PAGE = 100
+
+_NOT_FOUND = {
+    "NAME_UNKNOWN": e.NameUnknown,
+    "MANIFEST_UNKNOWN": e.ManifestUnknown,
+    "BLOB_UNKNOWN": e.BlobUnknown,
+}
+
+
+class RegistryClient:
+    def __init__(self, config: m.RegistryConfig) -> None:
+        self.config = config
+        self.base_url = config.url.rstrip("/")
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(config.pool_size, 1), max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = config.user_agent
+        if config.username:
+            session.auth = (config.username, config.password)
+        if config.insecure:
+            session.verify = False
+        elif config.ca_bundle:
+            session.verify = config.ca_bundle
+        # The environment's proxies would send loopback registries through a proxy.
+        session.trust_env = False
+        self._session = session
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- API ---------------------------------------------------------------------------
+
+    def ping(self) -> m.Ping:
+        """GET /v2/: is this a registry, and does it take our credentials?"""
+        started = time.perf_counter()
+        resp = self._send("GET", "/v2/", not_found=e.NotFound)
+        resp.close()
+        return m.Ping(
+            api_version=resp.headers.get("Docker-Distribution-Api-Version", ""),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def catalog(self, page_size: int = CATALOG_PAGE) -> list[str]:
+        """Every repository, following `Link` pages to the end."""
+        return self._paginate(f"/v2/_catalog?n={page_size}", "repositories", not_found=e.NotFound)
+
+    def tags(self, name: str) -> list[str]:
+        """Every tag; 2.8 answers in one page, 3.x may paginate with `Link`."""
+        check_name(name)
+        return self._paginate(f"/v2/{name}/tags/list", "tags", not_found=e.NameUnknown)
+
+    def head_manifest(self, name: str, reference: str) -> m.ManifestRef:
+        check_name(name)
+        check_reference(reference)
+        resp = self._send("HEAD", f"/v2/{name}/manifests/{reference}",
+                          headers={"Accept": MANIFEST_ACCEPT}, not_found=e.ManifestUnknown)
+        resp.close()
+        digest = resp.headers.get("Docker-Content-Digest", "")
+        if not is_digest(digest):
+            if is_digest(reference):
+                digest = reference
+            else:
+                # Without a trustworthy digest header only the bytes can tell.
+                got = self.manifest(name, reference)
+                return m.ManifestRef(digest=got.digest, media_type=got.media_type, size=got.size)
+        return m.ManifestRef(
+            digest=digest,
+            media_type=_media_type(resp),
+            size=_content_length(resp),
+        )
+
+    def manifest_bytes(self, name: str, reference: str) -> tuple[bytes, str, str]:
+        """Raw manifest, its media type and its verified digest."""
+        check_name(name)
+        check_reference(reference)
+        path = f"/v2/{name}/manifests/{reference}"
+        resp = self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT}, stream=True,
+                          not_found=e.ManifestUnknown)
+        raw = self._read(resp, MAX_MANIFEST_BYTES, what="manifest")
+        if is_digest(reference):
+            expected = reference
+        else:
+            expected = resp.headers.get("Docker-Content-Digest", "")
+            if not is_digest(expected):
+                expected = digest_of(raw)
+        verify(raw, expected, what=f"the manifest of {name}:{reference}", url=self._url(path))
+        return raw, _media_type(resp), expected
+
+    def manifest(self, name: str, reference: str) -> m.Manifest:
+        raw, media_type, digest = self.manifest_bytes(name, reference)
+        return parse_manifest(raw, media_type=media_type, digest=digest)
+
+    def blob_bytes(self, name: str, digest: str, *, limit: int = MAX_CONFIG_BYTES) -> bytes:
+        """A small blob (a config), verified against its digest."""
+        check_name(name)
+        check_digest(digest)
+        path = f"/v2/{name}/blobs/{digest}"
+        resp = self._send("GET", path, stream=True, not_found=e.BlobUnknown)
+        raw = self._read(resp, limit, what="blob")
+        verify(raw, digest, what=f"blob {digest} of {name}", url=self._url(path))
+        return raw
+
+    def config(self, name: str, digest: str) -> m.ImageConfig:
+        return parse_config(self.blob_bytes(name, digest), digest=digest)
+
+    def head_blob(self, name: str, digest: str) -> m.BlobInfo:
+        check_name(name)
+        check_digest(digest)
+        resp = self._send("HEAD", f"/v2/{name}/blobs/{digest}", not_found=e.BlobUnknown)
+        resp.close()
+        return m.BlobInfo(digest=digest, size=_content_length(resp), media_type=_media_type(resp))
+
+    def open_blob(self, name: str, digest: str) -> BlobStream:
+        """Stream a blob without holding it in memory; the digest is checked at the end.
+
+        The returned stream must be closed (it is a context manager; Django's streaming
+        response closes it too).
+        """
+        check_name(name)
+        check_digest(digest)
+        path = f"/v2/{name}/blobs/{digest}"
+        resp = self._send("GET", path, stream=True, not_found=e.BlobUnknown)
+        return BlobStream(resp, digest, self._url(path))
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return urljoin(self.base_url + "/", path.lstrip("/")) if not path.startswith("http") else path
+
+    def _paginate(self, path: str, key: str, *, not_found: type[e.NotFound]) -> list[str]:
+        items: list[str] = []
+        seen: set[str] = set()
+        url: str | None = self._url(path)
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return items
+            seen.add(url)
+            resp = self._send("GET", url, stream=True, not_found=not_found)
+            doc = parse_json_object(self._read(resp, MAX_JSON_BYTES, what=key), what=f"the {key} list",
+                                    url=url)
+            page = doc.get(key)
+            if page is not None and not isinstance(page, list):
+                raise e.MalformedContent(f"the {key} list from {url} is not a list", url=url)
+            items.extend(v for v in page or [] if isinstance(v, str))
+            url = _next_link(resp, url)
+            if url in seen:
+                raise e.MalformedContent(f"the registry's {key} pages loop back to {url}", url=url)
+        raise e.MalformedContent(f"the registry sent more than {MAX_PAGES} pages of {key}", url=path)
+
+    def _send(self, method: str, path: str, *, not_found: type[e.NotFound],
+              headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+        url = self._url(path)
+        timeout = (self.config.connect_timeout, self.config.read_timeout)
+        try:
+            resp = self._session.request(method, url, headers=headers, stream=stream, timeout=timeout,
+                                         allow_redirects=True)
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, url) from None
+        if resp.status_code >= 400:
+            try:
+                body = b"" if method == "HEAD" else resp.raw.read(64 * 1024, decode_content=True) \
+                    if stream else resp.content[:64 * 1024]
+            except (requests.RequestException, OSError, Exception):  # a broken error body still is an error
+                body = b""
+            finally:
+                resp.close()
+            raise self._status_error(resp.status_code, body, url, not_found)
+        return resp
+
+    def _read(self, resp: requests.Response, limit: int, *, what: str) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        declared = _content_length(resp)
+        try:
+            if declared > limit:
+                raise e.MalformedContent(
+                    f"the {what} at {resp.url} is {declared} bytes, over the {limit}-byte limit", url=resp.url)
+            for chunk in resp.iter_content(64 * 1024):
+                total += len(chunk)
+                if total > limit:
+                    raise e.MalformedContent(f"the {what} at {resp.url} is over the {limit}-byte limit",
+                                             url=resp.url)
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, resp.url) from None
+        finally:
+            resp.close()
+        data = b"".join(chunks)
+        if declared and len(data) != declared:
+            raise e.RegistryUnreachable(
+                f"the connection to {self.base_url} broke while reading the {what}: "
+                f"got {len(data)} of {declared} bytes", url=resp.url)
+        return data
+
+    def _transport_error(self, exc: requests.RequestException, url: str) -> e.RegistryError:
+        where = self.base_url
+        text = str(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            lowered = text.lower()
+            if "wrong version number" in lowered or "record layer failure" in lowered \
+                    or "packet length too long" in lowered or "unknown protocol" in lowered:
+                http_url = "http://" + where.split("://", 1)[-1]
+                return e.RegistryTLSError(
+                    f"the registry at {where} speaks plain HTTP — use {http_url}", url=url)
+            if "certificate verify failed" in lowered or "certificate_verify_failed" in lowered:
+                reason = text.split("certificate verify failed:", 1)[-1].split("(")[0].strip(" ')\"")
+                return e.RegistryTLSError(
+                    f"the TLS certificate of {where} could not be verified ({reason or 'untrusted'}) — "
+                    "if it is self-signed, set REGISTRYUI_REGISTRY_CA_BUNDLE to its CA certificate "
+                    "(or, for development only, REGISTRYUI_REGISTRY_INSECURE=true)", url=url)
+            return e.RegistryTLSError(f"the TLS handshake with {where} failed — check the URL's scheme "
+                                      "and the registry's certificate", url=url)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return e.RegistryTimeout(
+                f"no connection to {where} within {self.config.connect_timeout:g} s — "
+                "is the host reachable and the port right?", url=url)
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return e.RegistryTimeout(
+                f"{where} accepted the connection but sent no answer within {self.config.read_timeout:g} s",
+                url=url)
+        if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+            return e.RegistryUnreachable(
+                f"the connection to {where} broke while reading its answer (the body was cut short)", url=url)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            lowered = text.lower()
+            if "refused" in lowered:
+                return e.RegistryUnreachable(f"connection refused at {where} — is the registry running?",
+                                             url=url)
+            if "name or service not known" in lowered or "nodename nor servname" in lowered \
+                    or "failed to resolve" in lowered or "temporary failure in name resolution" in lowered:
+                host = urlsplit(where).hostname or where
+                return e.RegistryUnreachable(f"the host name “{host}” of {where} does not resolve — "
+                                             "check the registry URL", url=url)
+            if "remotedisconnected" in lowered or "connection aborted" in lowered or "reset" in lowered:
+                return e.RegistryUnreachable(
+                    f"{where} closed the connection without an answer — is it a registry, and does it "
+                    "speak HTTP or HTTPS?", url=url)
+            return e.RegistryUnreachable(f"cannot reach the registry at {where} — is it running?", url=url)
+        if isinstance(exc, requests.exceptions.InvalidURL):
+            return e.RegistryUnreachable(f"the registry URL {where} is not valid", url=url)
+        return e.RegistryUnreachable(f"the request to {where} failed: {exc.__class__.__name__}", url=url)
+
+    def _status_error(self, status: int, body: bytes, url: str,
+                      not_found: type[e.NotFound]) -> e.RegistryError:
+        code, message, detail = _first_error(body)
+        if status == 400 and b"HTTP request to an HTTPS server" in body:
+            https_url = "https://" + self.base_url.split("://", 1)[-1]
+            return e.RegistryTLSError(f"the registry at {self.base_url} speaks HTTPS — use {https_url}", url=url)
+        if status == 401:
+            if self.config.username:
+                return e.Unauthorized(f"the registry at {self.base_url} rejected the credentials of "
+                                      f"“{self.config.username}”", url=url)
+            return e.Unauthorized(f"the registry at {self.base_url} needs credentials — set "
+                                  "REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD", url=url)
+        if status == 403:
+            return e.Unauthorized(f"the registry at {self.base_url} denied access"
+                                  + (f": {message}" if message else ""), url=url)
+        if status == 404:
+            cls = _NOT_FOUND.get(code, not_found)
+            path = urlsplit(url).path
+            if path == "/v2/":
+                return cls(f"{self.base_url} answered 404 to /v2/ — the URL is not a registry API", url=url)
+            return cls(message or f"not found: {path}", url=url)
+        if status == 405 or code == "UNSUPPORTED":
+            return e.UnsupportedOperation(
+                f"the registry at {self.base_url} does not support this operation"
+                + (f" ({code}: {message})" if code else ""), url=url)
+        if status == 503:
+            return e.RegistryAPIError(
+                f"the registry at {self.base_url} answered 503 — its own health check fails "
+                "(often its storage): see the registry's logs", url=url, status=status, code=code,
+                detail=detail)
+        text = f"{code}: {message}" if code else f"HTTP {status}"
+        return e.RegistryAPIError(f"the registry at {self.base_url} answered {text}", url=url, status=status,
+                                  code=code, detail=detail)
+
+
+class BlobStream:
+    """A blob being streamed: its size and type, and its bytes as an iterator of chunks."""
+
+    chunk_size = 256 * 1024
+
+    def __init__(self, resp: requests.Response, digest: str, url: str) -> None:
+        self._resp = resp
+        self.digest = digest
+        self.url = url
+        self.size = _content_length(resp)
+        self.media_type = _media_type(resp) or "application/octet-stream"
+
+    def __iter__(self) -> Iterator[bytes]:
+        algorithm, _, expected = self.digest.partition(":")
+        hasher = hashlib.new(algorithm)
+        try:
+            for chunk in self._resp.iter_content(self.chunk_size):
+                hasher.update(chunk)
+                yield chunk
+        except requests.RequestException as exc:
+            raise e.RegistryUnreachable(f"the download of {self.digest} broke off", url=self.url) from exc
+        finally:
+            self.close()
+        if hasher.hexdigest() != expected:
+            # The bytes are already sent; raising cuts the download so the client sees a failure.
+            raise e.IntegrityError(f"blob {self.digest} does not match its digest", url=self.url,
+                                   expected=self.digest, actual=f"{algorithm}:{hasher.hexdigest()}")
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> BlobStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _media_type(resp: requests.Response) -> str:
+    return resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+
+
+def _content_length(resp: requests.Response) -> int:
+    try:
+        return max(int(resp.headers.get("Content-Length", "0")), 0)
+    except ValueError:
+        return 0
+
+
+def _next_link(resp: requests.Response, url: str) -> str | None:
+    link = resp.links.get("next")
+    if not link or not link.get("url"):
+        return None
+    target = urljoin(url, link["url"])
+    # Only ever follow a page on the same registry.
+    if urlsplit(target)[:2] != urlsplit(url)[:2]:
+        return None
+    return target
+
+
+def _first_error(body: bytes) -> tuple[str, str, str]:
+    try:
+        doc: Any = json.loads(body)
+        first = doc["errors"][0]
+        detail = first.get("detail")
+        return (str(first.get("code", ""))[:100], str(first.get("message", ""))[:500],
+                "" if detail is None else str(detail)[:500])
+    except Exception:  # no or a foreign error body: the status alone must do
+        return "", "", ""
+
+
+def run_bounded(fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
+    """Run `fn` over items with at most `workers` in flight; failures are returned, not raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not items:
+        return []
+
+    def guarded(item: Any) -> T | BaseException:
+        try:
+            return fn(item)
+        except e.RegistryError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        return list(pool.map(guarded, items))

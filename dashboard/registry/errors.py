@@ -1,0 +1,103 @@
+"""Typed failures of the registry client.
+
+Every message is written for the operator who reads it on a page: it names the
+registry URL and says what to check, never a urllib3 repr.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of everything the client raises."""
+
+    #: HTTP status the dashboard should answer with when this error ends a page.
+    http_status: int = 502
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RegistryUnreachable(RegistryError):
+    """Connection refused, DNS failure, reset: nothing answered."""
+
+    http_status = 502
+
+
+class RegistryTLSError(RegistryError):
+    """TLS handshake or certificate verification failed, or the scheme is wrong."""
+
+    http_status = 502
+
+
+class RegistryTimeout(RegistryError):
+    http_status = 504
+
+
+class Unauthorized(RegistryError):
+    """401/403: credentials are missing, wrong, or lack the permission."""
+
+    http_status = 502
+
+
+class NotFound(RegistryError):
+    http_status = 404
+
+
+class NameUnknown(NotFound):
+    pass
+
+
+class ManifestUnknown(NotFound):
+    pass
+
+
+class BlobUnknown(NotFound):
+    pass
+
+
+class UnsupportedOperation(RegistryError):
+    """The registry refuses the operation (405 / UNSUPPORTED), e.g. deletion disabled."""
+
+    http_status = 405
+
+
+class RegistryAPIError(RegistryError):
+    """Any other error answer, with the registry's own code and message."""
+
+    def __init__(self, message: str, *, url: str = "", status: int = 0,
+                 code: str = "", detail: str = "") -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class IntegrityError(RegistryError):
+    """Bytes the registry sent do not hash to the digest they are addressed by."""
+
+    http_status = 502
+
+    def __init__(self, message: str, *, url: str = "", expected: str = "", actual: str = "") -> None:
+        super().__init__(message, url=url)
+        self.expected = expected
+        self.actual = actual
+
+
+class MalformedContent(RegistryError):
+    """The registry answered, but the content cannot be understood (not JSON, wrong shape)."""
+
+    http_status = 502
+
+
+class InvalidReference(RegistryError):
+    """A repository name, tag or digest that the distribution grammar rejects.
+
+    Raised before any request is made, so nothing odd reaches a registry URL.
+    """
+
+    http_status = 404

@@ -1,0 +1,87 @@
+"""The dashboard's way into the registry: one pooled client, and a cache for what is
+addressed by digest (a manifest or config never changes once pushed)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+
+from .registry import RegistryClient, models as m
+from .registry.parse import parse_config, parse_manifest
+
+# A day is long enough to make pages fast and short enough that GC'd digests age out.
+DIGEST_TTL = 24 * 3600
+
+
+@lru_cache(maxsize=1)
+def client() -> RegistryClient:
+    cfg = settings.REGISTRYUI
+    return RegistryClient(m.RegistryConfig(
+        url=cfg["REGISTRY_URL"],
+        username=cfg["USERNAME"],
+        password=cfg["PASSWORD"],
+        ca_bundle=cfg["CA_BUNDLE"],
+        insecure=cfg["INSECURE"],
+        connect_timeout=cfg["CONNECT_TIMEOUT"],
+        read_timeout=cfg["READ_TIMEOUT"],
+        pool_size=cfg["CONCURRENCY"],
+        user_agent=f"registryui/{cfg['VERSION']}",
+    ))
+
+
+def concurrency() -> int:
+    return max(1, int(settings.REGISTRYUI["CONCURRENCY"]))
+
+
+def registry_url() -> str:
+    return settings.REGISTRYUI["REGISTRY_URL"]
+
+
+def pull_host() -> str:
+    return settings.REGISTRYUI["PULL_HOST"] or urlsplit(registry_url()).netloc
+
+
+def _key(kind: str, digest: str) -> str:
+    # Digest-addressed content is the same on any registry, but the cache may be shared by
+    # dashboards of different registries: keep them apart.
+    scope = hashlib.sha256(registry_url().encode()).hexdigest()[:12]
+    return f"rui:{scope}:{kind}:{digest}"
+
+
+def manifest_by_digest(name: str, digest: str) -> m.Manifest:
+    """The manifest, from the cache when known (the caller has confirmed it is in `name`)."""
+    key = _key("manifest", digest)
+    hit = cache.get(key)
+    if hit is not None:
+        raw, media_type = hit
+        return parse_manifest(raw, media_type=media_type, digest=digest)
+    raw, media_type, verified = client().manifest_bytes(name, digest)
+    cache.set(key, (raw, media_type), DIGEST_TTL)
+    return parse_manifest(raw, media_type=media_type, digest=verified)
+
+
+def config_by_digest(name: str, digest: str) -> m.ImageConfig:
+    key = _key("config", digest)
+    raw = cache.get(key)
+    if raw is None:
+        raw = client().blob_bytes(name, digest)
+        cache.set(key, raw, DIGEST_TTL)
+    return parse_config(raw, digest=digest)
+
+
+def catalog() -> list[str]:
+    """The whole catalog, re-read at most every CATALOG_TTL seconds."""
+    ttl = settings.REGISTRYUI["CATALOG_TTL"]
+    key = _key("catalog", "all")
+    if ttl > 0:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    names = sorted(client().catalog())
+    if ttl > 0:
+        cache.set(key, names, ttl)
+    return names

@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),
+]
+
+handler404 = "dashboard.views.not_found"
+handler500 = "dashboard.views.server_error"
