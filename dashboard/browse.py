@@ -146,7 +146,9 @@ def _fetch_manifests(name: str, digests: list[str], workers: int) -> dict[str, m
 def _attachment_kind(row: TagRow) -> str:
     # The tag name says what cosign meant; the media types say what it is.
     by_name = attachment_target(row.tag)[1]  # type: ignore[index]
-    return by_name if by_name != "referrers" or row.kind in ("", kinds.IMAGE, kinds.ARTIFACT) else row.kind
+    if by_name == "referrers" and row.kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
+        return row.kind
+    return by_name
 
 
 def _row(tag: str, head: m.ManifestRef, manifests: dict, configs: dict) -> TagRow:

@@ -17,10 +17,10 @@ from .registry.parse import parse_config, parse_manifest
 DIGEST_TTL = 24 * 3600
 
 
-@lru_cache(maxsize=1)
 def client() -> RegistryClient:
+    """The pooled client for the configured registry (a new one if the settings change)."""
     cfg = settings.REGISTRYUI
-    return RegistryClient(m.RegistryConfig(
+    return _client_for(m.RegistryConfig(
         url=cfg["REGISTRY_URL"],
         username=cfg["USERNAME"],
         password=cfg["PASSWORD"],
@@ -31,6 +31,11 @@ def client() -> RegistryClient:
         pool_size=cfg["CONCURRENCY"],
         user_agent=f"registryui/{cfg['VERSION']}",
     ))
+
+
+@lru_cache(maxsize=4)
+def _client_for(config: m.RegistryConfig) -> RegistryClient:
+    return RegistryClient(config)
 
 
 def concurrency() -> int:

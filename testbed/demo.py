@@ -1,0 +1,59 @@
+"""`make demo`: a local registry with sample images, and the dashboard against it.
+
+The registry is Debian's `docker-registry` on loopback, its data under `.demo/` (git-ignored),
+so a second start reuses what the first one pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from .seed import seed_standard
+from .server import RegistryServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default=os.environ.get("REGISTRYUI_LISTEN", "127.0.0.1:8000"),
+                        help="address the dashboard listens on (default 127.0.0.1:8000)")
+    parser.add_argument("--data", type=Path, default=ROOT / ".demo", help="where the demo registry keeps its data")
+    args = parser.parse_args()
+
+    args.data.mkdir(parents=True, exist_ok=True)
+    port = 5000 if _port_free(5000) else free_port()
+    with RegistryServer(args.data, port=port) as server:
+        catalog = requests.get(f"{server.url}/v2/_catalog", timeout=5).json().get("repositories") or []
+        if catalog:
+            print(f"== demo registry at {server.url} (reusing {len(catalog)}+ repositories in {args.data})")
+        else:
+            print(f"== demo registry at {server.url}: pushing sample images…")
+            seeded = seed_standard(server.url, skopeo_workdir=args.data / "skopeo")
+            print(f"   pushed {len(seeded.repos)} repositories in {seeded.seconds:.1f} s")
+        env = {**os.environ, "REGISTRYUI_REGISTRY_URL": server.url}
+        python = sys.executable
+        subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        print(f"== registryui on http://{args.listen}  (Ctrl+C stops both)")
+        try:
+            subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
