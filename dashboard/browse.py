@@ -297,7 +297,8 @@ def blob_users(view: RepositoryView, digest: str) -> list[tuple[str, str, list[s
 def filter_names(names: list[str], query: str) -> list[str]:
     """Every whitespace-separated term must appear in the name (case-insensitive)."""
     terms = query.lower().split()
-    return [n for n in names if all(t in n for t in terms)]
+    # Namespace first, so each namespace's repositories stand together under one heading.
+    return sorted((n for n in names if all(t in n for t in terms)), key=lambda n: (n.rpartition("/")[0], n))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,18 @@
+# Minimal image for `docker compose up`; the production image (gunicorn config, healthcheck,
+# the registry binary for garbage collection) is shipped by a later change.
+FROM python:3.13-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REGISTRYUI_DATA_DIR=/data
+WORKDIR /app
+COPY pyproject.toml README.md manage.py ./
+COPY registryui registryui
+COPY dashboard dashboard
+COPY templates templates
+COPY static static
+RUN pip install --no-cache-dir . \
+    && REGISTRYUI_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0 \
+    && useradd --system --uid 10001 --home-dir /data registryui \
+    && mkdir -p /data && chown registryui /data
+USER registryui
+EXPOSE 8000
+VOLUME ["/data"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn registryui.wsgi --bind 0.0.0.0:8000 --workers 2 --threads 4 --access-logfile -"]
