@@ -355,6 +355,7 @@ def build_image(
     """
     layer_type = MT_OCI_LAYER if oci else MT_DOCKER_LAYER
     blobs = [tar_gz_layer(files, media_type=layer_type) for files in layers]
+    custom_config = config_bytes is not None
     if config_bytes is None:
         config_bytes = image_config(
             diff_ids=[b.diff_id or "" for b in blobs], created=created, author=author, platform=platform,
@@ -362,9 +363,10 @@ def build_image(
             exposed_ports=exposed_ports, volumes=volumes, labels=labels, history=history,
         )
     config = Blob(config_media_type or (MT_OCI_CONFIG if oci else MT_DOCKER_CONFIG), config_bytes)
+    # A custom config says nothing we can vouch for, so don't claim a platform or created time.
     return build_manifest(
-        config, blobs, oci=oci, annotations=annotations, subject=subject,
-        artifact_type=artifact_type, platform=platform, created=created,
+        config, blobs, oci=oci, annotations=annotations, subject=subject, artifact_type=artifact_type,
+        platform=None if custom_config else platform, created=None if custom_config else created,
     )
 
 

@@ -122,7 +122,9 @@ class Seeded:
     host: str
     repos: tuple[str, ...]  # sorted; exactly what /v2/_catalog must list (acme/gone included)
     tags: Mapping[str, Mapping[str, str]]  # repo -> {tag: digest} as tags/list must show (gone: empty)
-    manifests: Mapping[str, ManifestFact]  # digest -> facts, incl. index children & untagged referrers
+    # digest -> facts for every manifest pushed: index children, the untagged referrer and the
+    # deleted acme/gone manifest included.
+    manifests: Mapping[str, ManifestFact]
     bulk_repos: tuple[str, ...]
     attachments: tuple[Attachment, ...]
     referrer_digest: str  # untagged OCI artifact whose subject is acme/web:1.2.0
@@ -285,12 +287,12 @@ def _push_alpine(rec: _Recorder, host: str, workdir: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _web_image(version: str, created: str, payload: int, extra_layers: int, history_html: bool) -> Image:
+def _web_image(version: str, created: str, payload: int, extra_layers: int) -> Image:
     layers = [{"app/VERSION": version.encode() + b"\n", "app/blob.bin": _noise(f"web-{version}", payload)}]
     history = [HistoryStep("/bin/sh -c #(nop) ADD dir:app in /app ")]
     for i in range(extra_layers):
         layers.append({f"app/extra-{i}.bin": _noise(f"web-{version}-{i}", payload // 2)})
-        history.append(HistoryStep(XSS_HISTORY if history_html and i == 0 else f"/bin/sh -c build step {i}"))
+        history.append(HistoryStep(XSS_HISTORY if i == 0 else f"/bin/sh -c build step {i}"))
     history += [
         HistoryStep('/bin/sh -c #(nop)  EXPOSE 8080/tcp', empty_layer=True),
         HistoryStep('/bin/sh -c #(nop)  ENTRYPOINT ["/app/web"]', empty_layer=True),
@@ -326,15 +328,17 @@ def _cosign_like(layer_type: str, payload: Any, annotations: Mapping[str, str] |
     return p.build_manifest(config, [layer])
 
 
-def _seed_web(rec: _Recorder, host: str) -> list[Attachment]:
+def _seed_web(rec: _Recorder, host: str) -> tuple[list[Attachment], str]:
+    """acme/web tags plus cosign-style attachments; returns them and the untagged referrer digest."""
     versions = {  # tag -> (created, random payload bytes, extra layers)
         "1.2.0": ("2023-06-01T08:00:00Z", 3_000, 0),
         "1.9.0": ("2024-03-01T10:00:00Z", 20_000, 1),
         "1.10.0": ("2024-05-15T12:30:00Z", 60_000, 2),
     }
-    for tag, (created, payload, extra) in versions.items():
-        rec.push(REPO_WEB, _web_image(tag, created, payload, extra, history_html=extra > 0), tag, Kind.IMAGE)
-    rec.push(REPO_WEB, _web_image("1.10.0", *versions["1.10.0"], history_html=True), "latest", Kind.IMAGE)
+    images = {tag: _web_image(tag, *spec) for tag, spec in versions.items()}
+    for tag, img in images.items():
+        rec.push(REPO_WEB, img, tag, Kind.IMAGE)
+    rec.push(REPO_WEB, images["1.10.0"], "latest", Kind.IMAGE)
 
     attachments = []
     target = rec.tags[REPO_WEB]["1.10.0"]
@@ -362,25 +366,22 @@ def _seed_web(rec: _Recorder, host: str) -> list[Attachment]:
     # OCI 1.1 referrers on a registry without the referrers API (2.8.2): the artifact is pushed
     # by digest and the `sha256-<hex>` tag holds an index listing it (distribution-spec
     # "referrers tag schema").
-    subject_digest = rec.tags[REPO_WEB]["1.2.0"]
-    subject = _web_image("1.2.0", *versions["1.2.0"], history_html=False)
-    assert subject.digest == subject_digest
+    subject = images["1.2.0"]
     empty = p.Blob(p.MT_OCI_EMPTY, b"{}")
     sbom = p.build_manifest(
         empty, [p.blob(MT_SPDX_JSON, dict(spdx, packages=[{"name": "web", "versionInfo": "1.2.0"}]))],
         subject=subject, artifact_type=MT_SPDX_JSON,
         annotations={"org.opencontainers.image.created": "2024-06-01T00:00:00Z"},
     )
-    referrer = rec.push(REPO_WEB, sbom, None, Kind.ARTIFACT)
+    rec.push(REPO_WEB, sbom, None, Kind.ARTIFACT)
     ref_index = p.build_index([sbom], child_annotations={
         sbom.digest: {"org.opencontainers.image.created": "2024-06-01T00:00:00Z"}})
-    tag = f"sha256-{subject_digest.split(':', 1)[1]}"
+    tag = f"sha256-{subject.digest.split(':', 1)[1]}"
     attachments.append(Attachment(REPO_WEB, tag, Kind.REFERRERS_INDEX,
                                   rec.push(REPO_WEB, ref_index, tag, Kind.REFERRERS_INDEX,
                                            {sbom.digest: Kind.ARTIFACT}),
-                                  subject_digest, "1.2.0"))
-    assert referrer == sbom.digest
-    return attachments
+                                  subject.digest, "1.2.0"))
+    return attachments, sbom.digest
 
 
 def _seed_multi(rec: _Recorder) -> None:
@@ -511,7 +512,7 @@ def seed_standard(url: str, *, skopeo_workdir: Path) -> Seeded:
     host = urlsplit(url).netloc
     rec = _Recorder(url)
     _push_alpine(rec, host, Path(skopeo_workdir))
-    attachments = _seed_web(rec, host)
+    attachments, referrer = _seed_web(rec, host)
     _seed_multi(rec)
     _seed_chart(rec)
     gone_digest, gone_status, gone_body = _seed_gone(rec)
@@ -520,7 +521,6 @@ def seed_standard(url: str, *, skopeo_workdir: Path) -> Seeded:
     bulk_fact = _fact(_bulk_image(), Kind.IMAGE)
     for repo in bulk:
         rec.record(repo, "latest", bulk_fact)
-    referrer = next(f.digest for f in rec.manifests.values() if f.subject is not None)
     return Seeded(
         url=url,
         host=host,
