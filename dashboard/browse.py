@@ -11,7 +11,7 @@ from .registry import errors as e
 from .registry import kinds
 from .registry import models as m
 from .registry.client import run_bounded
-from .registry.names import attachment_target
+from .registry.names import attachment_target, is_name, is_tag
 
 # -- sorting -------------------------------------------------------------------------
 
@@ -69,6 +69,10 @@ class TagRow:
     group: int = -1
 
     @property
+    def valid(self) -> bool:
+        return is_tag(self.tag)
+
+    @property
     def short_digest(self) -> str:
         return self.digest.split(":", 1)[-1][:12]
 
@@ -101,8 +105,14 @@ def split_attachments(tags: list[str]) -> tuple[list[str], list[Attachment]]:
 
 
 def names_only(name: str, tags: list[str]) -> RepositoryView:
-    plain, attached = split_attachments(tags)
-    return RepositoryView(name=name, rows=[TagRow(tag=t) for t in plain], orphans=attached)
+    plain, attached = split_attachments([t for t in tags if is_tag(t)])
+    rows = [TagRow(tag=t) for t in plain] + _invalid_rows([t for t in tags if not is_tag(t)])
+    return RepositoryView(name=name, rows=rows, orphans=attached)
+
+
+def _invalid_rows(tags: list[str]) -> list[TagRow]:
+    # A hostile or broken registry may list names the grammar forbids: show them, never use them.
+    return [TagRow(tag=t, problem="the registry listed this tag, but it is not a valid tag name") for t in tags]
 
 
 def resolve(name: str, tags: list[str]) -> RepositoryView:
@@ -112,6 +122,8 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
     so a warm page costs one HEAD per tag.
     """
     workers = services.concurrency()
+    invalid = [t for t in tags if not is_tag(t)]
+    tags = [t for t in tags if is_tag(t)]
     heads = run_bounded(lambda t: services.client().head_manifest(name, t), tags, workers)
     digests = sorted({h.digest for h in heads if isinstance(h, m.ManifestRef)})
     manifests = _fetch_manifests(name, digests, workers)
@@ -134,6 +146,7 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
     attachments = [Attachment(tag=r.tag, kind=_attachment_kind(r), target=attachment_target(r.tag)[0])
                    for r in rows if attachment_target(r.tag) is not None]
     plain_rows, orphans = _attach(plain_rows, attachments)
+    plain_rows.extend(_invalid_rows(invalid))
     good = {d: mf for d, mf in manifests.items() if isinstance(mf, m.Manifest)}
     return RepositoryView(name=name, rows=_group(plain_rows), orphans=orphans, detailed=True, manifests=good)
 
@@ -310,6 +323,10 @@ class CatalogRow:
     tag_count: int | None = None
     problem: str = ""
 
+    @property
+    def valid(self) -> bool:
+        return is_name(self.name)
+
 
 def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | None = None) -> list[CatalogRow]:
     rows = []
@@ -323,6 +340,8 @@ def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | No
 
 
 def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
+    names = [n for n in names if is_name(n)]
+
     def count(name: str) -> int:
         try:
             return len(services.client().tags(name))

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from . import models as m
 from .errors import IntegrityError, MalformedContent
+from .names import is_digest
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
@@ -107,10 +108,30 @@ def _descriptor(value: Any) -> m.Descriptor | None:
     )
 
 
-def _descriptors(value: Any) -> tuple[m.Descriptor, ...]:
-    if not isinstance(value, list):
+def _descriptors(value: Any, problems: list[str], what: str) -> tuple[m.Descriptor, ...]:
+    if value is None:
         return ()
-    return tuple(d for d in (_descriptor(v) for v in value) if d is not None)
+    if not isinstance(value, list):
+        problems.append(f"“{what}” is not a list")
+        return ()
+    found = []
+    for i, item in enumerate(value):
+        d = _descriptor(item)
+        if d is None:
+            problems.append(f"{what}[{i}] is not a descriptor with a digest")
+        elif not is_digest(d.digest):
+            # Never let an unverifiable digest reach a URL; say what was skipped instead.
+            problems.append(f"{what}[{i}] has an invalid digest “{d.digest[:150]}”")
+        else:
+            found.append(d)
+    return tuple(found)
+
+
+def _valid_descriptor(value: Any, problems: list[str], what: str) -> m.Descriptor | None:
+    if value is None:
+        return None
+    got = _descriptors([value], problems, what)
+    return got[0] if got else None
 
 
 def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
@@ -130,19 +151,23 @@ def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
             kind = m.OCI_INDEX
         elif "config" in doc and "layers" in doc:
             kind = m.OCI_MANIFEST
+    problems: list[str] = []
     common = dict(
         schema_version=_int(doc.get("schemaVersion")),
         annotations=_str_map(doc.get("annotations")),
-        subject=_descriptor(doc.get("subject")),
+        subject=_valid_descriptor(doc.get("subject"), problems, "subject"),
         artifact_type=_str(doc.get("artifactType")),
     )
     if kind in m.INDEX_TYPES:
-        return m.Manifest(media_type=kind, manifests=_descriptors(doc.get("manifests")), **common, **base)
+        children = _descriptors(doc.get("manifests"), problems, "manifests")
+        return m.Manifest(media_type=kind, manifests=children, problem="; ".join(problems), **common, **base)
     if kind in m.IMAGE_TYPES:
-        config = _descriptor(doc.get("config"))
-        problem = "" if config else "the manifest has no valid config descriptor"
-        return m.Manifest(media_type=kind, config=config, layers=_descriptors(doc.get("layers")),
-                          problem=problem, **common, **base)
+        config = _valid_descriptor(doc.get("config"), problems, "config")
+        if config is None and not problems:
+            problems.append("the manifest has no valid config descriptor")
+        layers = _descriptors(doc.get("layers"), problems, "layers")
+        return m.Manifest(media_type=kind, config=config, layers=layers,
+                          problem="; ".join(problems), **common, **base)
     shown = kind or "none"
     return m.Manifest(media_type=kind or media_type,
                       problem=f"unsupported manifest media type “{shown}”", **common, **base)
