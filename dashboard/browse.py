@@ -233,7 +233,8 @@ SORTS = {
     "name": (lambda r: version_key(r.tag), False),
     "created": (lambda r: (r.created is not None, r.created or datetime.min, version_key(r.tag)), True),
     "size": (lambda r: (r.size, version_key(r.tag)), True),
-    "image": (lambda r: (r.digest, version_key(r.tag)), False),
+    # Newest image first, its tags together.
+    "image": (lambda r: (r.created is not None, r.created or datetime.min, r.digest, version_key(r.tag)), True),
 }
 
 
@@ -377,6 +378,8 @@ class ManifestPage:
     children: list[tuple[m.Descriptor, str]] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     pretty: str = ""
+    #: For a cosign / referrers-fallback tag: the image it belongs to.
+    attached_to: Attachment | None = None
 
 
 def manifest_page(name: str, reference: str) -> ManifestPage:
@@ -385,6 +388,9 @@ def manifest_page(name: str, reference: str) -> ManifestPage:
     head = services.client().head_manifest(name, reference)
     mf = services.manifest_by_digest(name, head.digest)
     page = ManifestPage(name=name, reference=reference, manifest=mf)
+    target = attachment_target(reference)
+    if target:
+        page.attached_to = Attachment(tag=reference, kind=target[1], target=target[0])
     try:
         page.pretty = json.dumps(json.loads(mf.raw), indent=2, ensure_ascii=False)
     except ValueError:
