@@ -42,7 +42,8 @@ _NOT_FOUND = {
 
 class RegistryClient:
     def __init__(self, config: m.RegistryConfig) -> None:
-        self.config = config
+        # Not `self.config`: that name is the config() method, which the attribute would shadow.
+        self.conf = config
         self.base_url = config.url.rstrip("/")
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(config.pool_size, 1), max_retries=0)
@@ -184,7 +185,7 @@ class RegistryClient:
     def _send(self, method: str, path: str, *, not_found: type[e.NotFound],
               headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
         url = self._url(path)
-        timeout = (self.config.connect_timeout, self.config.read_timeout)
+        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
             resp = self._session.request(method, url, headers=headers, stream=stream, timeout=timeout,
                                          allow_redirects=True)
@@ -204,7 +205,10 @@ class RegistryClient:
     def _read(self, resp: requests.Response, limit: int, *, what: str) -> bytes:
         chunks: list[bytes] = []
         total = 0
-        declared = _content_length(resp)
+        # Under a Content-Encoding (a compressing proxy) Content-Length counts the encoded bytes,
+        # which urllib3 checks itself; only an identity body can be compared with it here.
+        encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+        declared = 0 if encoded else _content_length(resp)
         try:
             if declared > limit:
                 raise e.MalformedContent(
@@ -246,12 +250,16 @@ class RegistryClient:
                                       "and the registry's certificate", url=url)
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return e.RegistryTimeout(
-                f"no connection to {where} within {self.config.connect_timeout:g} s — "
+                f"no connection to {where} within {self.conf.connect_timeout:g} s — "
                 "is the host reachable and the port right?", url=url)
         if isinstance(exc, requests.exceptions.ReadTimeout):
             return e.RegistryTimeout(
-                f"{where} accepted the connection but sent no answer within {self.config.read_timeout:g} s",
+                f"{where} accepted the connection but sent no answer within {self.conf.read_timeout:g} s",
                 url=url)
+        if isinstance(exc, requests.exceptions.ConnectionError) and "read timed out" in text.lower():
+            # requests reports a stall in the middle of a body as a ConnectionError, not a ReadTimeout.
+            return e.RegistryTimeout(
+                f"{where} stopped sending its answer for {self.conf.read_timeout:g} s", url=url)
         if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
             return e.RegistryUnreachable(
                 f"the connection to {where} broke while reading its answer (the body was cut short)", url=url)
@@ -281,9 +289,9 @@ class RegistryClient:
             https_url = "https://" + self.base_url.split("://", 1)[-1]
             return e.RegistryTLSError(f"the registry at {self.base_url} speaks HTTPS — use {https_url}", url=url)
         if status == 401:
-            if self.config.username:
+            if self.conf.username:
                 return e.Unauthorized(f"the registry at {self.base_url} rejected the credentials of "
-                                      f"“{self.config.username}”", url=url)
+                                      f"“{self.conf.username}”", url=url)
             return e.Unauthorized(f"the registry at {self.base_url} needs credentials — set "
                                   "REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD", url=url)
         if status == 403:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -78,7 +78,10 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     # Year 1 is Go's zero time, used by reproducible builds: it means "unknown".
-    return None if when.year <= 1 else when
+    if when.year <= 1:
+        return None
+    # A zone-less time would not compare with the others (TypeError when sorting): take it as UTC.
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _platform(value: Any) -> m.Platform | None:
@@ -139,7 +142,7 @@ def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
     base = dict(raw=raw, digest=digest, size=len(raw))
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         return m.Manifest(media_type=media_type, problem=f"the manifest is not valid JSON ({exc})", **base)
     if not isinstance(doc, dict):
         return m.Manifest(media_type=media_type, problem="the manifest is not a JSON object", **base)
@@ -176,7 +179,7 @@ def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
 def parse_config(raw: bytes, *, digest: str) -> m.ImageConfig:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         return m.ImageConfig(digest=digest, raw=raw, problem=f"the image config is not valid JSON ({exc})")
     if not isinstance(doc, dict):
         return m.ImageConfig(digest=digest, raw=raw, problem="the image config is not a JSON object")
@@ -218,7 +221,7 @@ def parse_config(raw: bytes, *, digest: str) -> m.ImageConfig:
 def parse_json_object(raw: bytes, *, what: str, url: str = "") -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise MalformedContent(f"{what} from {url} is not valid JSON ({exc})", url=url) from exc
     if not isinstance(doc, dict):
         raise MalformedContent(f"{what} from {url} is not a JSON object", url=url)
