@@ -12,6 +12,7 @@ from .registry import kinds
 from .registry import models as m
 from .registry.client import run_bounded
 from .registry.names import attachment_target, is_name, is_tag
+from .registry.parse import parse_time
 
 # -- sorting -------------------------------------------------------------------------
 
@@ -183,6 +184,9 @@ def _row(tag: str, head: m.ManifestRef, manifests: dict, configs: dict) -> TagRo
         platform = str(m.Platform(config.os, config.architecture, config.variant)) if config.os else ""
     elif isinstance(config, e.RegistryError):
         problem = problem or f"config: {config}"
+    if created is None:
+        # Artifacts without an image config (Helm charts, …) date themselves in an annotation.
+        created = parse_time(mf.annotations.get("org.opencontainers.image.created"))
     platforms = (PlatformRow(platform=platform, digest=mf.digest, size=mf.layers_size, created=created,
                              kind=mf.kind),) if platform else ()
     return TagRow(tag=tag, digest=mf.digest, media_type=mf.media_type, kind=mf.kind, size=mf.layers_size,
@@ -402,7 +406,9 @@ def manifest_page(name: str, reference: str) -> ManifestPage:
         except (e.NotFound, e.IntegrityError, e.MalformedContent) as exc:
             page.config_problem = f"the config blob could not be read: {exc}"
     elif mf.config is not None:
-        page.config_problem = ("" if mf.config.media_type in (m.OCI_EMPTY, "") else
+        # A Helm chart or a signature has its own config type: only an unknown one is worth a note.
+        page.config_problem = ("" if mf.config.media_type in (m.OCI_EMPTY, "")
+                               or mf.kind not in (kinds.ARTIFACT, kinds.UNKNOWN) else
                                f"the config has media type “{mf.config.media_type}”, not an image config")
     if mf.is_image_manifest:
         page.history, page.history_note = history_with_layers(mf, page.config if page.config and

@@ -26,7 +26,9 @@ class RegistryErrorMiddleware:
         if not isinstance(exception, (NotFound, InvalidReference)):
             log.warning("registry error on %s: %s", request.path, exception)
         title = _title(exception)
-        template = "error.html#message" if getattr(request, "htmx", False) else "error.html"
+        from .views import wants_partial
+
+        template = "error.html#message" if wants_partial(request) else "error.html"
         response = TemplateResponse(request, template, {"title": title, "error": exception},
                                     status=exception.http_status)
         return response.render()

@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from . import browse, services
 from .registry.names import check_digest, check_name, check_reference
@@ -13,7 +14,13 @@ from .registry.names import check_digest, check_name, check_reference
 CATALOG_PAGE_SIZE = 100
 
 
+def wants_partial(request: HttpRequest) -> bool:
+    # A history restore (Back after a pushed URL) swaps the whole body: it needs the whole page.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
 @require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")  # a fragment or the page: never mix them up in a cache
 def catalog(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     names = browse.filter_names(services.catalog(), query)
@@ -22,11 +29,12 @@ def catalog(request: HttpRequest) -> HttpResponse:
     counts = browse.tag_counts(list(page)) if with_counts else None
     context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
                "rows": browse.catalog_rows(list(page), counts)}
-    template = "catalog.html#repo-list" if request.htmx else "catalog.html"
+    template = "catalog.html#repo-list" if wants_partial(request) else "catalog.html"
     return render(request, template, context)
 
 
 @require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def repository(request: HttpRequest, name: str) -> HttpResponse:
     check_name(name)
     sort, order = request.GET.get("sort", "name"), request.GET.get("order", "")
@@ -38,7 +46,7 @@ def repository(request: HttpRequest, name: str) -> HttpResponse:
     rows = browse.sort_rows(view.rows, sort, order)
     context = {"name": name, "view": view, "rows": rows, "sort": sort, "order": browse.effective_order(sort, order),
                "note": note, **browse.next_orders(sort, order)}
-    template = "repository.html#tags" if request.htmx else "repository.html"
+    template = "repository.html#tags" if wants_partial(request) else "repository.html"
     return render(request, template, context)
 
 
