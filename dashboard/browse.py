@@ -360,7 +360,9 @@ def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
 def repository_tags(name: str) -> tuple[list[str], str]:
     """The tags, or none with a note when the catalog lists a repository that has none left."""
     try:
-        return services.client().tags(name), ""
+        tags = services.client().tags(name)
+        return tags, "" if tags else ("This repository has no tags: every tag was deleted. "
+                                      "Its data stays until garbage collection.")
     except e.NameUnknown:
         if name in services.catalog():
             return [], "This repository has no tags: every tag was deleted. Its data stays until garbage collection."

@@ -515,7 +515,7 @@ def test_tags__404_manifest_unknown_body__the_code_wins(fake: FakeRegistry) -> N
 
 def test_tags__404_without_body__name_unknown(fake: FakeRegistry) -> None:
     fake.answer("/v2/a/tags/list", 404, b"404 page not found\n", {"Content-Type": "text/plain"})
-    with pytest.raises(e.NameUnknown, match="not found: /v2/a/tags/list"):
+    with pytest.raises(e.NameUnknown, match="there is no repository “a” in the registry"):
         fake.client().tags("a")
 
 

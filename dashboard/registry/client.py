@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -302,7 +303,7 @@ class RegistryClient:
             path = urlsplit(url).path
             if path == "/v2/":
                 return cls(f"{self.base_url} answered 404 to /v2/ — the URL is not a registry API", url=url)
-            return cls(message or f"not found: {path}", url=url)
+            return cls(_missing(cls, path, message), url=url)
         if status == 405 or code == "UNSUPPORTED":
             return e.UnsupportedOperation(
                 f"the registry at {self.base_url} does not support this operation"
@@ -353,6 +354,24 @@ class BlobStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_RESOURCE_RE = re.compile(r"/v2/(?P<name>.+)/(?P<what>manifests|blobs|tags)/(?P<ref>[^/]+)")
+
+
+def _missing(cls: type[e.NotFound], path: str, registry_message: str) -> str:
+    """Say which repository, tag, manifest or blob is missing, in the user's terms."""
+    match = _RESOURCE_RE.fullmatch(path)
+    said = f" (the registry says: {registry_message})" if registry_message else ""
+    if not match:
+        return f"not found: {path}{said}"
+    name, what, ref = match["name"], match["what"], match["ref"]
+    if cls is e.NameUnknown or what == "tags":
+        return f"there is no repository “{name}” in the registry{said}"
+    if what == "blobs":
+        return f"there is no blob {ref} in {name}{said}"
+    noun = "manifest" if is_digest(ref) else "tag"
+    return f"there is no {noun} “{ref}” in {name}{said}"
 
 
 def _media_type(resp: requests.Response) -> str:
