@@ -6,7 +6,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from .registry.errors import InvalidReference, NotFound, RegistryError
+from .registry.errors import InvalidReference, NameUnknown, NotFound, RegistryError
+from .registry.names import is_name
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,13 @@ class RegistryErrorMiddleware:
         from .views import wants_partial
 
         template = "error.html#message" if wants_partial(request) else "error.html"
-        response = TemplateResponse(request, template, {"title": title, "error": exception},
+        # Within a repository that exists, the way on is back to it, not to the catalog.
+        match = getattr(request, "resolver_match", None)
+        name = match.kwargs.get("name", "") if match else ""
+        missing_inside = isinstance(exception, NotFound) and not isinstance(exception, NameUnknown)
+        repository = name if missing_inside and is_name(name) else ""
+        response = TemplateResponse(request, template, {"title": title, "error": exception,
+                                                        "repository": repository},
                                     status=exception.http_status)
         return response.render()
 

@@ -1044,3 +1044,11 @@ def test_errors__registry_unreachable_every_page_is_502_with_an_explanation(clie
                                  f"/r/{REPO_WEB}/-/blobs/sha256:{'a' * 64}/download"])
 def test_errors__post_is_405(client, dashboard, url) -> None:
     assert client.post(url, {"x": "1"}).status_code == 405
+
+
+def test_error__missing_tag_page_links_back_to_its_repository(client, dashboard) -> None:
+    response = client.get("/r/acme/web/-/manifests/no-such-tag/")
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert "there is no tag “no-such-tag” in acme/web" in body
+    assert 'href="/r/acme/web/"' in body
