@@ -119,30 +119,30 @@ def _invalid_rows(tags: list[str]) -> list[TagRow]:
 def resolve(name: str, tags: list[str]) -> RepositoryView:
     """Every tag with digest, kind, size, created and platforms, with bounded concurrency.
 
-    Requests per level run in parallel; manifests and configs come from the cache when known,
-    so a warm page costs one HEAD per tag.
+    Requests per level run in parallel. One GET per tag gives its digest and manifest at
+    once (a HEAD would cost the registry the same, and a cold page would then need a GET
+    too); index children and configs come from the cache when known.
     """
     workers = services.concurrency()
     invalid = [t for t in tags if not is_tag(t)]
     tags = [t for t in tags if is_tag(t)]
-    heads = run_bounded(lambda t: services.client().head_manifest(name, t), tags, workers)
-    digests = sorted({h.digest for h in heads if isinstance(h, m.ManifestRef)})
-    manifests = _fetch_manifests(name, digests, workers)
-    children = sorted({c.digest for d in digests if isinstance(manifests.get(d), m.Manifest)
-                       for c in manifests[d].manifests})  # type: ignore[union-attr]
-    manifests.update(_fetch_manifests(name, [c for c in children if c not in manifests], workers))
+    tagged = run_bounded(lambda t: services.manifest_by_tag(name, t), tags, workers)
+    manifests: dict[str, m.Manifest | e.RegistryError] = {
+        mf.digest: mf for mf in tagged if isinstance(mf, m.Manifest)}
+    children = sorted({c.digest for mf in tagged if isinstance(mf, m.Manifest) for c in mf.manifests}
+                      - manifests.keys())
+    manifests.update(services.many_by_digest(name, "manifest", children))
     config_digests = sorted({mf.config.digest for mf in manifests.values()
                              if isinstance(mf, m.Manifest) and mf.config is not None
                              and mf.config.media_type in m.IMAGE_CONFIG_TYPES})
-    configs = dict(zip(config_digests, run_bounded(lambda d: services.config_by_digest(name, d),
-                                                   config_digests, workers)))
+    configs = services.many_by_digest(name, "config", config_digests)
 
     rows: list[TagRow] = []
-    for tag, head in zip(tags, heads):
-        if isinstance(head, e.RegistryError):
-            rows.append(TagRow(tag=tag, problem=str(head)))
+    for tag, got in zip(tags, tagged):
+        if isinstance(got, e.RegistryError):
+            rows.append(TagRow(tag=tag, problem=str(got)))
             continue
-        rows.append(_row(tag, head, manifests, configs))
+        rows.append(_row(tag, got, manifests, configs))
     plain_rows = [r for r in rows if attachment_target(r.tag) is None]
     attachments = [Attachment(tag=r.tag, kind=_attachment_kind(r), target=attachment_target(r.tag)[0])
                    for r in rows if attachment_target(r.tag) is not None]
@@ -152,9 +152,6 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
     return RepositoryView(name=name, rows=_group(plain_rows), orphans=orphans, detailed=True, manifests=good)
 
 
-def _fetch_manifests(name: str, digests: list[str], workers: int) -> dict[str, m.Manifest | e.RegistryError]:
-    got = run_bounded(lambda d: services.manifest_by_digest(name, d), digests, workers)
-    return dict(zip(digests, got))
 
 
 def _attachment_kind(row: TagRow) -> str:
@@ -165,10 +162,7 @@ def _attachment_kind(row: TagRow) -> str:
     return by_name
 
 
-def _row(tag: str, head: m.ManifestRef, manifests: dict, configs: dict) -> TagRow:
-    mf = manifests.get(head.digest)
-    if not isinstance(mf, m.Manifest):
-        return TagRow(tag=tag, digest=head.digest, media_type=head.media_type, problem=str(mf))
+def _row(tag: str, mf: m.Manifest, manifests: dict, configs: dict) -> TagRow:
     if mf.is_index:
         platforms = tuple(_platform_row(d, manifests, configs) for d in mf.manifests)
         real = [p for p in platforms if p.kind not in (kinds.ATTESTATION, kinds.SBOM, kinds.SIGNATURE)]
@@ -391,8 +385,7 @@ class ManifestPage:
 def manifest_page(name: str, reference: str) -> ManifestPage:
     import json
 
-    head = services.client().head_manifest(name, reference)
-    mf = services.manifest_by_digest(name, head.digest)
+    mf = services.manifest(name, reference)
     page = ManifestPage(name=name, reference=reference, manifest=mf)
     target = attachment_target(reference)
     if target:
@@ -416,11 +409,10 @@ def manifest_page(name: str, reference: str) -> ManifestPage:
         page.history, page.history_note = history_with_layers(mf, page.config if page.config and
                                                               not page.config.problem else None)
     if mf.is_index:
-        kids = run_bounded(lambda d: services.manifest_by_digest(name, d.digest), list(mf.manifests),
-                           services.concurrency())
+        kids = services.many_by_digest(name, "manifest", [d.digest for d in mf.manifests])
         page.children = [(d, kinds.ATTESTATION if d.is_attestation else
                           (k.kind if isinstance(k, m.Manifest) else f"unreadable: {k}"))
-                         for d, k in zip(mf.manifests, kids)]
+                         for d, k in ((d, kids[d.digest]) for d in mf.manifests)]
     page.attachments = _attachments_of(name, mf.digest)
     return page
 

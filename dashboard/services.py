@@ -11,6 +11,9 @@ from django.conf import settings
 from django.core.cache import cache
 
 from .registry import RegistryClient, models as m
+from .registry.client import run_bounded
+from .registry.errors import RegistryError
+from .registry.names import is_digest
 from .registry.parse import parse_config, parse_manifest
 
 # A day is long enough to make pages fast and short enough that GC'd digests age out.
@@ -69,6 +72,20 @@ def manifest_by_digest(name: str, digest: str) -> m.Manifest:
     return parse_manifest(raw, media_type=media_type, digest=verified)
 
 
+def manifest_by_tag(name: str, tag: str) -> m.Manifest:
+    """A tag can move, so it is always read; what it points at is cached by digest."""
+    raw, media_type, digest = client().manifest_bytes(name, tag)
+    cache.set(_key("manifest", digest), (raw, media_type), DIGEST_TTL)
+    return parse_manifest(raw, media_type=media_type, digest=digest)
+
+
+def manifest(name: str, reference: str) -> m.Manifest:
+    """By tag or by digest; a digest is confirmed to be in `name` (HEAD) before the cache answers."""
+    if is_digest(reference):
+        return manifest_by_digest(name, client().head_manifest(name, reference).digest)
+    return manifest_by_tag(name, reference)
+
+
 def config_by_digest(name: str, digest: str) -> m.ImageConfig:
     key = _key("config", digest)
     raw = cache.get(key)
@@ -76,6 +93,24 @@ def config_by_digest(name: str, digest: str) -> m.ImageConfig:
         raw = client().blob_bytes(name, digest)
         cache.set(key, raw, DIGEST_TTL)
     return parse_config(raw, digest=digest)
+
+
+def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Manifest | m.ImageConfig | RegistryError]:
+    """Manifests or configs by digest: one cache round trip for the hits, bounded concurrency
+    for the misses, failures returned in place."""
+    keys = {_key(kind, d): d for d in digests}
+    hits = cache.get_many(list(keys))
+    found: dict[str, m.Manifest | m.ImageConfig | RegistryError] = {}
+    for key, value in hits.items():
+        digest = keys[key]
+        if kind == "manifest":
+            found[digest] = parse_manifest(value[0], media_type=value[1], digest=digest)
+        else:
+            found[digest] = parse_config(value, digest=digest)
+    missing = [d for d in digests if d not in found]
+    fetch = manifest_by_digest if kind == "manifest" else config_by_digest
+    found.update(zip(missing, run_bounded(lambda d: fetch(name, d), missing, concurrency())))
+    return found
 
 
 def catalog() -> list[str]:

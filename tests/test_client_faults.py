@@ -441,8 +441,22 @@ def test_catalog__link_loops_back__malformed_content_not_endless(fake: FakeRegis
 
     fake.on("/v2/_catalog", page)
     with pytest.raises(e.MalformedContent, match="loop back"):
-        fake.client().catalog()
+        fake.client().catalog(page_size=100)
     assert len(fake.seen) == 2
+
+
+def test_catalog__page_size_refused__falls_back_to_the_registry_default(fake: FakeRegistry) -> None:
+    # A registry with catalog.maxentries below 1000 refuses n=1000 (distribution answers 400).
+    def page(h: BaseHTTPRequestHandler) -> None:
+        if "n=1000" in h.path:
+            body = {"errors": [{"code": "PAGINATION_NUMBER_INVALID", "message": "invalid number of results requested"}]}
+            send(h, 400, jbytes(body))
+        else:
+            send(h, 200, jbytes({"repositories": ["a", "b"]}))
+
+    fake.on("/v2/_catalog", page)
+    assert fake.client().catalog() == ["a", "b"]
+    assert fake.paths() == ["/v2/_catalog?n=1000", "/v2/_catalog?n=100"]
 
 
 def test_tags__link_points_to_itself__malformed_content(fake: FakeRegistry) -> None:
