@@ -228,7 +228,8 @@ def _group(rows: list[TagRow]) -> list[TagRow]:
 
 
 SORTS = {
-    "name": (lambda r: version_key(r.tag), False),
+    # Newest version first by default; see sort_rows for names like `latest`.
+    "name": (lambda r: version_key(r.tag), True),
     "created": (lambda r: (r.created is not None, r.created or datetime.min, version_key(r.tag)), True),
     "size": (lambda r: (r.size, version_key(r.tag)), True),
     # Newest image first, its tags together.
@@ -244,7 +245,14 @@ def effective_order(sort: str, order: str) -> str:
 
 def sort_rows(rows: list[TagRow], sort: str, order: str) -> list[TagRow]:
     key, _ = SORTS.get(sort, SORTS["name"])
-    return sorted(rows, key=key, reverse=effective_order(sort, order) == "desc")
+    descending = effective_order(sort, order) == "desc"
+    if sort not in SORTS or sort == "name":
+        # Names that are not versions (latest, main, stable) head the list either way: they are
+        # what people look for first; only the versions below them turn around.
+        named = sorted((r for r in rows if version_key(r.tag)[0] == 0), key=key)
+        versions = sorted((r for r in rows if version_key(r.tag)[0] == 1), key=key, reverse=descending)
+        return named + versions
+    return sorted(rows, key=key, reverse=descending)
 
 
 def next_orders(sort: str, order: str) -> dict[str, str]:

@@ -332,28 +332,31 @@ def test_repository_details_fill_in_and_sorting_reorders(page: Page, app: App) -
     assert [created[t] for t in order] == sorted(created.values(), reverse=True)
     assert order.index("1.10.0") < order.index("1.9.0") < order.index("1.2.0")
 
-    order = by_header("Tag", "ascending")
+    # Newest version first when the Tag header is first clicked; names like `latest` stay on top.
+    order = by_header("Tag", "descending")
     expect(page).to_have_url(re.compile(r"[?&]sort=name"))
+    assert [t for t in order if is_semver(t)] == ["1.10.0", "1.9.0", "1.2.0"]
+    assert order[0] == "latest"
+    order = by_header("Tag", "ascending")
     versions = [t for t in order if is_semver(t)]
     assert versions == sorted(versions, key=semver) == ["1.2.0", "1.9.0", "1.10.0"]
-    order = by_header("Tag", "descending")
-    assert [t for t in order if is_semver(t)] == ["1.10.0", "1.9.0", "1.2.0"]
+    assert order[0] == "latest"
     assert same_document(page), "sorting should swap the table, not reload"
 
     # Back returns to the previous order, with the whole page around it.
     page.go_back()
-    expect(page).to_have_url(re.compile(r"[?&]sort=name&order=asc"))
-    expect(page.locator("#tags thead th", has_text="Tag")).to_have_attribute("aria-sort", "ascending")
+    expect(page).to_have_url(re.compile(r"[?&]sort=name&order=desc"))
+    expect(page.locator("#tags thead th", has_text="Tag")).to_have_attribute("aria-sort", "descending")
     expect(page.locator("h1")).to_have_text(REPO_WEB)
     expect(page.locator("header.topbar")).to_have_count(1)
     wait_for_details(page)
-    assert [t for t in shown_tags(page) if is_semver(t)] == ["1.2.0", "1.9.0", "1.10.0"]
+    assert [t for t in shown_tags(page) if is_semver(t)] == ["1.10.0", "1.9.0", "1.2.0"]
 
     # A reload of the pushed URL renders the same order server-side.
     page.reload()
     wait_for_details(page)
-    expect(page.locator("#tags thead th", has_text="Tag")).to_have_attribute("aria-sort", "ascending")
-    assert [t for t in shown_tags(page) if is_semver(t)] == ["1.2.0", "1.9.0", "1.10.0"]
+    expect(page.locator("#tags thead th", has_text="Tag")).to_have_attribute("aria-sort", "descending")
+    assert [t for t in shown_tags(page) if is_semver(t)] == ["1.10.0", "1.9.0", "1.2.0"]
 
 
 # -- 5. manifests ------------------------------------------------------------------------------

@@ -523,8 +523,11 @@ def test_repository__semver_sort_ascending_and_descending(client, dashboard) -> 
     def versions(query: str) -> list[str]:
         return [t for t in row_order(dom(get(client, repo_url(REPO_WEB, query)))) if t[0].isdigit()]
 
-    assert versions("") == ["1.2.0", "1.9.0", "1.10.0"]
-    assert versions("details=1") == ["1.2.0", "1.9.0", "1.10.0"]
+    # Newest version first by default, in the skeleton and with details; `latest` heads both.
+    assert versions("") == ["1.10.0", "1.9.0", "1.2.0"]
+    assert versions("details=1") == ["1.10.0", "1.9.0", "1.2.0"]
+    assert row_order(dom(get(client, repo_url(REPO_WEB, "details=1"))))[0] == "latest"
+    assert row_order(dom(get(client, repo_url(REPO_WEB, "sort=name&order=asc"))))[0] == "latest"
     assert versions("sort=name&order=asc") == ["1.2.0", "1.9.0", "1.10.0"]
     assert versions("sort=name&order=desc") == ["1.10.0", "1.9.0", "1.2.0"]
     doc = dom(get(client, repo_url(REPO_WEB, "sort=name&order=desc")))
