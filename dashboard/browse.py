@@ -152,8 +152,6 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
     return RepositoryView(name=name, rows=_group(plain_rows), orphans=orphans, detailed=True, manifests=good)
 
 
-
-
 def _attachment_kind(row: TagRow) -> str:
     # The tag name says what cosign meant; the media types say what it is.
     by_name = attachment_target(row.tag)[1]  # type: ignore[index]
