@@ -15,4 +15,4 @@ RUN pip install --no-cache-dir . \
 USER registryui
 EXPOSE 8000
 VOLUME ["/data"]
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn registryui.wsgi --bind 0.0.0.0:8000 --workers 2 --threads 4 --access-logfile -"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py ensure_admin && exec gunicorn registryui.wsgi --bind 0.0.0.0:8000 --workers 2 --threads 4 --access-logfile -"]

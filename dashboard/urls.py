@@ -1,9 +1,11 @@
 """URLs mirror the resources. `/-/` separates a repository name from what follows: `-` can
 never be a name component, so `/r/a/manifests/-/manifests/x/` is unambiguous (as GitLab does)."""
 
+from django.contrib.auth.views import LogoutView
 from django.urls import path, register_converter
 
 from . import views
+from .auth import LoginView
 
 
 class ReferenceConverter:
@@ -21,7 +23,14 @@ register_converter(ReferenceConverter, "ref")
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),
+    path("-/login/", LoginView.as_view(), name="login"),
+    path("-/logout/", LogoutView.as_view(), name="logout"),
+    path("-/deleted/", views.deleted, name="deleted"),
+    path("-/deleted/<int:pk>/restore/", views.restore, name="restore"),
+    path("r/<path:name>/-/manifests/<ref:digest>/delete/", views.image_delete, name="image_delete"),
     path("r/<path:name>/-/manifests/<ref:reference>/", views.manifest, name="manifest"),
+    path("r/<path:name>/-/tags/<ref:tag>/delete/", views.tag_delete, name="tag_delete"),
+    path("r/<path:name>/-/untag/", views.bulk_untag, name="bulk_untag"),
     path("r/<path:name>/-/blobs/<ref:digest>/download", views.blob_download, name="blob_download"),
     path("r/<path:name>/-/blobs/<ref:digest>/", views.blob, name="blob"),
     path("r/<path:name>/", views.repository, name="repository"),

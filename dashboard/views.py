@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
 
-from . import browse, services
-from .registry.names import check_digest, check_name, check_reference
+from . import browse, deleting, services
+from .auth import can_delete
+from .models import Deletion
+from .registry.errors import NotRestorable, RegistryError
+from .registry.names import check_digest, check_name, check_reference, check_tag
 
 CATALOG_PAGE_SIZE = 100
 
@@ -38,14 +48,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def repository(request: HttpRequest, name: str) -> HttpResponse:
     check_name(name)
     sort, order = request.GET.get("sort", "name"), request.GET.get("order", "")
-    tags, note = browse.repository_tags(name)
-    # Names paint at once; details (one HEAD per tag, cached manifests) follow via htmx,
+    # Names paint at once; details (one GET per tag, cached configs) follow via htmx,
     # or inline when a sort needs them or JavaScript is off (?details=1).
     detailed = bool(request.htmx) or sort in ("created", "size", "image") or request.GET.get("details") == "1"
-    view = browse.resolve(name, tags) if detailed else browse.names_only(name, tags)
-    rows = browse.sort_rows(view.rows, sort, order)
-    context = {"name": name, "view": view, "rows": rows, "sort": sort, "order": browse.effective_order(sort, order),
-               "note": note, **browse.next_orders(sort, order)}
+    context = _repository_context(request, name, sort, order, detailed)
     template = "repository.html#tags" if wants_partial(request) else "repository.html"
     return render(request, template, context)
 
@@ -54,7 +60,8 @@ def repository(request: HttpRequest, name: str) -> HttpResponse:
 def manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
     check_name(name)
     check_reference(reference)
-    return render(request, "manifest.html", {"name": name, "page": browse.manifest_page(name, reference)})
+    return render(request, "manifest.html", {"name": name, "page": browse.manifest_page(name, reference),
+                                             "can_delete": can_delete(request)})
 
 
 @require_GET
@@ -87,3 +94,125 @@ def server_error(request: HttpRequest) -> HttpResponse:
     from django.template import loader
 
     return HttpResponse(loader.get_template("500.html").render(), status=500)
+
+
+# -- deleting ------------------------------------------------------------------------------
+
+
+def _require_delete(request: HttpRequest) -> None:
+    if not can_delete(request):
+        raise PermissionDenied("Only maintainers may delete or restore.")
+
+
+def _after_change(request: HttpRequest, name: str, results: list[deleting.TagResult] | None = None) -> HttpResponse:
+    """htmx: the refreshed tag table, the confirmation region cleared (or per-tag results), and
+    the messages; without JavaScript: back to the repository page."""
+    if not request.htmx:
+        return redirect("repository", name=name)
+    # Keep the order the user was looking at: htmx says which page the request came from.
+    query = parse_qs(urlsplit(request.htmx.current_url or "").query)
+    context = _repository_context(request, name, query.get("sort", ["name"])[0], query.get("order", [""])[0])
+    context.update(results=results, oob=True)
+    html = (render_to_string("repository.html#tags", context, request)
+            + render_to_string("repository.html#confirm", context, request)
+            + render_to_string("base.html#messages", context, request))
+    return HttpResponse(html)
+
+
+def _repository_context(request: HttpRequest, name: str, sort: str = "name", order: str = "",
+                        detailed: bool = True) -> dict[str, object]:
+    tags, note = browse.repository_tags(name)
+    view = browse.resolve(name, tags) if detailed else browse.names_only(name, tags)
+    return {"name": name, "view": view, "rows": browse.sort_rows(view.rows, sort, order), "sort": sort,
+            "order": browse.effective_order(sort, order), "note": note, **browse.next_orders(sort, order),
+            **_delete_context(request, name, probe=detailed)}
+
+
+def _delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[str, object]:
+    """May this user delete here, and does the registry allow it (with the reason if not)."""
+    allowed = can_delete(request)
+    return {"can_delete": allowed, "deletable": allowed and probe,
+            "support": deleting.delete_support(name) if allowed and probe else None}
+
+
+@require_http_methods(["GET", "POST"])
+def tag_delete(request: HttpRequest, name: str, tag: str) -> HttpResponse:
+    check_name(name)
+    check_tag(tag)
+    if request.method == "POST":
+        _require_delete(request)
+        result = deleting.untag(request.user, name, tag, request.POST.get("digest", ""))
+        (messages.success if result.ok else messages.error)(request, f"{name}: {result.message}")
+        return _after_change(request, name)
+    digest = services.client().head_manifest(name, tag).digest
+    context = {"name": name, "tag": tag, "digest": digest, **_delete_context(request, name),
+               "siblings": [t for t in deleting.tags_of(name, digest) if t != tag]}
+    return render(request, "confirm_untag.html#confirm" if request.htmx else "confirm_untag.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def bulk_untag(request: HttpRequest, name: str) -> HttpResponse:
+    check_name(name)
+    data = request.POST if request.method == "POST" else request.GET
+    tags = sorted(set(t for t in data.getlist("tag") if t), key=browse.version_key)
+    for tag in tags:
+        check_tag(tag)
+    if request.method == "POST":
+        _require_delete(request)
+        results = deleting.untag_many(request.user, name, tags)
+        done = [r.tag for r in results if r.ok]
+        if done:
+            messages.success(request, f"{name}: untagged {', '.join(done)}")
+        for r in results:
+            if not r.ok:
+                messages.error(request, f"{name}:{r.tag}: {r.message}")
+        return _after_change(request, name, results)
+    context = {"name": name, "tags": tags, **_delete_context(request, name)}
+    return render(request, "confirm_bulk.html#confirm" if request.htmx else "confirm_bulk.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    check_name(name)
+    check_digest(digest)
+    changed = False
+    if request.method == "POST":
+        _require_delete(request)
+        try:
+            deleting.delete_image(request.user, name, digest, request.POST.getlist("tag"))
+        except deleting.TagsChanged:
+            changed = True
+        else:
+            messages.success(request, f"{name}: deleted image {digest[:19]}…")
+            return HttpResponseClientRedirect(reverse("repository", args=[name])) if request.htmx \
+                else redirect("repository", name=name)
+    manifest = services.manifest(name, digest)
+    context = {"name": name, "manifest": manifest, "tags": deleting.tags_of(name, digest), "changed": changed,
+               **_delete_context(request, name)}
+    return render(request, "confirm_delete.html", context, status=409 if changed else 200)
+
+
+@require_GET
+def deleted(request: HttpRequest) -> HttpResponse:
+    records = Deletion.objects.filter(registry=services.registry_url())
+    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    return render(request, "deleted.html", {"page": page, "can_delete": can_delete(request)})
+
+
+@require_POST
+def restore(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_delete(request)
+    record = get_object_or_404(Deletion, pk=pk, registry=services.registry_url())
+    if record.restored_at:
+        messages.info(request, f"{record.repository}: already restored on {record.restored_at:%Y-%m-%d %H:%M}")
+    else:
+        try:
+            deleting.restore(request.user, record)
+        except NotRestorable as exc:
+            messages.error(request, f"{record.repository}: cannot restore — {exc}")
+        except RegistryError as exc:
+            messages.error(request, f"{record.repository}: the restore failed — {exc}")
+        else:
+            what = ", ".join(record.tags) or record.digest[:19]
+            messages.success(request, f"{record.repository}: restored {what}")
+    return redirect("deleted")

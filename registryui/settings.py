@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "dashboard.auth.AccessMiddleware",
     "dashboard.middleware.RegistryErrorMiddleware",
 ]
 
@@ -208,4 +209,10 @@ REGISTRYUI = {
     # The catalog is re-read at most this often while people filter it keystroke by keystroke.
     "CATALOG_TTL": env_float("CATALOG_TTL", 10.0),
     "VERSION": __version__,
+    # Off by default: a dashboard that can delete must not be open. On: anyone may browse (read-only).
+    "ANONYMOUS_READ": env_bool("ANONYMOUS_READ"),
 }
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "catalog"
+LOGOUT_REDIRECT_URL = "login"

@@ -47,6 +47,7 @@ def main() -> int:
         env = {**os.environ, "REGISTRYUI_REGISTRY_URL": server.url}
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        subprocess.run([python, "manage.py", "ensure_admin"], cwd=ROOT, env=env, check=True)
         print(f"== registryui on http://{args.listen}  (Ctrl+C stops both)")
         try:
             subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)

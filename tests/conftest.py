@@ -49,10 +49,15 @@ def empty_registry(tmp_path: Path) -> Iterator[RegistryServer]:
 
 @pytest.fixture
 def dashboard(registry: SeededRegistry, settings, db):  # noqa: ANN001 - pytest-django's settings fixture
-    """The Django app pointed at the seeded session registry, with an empty cache."""
+    """The Django app pointed at the seeded session registry, with an empty cache.
+
+    Browsing tests read as an anonymous visitor (REGISTRYUI_ANONYMOUS_READ); who may do what
+    has its own tests with the default, closed setting.
+    """
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0}
+    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0,
+                          "ANONYMOUS_READ": True}
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     yield registry

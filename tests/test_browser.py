@@ -66,7 +66,8 @@ def app(live_server, transactional_db, registry: SeededRegistry, settings) -> It
     """pytest-django's in-process live server, pointed at the seeded registry like ``dashboard``."""
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0, "PULL_HOST": ""}
+    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0, "PULL_HOST": "",
+                          "ANONYMOUS_READ": True}
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     yield App(url=live_server.url, registry=registry)

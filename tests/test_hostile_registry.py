@@ -103,7 +103,8 @@ def hostile(settings, db) -> Iterator[str]:  # noqa: ANN001
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "CATALOG_TTL": 0}
+    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "CATALOG_TTL": 0,
+                          "ANONYMOUS_READ": True}
     cache.clear()
     yield url
     server.shutdown()

@@ -13,14 +13,14 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from . import errors as e
 from . import models as m
-from .names import check_digest, check_name, check_reference, is_digest
+from .names import check_digest, check_name, check_reference, is_digest, is_tag
 from .parse import digest_of, parse_config, parse_json_object, parse_manifest, verify
 
 T = TypeVar("T")
@@ -318,7 +318,8 @@ class RegistryClient:
         if status == 405 or code == "UNSUPPORTED":
             return e.UnsupportedOperation(
                 f"the registry at {self.base_url} does not support this operation"
-                + (f" ({code}: {message})" if code else ""), url=url)
+                + (f" ({code}: {message})" if code else ""), url=url, status=status, code=code,
+                detail=detail, body=body[:500].decode("utf-8", "replace"))
         if status == 503:
             return e.RegistryAPIError(
                 f"the registry at {self.base_url} answered 503 — its own health check fails "
@@ -327,6 +328,107 @@ class RegistryClient:
         text = f"{code}: {message}" if code else f"HTTP {status}"
         return e.RegistryAPIError(f"the registry at {self.base_url} answered {text}", url=url, status=status,
                                   code=code, detail=detail)
+
+
+    # -- writes (deletion, restore) ------------------------------------------------------
+
+    def delete_manifest(self, name: str, digest: str) -> None:
+        """DELETE /v2/<name>/manifests/<digest> (202).
+
+        On distribution 2.8 and 3.x this also removes every tag that points at the digest.
+        """
+        check_name(name)
+        check_digest(digest)
+        self._write("DELETE", f"/v2/{name}/manifests/{digest}", not_found=e.ManifestUnknown)
+
+    def delete_tag(self, name: str, tag: str) -> None:
+        """DELETE /v2/<name>/manifests/<tag>: registry 3.x removes just that tag (202).
+
+        2.8 answers 400 DIGEST_INVALID (it deletes by digest only), raised as RegistryAPIError.
+        """
+        check_name(name)
+        if not is_tag(tag):
+            raise e.InvalidReference(f"“{tag[:300]}” is not a valid tag")
+        self._write("DELETE", f"/v2/{name}/manifests/{tag}", not_found=e.ManifestUnknown)
+
+    def put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT a manifest by tag or digest; returns its digest once the registry agrees with the bytes."""
+        check_name(name)
+        check_reference(reference)
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise e.MalformedContent(f"a manifest of {len(body)} bytes is over the {MAX_MANIFEST_BYTES}-byte "
+                                     "limit registries accept")
+        path = f"/v2/{name}/manifests/{reference}"
+        if is_digest(reference):
+            verify(body, reference, what="the manifest to put", url=self._url(path))
+        expected = reference if is_digest(reference) else digest_of(body)
+        resp = self._write("PUT", path, data=body, headers={"Content-Type": media_type},
+                           not_found=e.NameUnknown)
+        got = resp.headers.get("Docker-Content-Digest", "").strip() or expected
+        if got != expected and not (is_digest(got) and digest_of(body, got.split(":", 1)[0]) == got):
+            raise e.IntegrityError(
+                f"the registry stored the manifest {name}:{reference} as {got[:150]}, but the bytes sent hash "
+                f"to {expected}", url=self._url(path), expected=expected, actual=got[:150])
+        return got
+
+    def upload_blob(self, name: str, data: bytes) -> str:
+        """Monolithic upload (POST /blobs/uploads/, then PUT <Location>&digest=); skipped if the
+        repository already has the blob. Returns the digest."""
+        check_name(name)
+        digest = digest_of(data)
+        try:
+            self.head_blob(name, digest)
+            return digest
+        except e.NotFound:  # BLOB_UNKNOWN, or NAME_UNKNOWN for a repository's first blob
+            pass
+        start = self._url(f"/v2/{name}/blobs/uploads/")
+        resp = self._write("POST", start, not_found=e.NameUnknown)
+        location = resp.headers.get("Location", "").strip()
+        if not location:
+            raise e.MalformedContent(f"the registry at {self.base_url} started an upload without saying where "
+                                     "to send it (no Location header)", url=start)
+        target = urljoin(start, location)
+        if urlsplit(target)[:2] != urlsplit(self.base_url)[:2]:
+            # Never send the blob (and the credentials with it) anywhere but the registry itself.
+            raise e.MalformedContent(
+                f"the registry at {self.base_url} asked for the upload to go to {target[:300]}, which is not "
+                "the registry's address — check its http.host setting or the proxy's X-Forwarded-* headers",
+                url=start)
+        parts = urlsplit(target)
+        query = "&".join(q for q in (parts.query, f"digest={digest}") if q)
+        target = urlunsplit(parts._replace(query=query))
+        resp = self._write("PUT", target, data=data, headers={"Content-Type": "application/octet-stream"},
+                           not_found=e.NotFound)
+        got = resp.headers.get("Docker-Content-Digest", "").strip()
+        if got and got != digest:
+            raise e.IntegrityError(f"the registry stored the blob as {got}, but the bytes sent hash to {digest}",
+                                   url=target, expected=digest, actual=got)
+        return digest
+
+    def _write(self, method: str, path: str, *, not_found: type[e.NotFound], data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> requests.Response:
+        """A request that changes the registry: `_send`'s error mapping, plus a body, and only a
+        2xx counts as success."""
+        url = self._url(path)
+        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
+        try:
+            resp = self._session.request(method, url, data=data, headers=headers, timeout=timeout,
+                                         allow_redirects=True, stream=True)
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, url) from None
+        try:
+            if resp.status_code >= 400:
+                try:
+                    body = resp.raw.read(64 * 1024, decode_content=True)
+                except Exception:  # a broken error body still is an error
+                    body = b""
+                raise self._status_error(resp.status_code, body, url, not_found)
+            if not 200 <= resp.status_code < 300:
+                raise e.RegistryAPIError(f"the registry at {self.base_url} answered HTTP {resp.status_code} to "
+                                         f"{method} {urlsplit(url).path}", url=url, status=resp.status_code)
+        finally:
+            resp.close()
+        return resp
 
 
 class BlobStream:

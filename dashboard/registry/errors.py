@@ -61,9 +61,23 @@ class BlobUnknown(NotFound):
 
 
 class UnsupportedOperation(RegistryError):
-    """The registry refuses the operation (405 / UNSUPPORTED), e.g. deletion disabled."""
+    """The registry refuses the operation (405 / UNSUPPORTED), e.g. deletion disabled.
+
+    `code` tells the two 405s of distribution apart: "UNSUPPORTED" (a JSON error body) is
+    deletion switched off; an empty code (a plain-text "Method not allowed") is the
+    read-only maintenance mode, where the route has no write methods at all.
+    """
 
     http_status = 405
+
+    def __init__(self, message: str, *, url: str = "", status: int = 405, code: str = "",
+                 detail: str = "", body: str = "") -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        #: The start of the registry's answer (decoded, at most 500 characters), for logs.
+        self.body = body
 
 
 class RegistryAPIError(RegistryError):
@@ -101,3 +115,25 @@ class InvalidReference(RegistryError):
     """
 
     http_status = 404
+
+
+class Conflict(RegistryError):
+    """The registry changed under the user: e.g. the tag no longer points where they confirmed."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, url: str = "", expected: str = "", actual: str = "") -> None:
+        super().__init__(message, url=url)
+        self.expected = expected
+        self.actual = actual
+
+
+class NotRestorable(RegistryError):
+    """A deleted manifest cannot be put back: garbage collection removed content it needs."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, url: str = "", missing: list[str] | None = None) -> None:
+        super().__init__(message, url=url)
+        #: Every blob or child-manifest digest the manifest references that the registry lost.
+        self.missing: list[str] = list(missing or [])

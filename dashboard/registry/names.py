@@ -42,6 +42,12 @@ def check_reference(value: str) -> str:
     return value
 
 
+def check_tag(value: str) -> str:
+    if not is_tag(value):
+        raise InvalidReference(f"“{value[:300]}” is not a valid tag")
+    return value
+
+
 def check_digest(value: str) -> str:
     if not is_digest(value):
         raise InvalidReference(f"“{value[:300]}” is not a valid sha256/sha512 digest")

@@ -57,3 +57,59 @@
     if (filter) { event.preventDefault(); filter.focus(); filter.select(); }
   });
 })();
+
+// Deleting: confirmations take focus, Cancel clears them, and tags can be selected in ranges.
+(function () {
+  "use strict";
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var box = event.target.querySelector && event.target.querySelector("[data-autofocus]");
+    if (box) box.focus();
+  });
+
+  document.addEventListener("click", function (event) {
+    var dismiss = event.target.closest("[data-dismiss]");
+    var slot = document.getElementById("confirm-slot");
+    if (dismiss && slot && slot.contains(dismiss)) {
+      event.preventDefault();
+      slot.innerHTML = "";
+    }
+  });
+
+  function boxes() {
+    return Array.prototype.slice.call(document.querySelectorAll('input[type=checkbox][form="bulk-form"]'));
+  }
+
+  function updateCount() {
+    var count = document.querySelector("[data-bulk-count]");
+    if (!count) return;
+    var n = boxes().filter(function (b) { return b.checked; }).length;
+    count.textContent = n ? n + " selected" : "Select tags with the boxes; Shift-click selects a range.";
+    var all = document.querySelector("[data-select-all]");
+    if (all) {
+      var total = boxes().length;
+      all.checked = n > 0 && n === total;
+      all.indeterminate = n > 0 && n < total;
+    }
+  }
+
+  var last = null;
+  document.addEventListener("click", function (event) {
+    var box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    if (box.hasAttribute("data-select-all")) {
+      boxes().forEach(function (b) { b.checked = box.checked; });
+    } else if (box.getAttribute("form") === "bulk-form") {
+      var list = boxes();
+      if (event.shiftKey && last && list.indexOf(last) >= 0) {
+        var a = list.indexOf(last), b = list.indexOf(box);
+        list.slice(Math.min(a, b), Math.max(a, b) + 1).forEach(function (x) { x.checked = box.checked; });
+      }
+      last = box;
+    } else {
+      return;
+    }
+    updateCount();
+  });
+  document.addEventListener("htmx:afterSettle", function () { last = null; updateCount(); });
+})();

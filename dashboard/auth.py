@@ -1,0 +1,98 @@
+"""Who may do what: viewers browse, maintainers delete and restore, admins do everything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
+
+BROWSE = "dashboard.browse_registry"
+DELETE = "dashboard.delete_from_registry"
+ROLES = {"viewer": ["browse_registry"], "maintainer": ["browse_registry", "delete_from_registry"]}
+
+LOGIN_ATTEMPTS = 5
+LOGIN_WINDOW = 15 * 60
+
+
+def can_browse(request: HttpRequest) -> bool:
+    user = request.user
+    if user.is_authenticated:
+        return user.has_perm(BROWSE) or user.has_perm(DELETE)
+    return settings.REGISTRYUI["ANONYMOUS_READ"]
+
+
+def can_delete(request: HttpRequest) -> bool:
+    return request.user.is_authenticated and request.user.has_perm(DELETE)
+
+
+class AccessMiddleware:
+    """Nothing is open by default: every view needs a signed-in user with a role, except views
+    marked with Django's @login_not_required; anonymous read-only browsing is opt-in."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func: Callable, args: tuple, kwargs: dict) -> HttpResponse | None:
+        if not getattr(view_func, "login_required", True) or request.path.startswith("/admin/"):
+            return None
+        anonymous = not request.user.is_authenticated
+        if anonymous and not (settings.REGISTRYUI["ANONYMOUS_READ"] and request.method in ("GET", "HEAD")):
+            login = f"{reverse('login')}?next={request.get_full_path()}"
+            return HttpResponseClientRedirect(login) if getattr(request, "htmx", False) else redirect(login)
+        if not can_browse(request):
+            return render(request, "error.html", {
+                "title": "No access yet",
+                "error": f"You are signed in as “{request.user.get_username()}”, but your account has no role. "
+                         "Ask an administrator to add you to the viewer or maintainer group."}, status=403)
+        return None
+
+
+def _throttle_key(request: HttpRequest, username: str) -> str:
+    return f"rui:login:{request.META.get('REMOTE_ADDR', '')}:{username.lower()[:150]}"
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Five wrong passwords for a user from an address lock that pair out for 15 minutes."""
+
+    def clean(self) -> dict:
+        username = self.data.get("username", "")
+        key = _throttle_key(self.request, username)
+        if cache.get(key, 0) >= LOGIN_ATTEMPTS:
+            raise ValidationError("Too many failed sign-ins. Wait 15 minutes and try again.", code="throttled")
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.set(key, 1, LOGIN_WINDOW)
+            raise
+        cache.delete(key)
+        return cleaned
+
+
+class LoginView(auth_views.LoginView):
+    form_class = ThrottledAuthenticationForm
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+def ensure_roles(**kwargs: object) -> None:
+    """The viewer and maintainer groups with their permissions (after every migrate)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for group_name, codenames in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        perms = Permission.objects.filter(content_type__app_label="dashboard", codename__in=codenames)
+        group.permissions.set(perms)
