@@ -67,12 +67,20 @@
     if (box) box.focus();
   });
 
+  // Whatever opened the confirmation gets focus back when it is dismissed (else focus falls to <body>).
+  var opener = null;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.target && event.detail.target.id === "confirm-slot") opener = document.activeElement;
+  });
+
   document.addEventListener("click", function (event) {
     var dismiss = event.target.closest("[data-dismiss]");
     var slot = document.getElementById("confirm-slot");
     if (dismiss && slot && slot.contains(dismiss)) {
       event.preventDefault();
       slot.innerHTML = "";
+      if (opener && opener !== document.body && document.contains(opener)) opener.focus();
+      opener = null;
     }
   });
 
