@@ -86,7 +86,7 @@ def untag(user, name: str, tag: str, expected_digest: str = "") -> TagResult:  #
         return TagResult(tag, False, str(exc))
     cache.set(_registry_key("tag-delete"), tag_delete, None)
     _record(user, name, Deletion.Action.UNTAG, [tag], digest, media_type, raw, result.method)
-    return TagResult(tag, True, f"untagged {tag}")
+    return TagResult(tag, True, "untagged")
 
 
 def untag_many(user, name: str, tags: list[str]) -> list[TagResult]:  # noqa: ANN001

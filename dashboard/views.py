@@ -142,7 +142,10 @@ def tag_delete(request: HttpRequest, name: str, tag: str) -> HttpResponse:
     if request.method == "POST":
         _require_delete(request)
         result = deleting.untag(request.user, name, tag, request.POST.get("digest", ""))
-        (messages.success if result.ok else messages.error)(request, f"{name}: {result.message}")
+        if result.ok:
+            messages.success(request, f"{name}: untagged {tag}")
+        else:
+            messages.error(request, f"{name}:{tag}: {result.message}")
         return _after_change(request, name)
     digest = services.client().head_manifest(name, tag).digest
     context = {"name": name, "tag": tag, "digest": digest, **_delete_context(request, name),
@@ -194,6 +197,7 @@ def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
 
 @require_GET
 def deleted(request: HttpRequest) -> HttpResponse:
+    _require_delete(request)
     records = Deletion.objects.filter(registry=services.registry_url())
     page = Paginator(records, 50).get_page(request.GET.get("page"))
     return render(request, "deleted.html", {"page": page, "can_delete": can_delete(request)})

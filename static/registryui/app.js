@@ -92,6 +92,9 @@
     var count = document.querySelector("[data-bulk-count]");
     if (!count) return;
     var n = boxes().filter(function (b) { return b.checked; }).length;
+    var submit = document.querySelector("[data-bulk-submit]");
+    // Disabled until something is ticked; a registry refusal (data-refused) keeps it disabled.
+    if (submit && !submit.hasAttribute("data-refused")) submit.disabled = n === 0;
     count.textContent = n ? n + " selected" : "Select tags with the boxes; Shift-click selects a range.";
     var all = document.querySelector("[data-select-all]");
     if (all) {
@@ -121,3 +124,14 @@
   });
   document.addEventListener("htmx:afterSettle", function () { last = null; updateCount(); });
 })();
+
+// After a change swaps the table, the element that had focus is gone: the message takes it.
+document.addEventListener("htmx:oobAfterSwap", function (event) {
+  "use strict";
+  var target = event.detail && event.detail.target;
+  if (!target || target.id !== "messages") return;
+  var active = document.activeElement;
+  if (active && active !== document.body && document.contains(active)) return;
+  var first = target.querySelector(".message");
+  if (first) first.focus();
+});
