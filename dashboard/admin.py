@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Deletion
+from .models import Deletion, GCRun
 
 
 @admin.register(Deletion)
@@ -20,6 +20,30 @@ class DeletionAdmin(admin.ModelAdmin):
     @admin.display(description="digest")
     def short_digest(self, obj: Deletion) -> str:
         return obj.digest[:19]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(GCRun)
+class GCRunAdmin(admin.ModelAdmin):
+    """The audit of garbage collections, read-only: who ran what, what it deleted, its output."""
+
+    list_display = ["created_at", "username", "kind", "delete_untagged", "state", "eligible_blobs", "deleted_blobs",
+                    "bytes_freed", "exit_code"]
+    list_filter = ["state", "dry_run", "delete_untagged"]
+    search_fields = ["username", "output", "error"]
+    readonly_fields = [f.name for f in GCRun._meta.fields]
+
+    @admin.display(description="kind")
+    def kind(self, obj: GCRun) -> str:
+        return "preview" if obj.dry_run else "run"
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001
         return False

@@ -39,3 +39,76 @@ class Deletion(models.Model):
     def __str__(self) -> str:
         what = ", ".join(self.tags) or self.digest
         return f"{self.get_action_display()} {self.repository}: {what}"
+
+
+class GCRun(models.Model):
+    """One garbage collection (or preview), start to end: who, what it would or did delete, and
+    the command's output. Doubles as the lock: at most one row is `active`, enforced by the
+    database (a partial unique index, on SQLite and PostgreSQL alike), so one run at a time
+    across every process and instance."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    #: What `phase` says, in order ("checking" only with --delete-untagged).
+    PHASES = ("queued", "checking", "before hook", "marking", "sweeping", "after hook", "done")
+    #: How much output is kept: the last ~200 KB (a big registry prints a line per blob).
+    OUTPUT_LIMIT = 200_000
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    # Kept as text too: the record must outlive the user account ("manage.py" from the shell).
+    username = models.CharField(max_length=150, blank=True)
+    dry_run = models.BooleanField(default=True)
+    delete_untagged = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    active = models.BooleanField(default=True)
+    phase = models.CharField(max_length=20, default="queued")
+    exit_code = models.IntegerField(null=True, blank=True)
+    output = models.TextField(blank=True)
+    hook_output = models.TextField(blank=True)
+    marked = models.IntegerField(default=0)
+    eligible_blobs = models.IntegerField(default=0)
+    eligible_manifests = models.IntegerField(default=0)
+    deleted_blobs = models.IntegerField(default=0)
+    deleted_manifests = models.IntegerField(default=0)
+    bytes_eligible = models.BigIntegerField(null=True, blank=True)
+    bytes_before = models.BigIntegerField(null=True, blank=True)
+    bytes_after = models.BigIntegerField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    preview = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                help_text="The dry run this run was offered from")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "garbage collection run"
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="gc_one_active_run"),
+        ]
+
+    def __str__(self) -> str:
+        kind = "preview" if self.dry_run else "garbage collection"
+        return f"{kind} #{self.pk} by {self.username or '?'}: {self.state}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+    @property
+    def bytes_freed(self) -> int | None:
+        if self.bytes_before is None or self.bytes_after is None:
+            return None
+        return self.bytes_before - self.bytes_after
+
+    @property
+    def tail(self) -> str:
+        """The last 40 lines of output."""
+        return "\n".join(self.output.rstrip("\n").splitlines()[-40:])

@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import browse, deleting, services
+from . import browse, deleting, gc, services
 from .auth import can_delete
-from .models import Deletion
+from .models import Deletion, GCRun
 from .registry.errors import NotRestorable, RegistryError
 from .registry.names import check_digest, check_name, check_reference, check_tag
 
@@ -220,3 +220,62 @@ def restore(request: HttpRequest, pk: int) -> HttpResponse:
             what = ", ".join(record.tags) or record.digest[:19]
             messages.success(request, f"{record.repository}: restored {what}")
     return redirect("deleted")
+
+
+# -- garbage collection ----------------------------------------------------------------------
+
+
+@require_GET
+def gc_page(request: HttpRequest) -> HttpResponse:
+    _require_delete(request)
+    ok, reason = gc.configured()
+    active = gc.active_run()
+    preview = GCRun.objects.filter(dry_run=True, state=GCRun.State.SUCCEEDED).first()
+    context = {"configured": ok, "reason": reason, "active": active, "preview": preview,
+               "refusal": gc.refusal(preview) if preview else "", "history": GCRun.objects.all()[:20],
+               "hooks": _gc_hooks()}
+    return render(request, "gc.html", context)
+
+
+@require_POST
+def gc_start(request: HttpRequest) -> HttpResponse:
+    _require_delete(request)
+    dry_run = request.POST.get("mode") != "run"
+    preview = None
+    delete_untagged = request.POST.get("delete_untagged") == "on"
+    if not dry_run:
+        # A real run is only ever the one a preview showed, with that preview's options.
+        preview = get_object_or_404(GCRun, pk=request.POST.get("preview") or 0, dry_run=True,
+                                    state=GCRun.State.SUCCEEDED)
+        delete_untagged = preview.delete_untagged
+    try:
+        run = gc.start(request.user, dry_run=dry_run, delete_untagged=delete_untagged, preview=preview)
+    except gc.AlreadyRunning as exc:
+        messages.error(request, f"A garbage collection is already running (started by {exc.run.username} "
+                                f"at {exc.run.created_at:%H:%M:%S}); only one runs at a time.")
+        return redirect("gc_run", pk=exc.run.pk)
+    except gc.Refused as exc:
+        messages.error(request, f"Not started: {exc}")
+        return redirect("gc")
+    return redirect("gc_run", pk=run.pk)
+
+
+@require_GET
+def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_delete(request)
+    gc.active_run()  # marks a run whose worker died as failed before it is shown
+    run = get_object_or_404(GCRun, pk=pk)
+    context = {"run": run, "hooks": _gc_hooks(), "refusal": gc.refusal(run) if run.dry_run else ""}
+    if wants_partial(request):
+        response = render(request, "gc_run.html#status", context)
+        # 286 tells htmx to stop polling: the run is over.
+        response.status_code = 286 if run.finished else 200
+        return response
+    return render(request, "gc_run.html", context)
+
+
+def _gc_hooks() -> dict[str, str]:
+    from django.conf import settings
+
+    cfg = settings.REGISTRYUI
+    return {"before": cfg.get("GC_BEFORE_COMMAND", ""), "after": cfg.get("GC_AFTER_COMMAND", "")}

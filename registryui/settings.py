@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "django_tasks_db",
     "dashboard",
 ]
 
@@ -112,7 +113,10 @@ TEMPLATES = [
 def _database(url: str) -> dict[str, object]:
     if not url:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}
+        # A file for the test database too: the garbage-collection worker writes from another
+        # thread while pages read, which a shared in-memory SQLite refuses ("table is locked").
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3",
+                "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"}}
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
         return {
@@ -211,7 +215,31 @@ REGISTRYUI = {
     "VERSION": __version__,
     # Off by default: a dashboard that can delete must not be open. On: anyone may browse (read-only).
     "ANONYMOUS_READ": env_bool("ANONYMOUS_READ"),
+    # -- garbage collection: runs in the task worker (`manage.py db_worker`), never in a request.
+    # The registry's own command, e.g. `registry garbage-collect /etc/docker/registry/config.yml`;
+    # split like a shell would (no shell runs it). --dry-run / --delete-untagged go right after
+    # the word `garbage-collect`, or at the end when the command has no such word (a wrapper
+    # script gets them in "$@"). Unset: the dashboard explains how to set it.
+    "GC_COMMAND": env("GC_COMMAND"),
+    # Shell commands run before and after each run (e.g. switch the registry to read-only and
+    # back, restart it); they see REGISTRYUI_GC_DRY_RUN, REGISTRYUI_GC_DELETE_UNTAGGED,
+    # REGISTRYUI_GC_RUN_ID, and after the run REGISTRYUI_GC_EXIT_CODE. The after hook runs
+    # even when the before hook or the command failed.
+    "GC_BEFORE_COMMAND": env("GC_BEFORE_COMMAND"),
+    "GC_AFTER_COMMAND": env("GC_AFTER_COMMAND"),
+    "GC_HOOK_TIMEOUT": env_float("GC_HOOK_TIMEOUT", 600.0),
+    # Seconds the command may run before it is stopped; 0 means no limit.
+    "GC_TIMEOUT": env_float("GC_TIMEOUT", 0.0),
+    # A run whose worker has not reported for this long is marked failed and frees the lock.
+    "GC_STALE_SECONDS": env_float("GC_STALE_SECONDS", 60.0),
+    # The registry's storage root (the directory holding docker/registry/v2), readable by the
+    # dashboard: sizes of what a run would free and did free. Unset: counts only.
+    "STORAGE_PATH": env("STORAGE_PATH"),
 }
+
+# Background work (garbage collection) goes through Django's tasks framework into the
+# database; `manage.py db_worker` runs it.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog"

@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from .seed import seed_standard
-from .server import RegistryServer, free_port
+from .server import RegistryServer, free_port, registry_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,11 +48,18 @@ def main() -> int:
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run([python, "manage.py", "ensure_admin"], cwd=ROOT, env=env, check=True)
-        print(f"== registryui on http://{args.listen}  (Ctrl+C stops both)")
+        # Garbage collection from the dashboard runs the same packaged binary on the demo's data.
+        env.setdefault("REGISTRYUI_GC_COMMAND", f"{registry_binary()} garbage-collect {server.config_path}")
+        env.setdefault("REGISTRYUI_STORAGE_PATH", str(server.storage_dir))
+        worker = subprocess.Popen([python, "manage.py", "db_worker"], cwd=ROOT, env=env)
+        print(f"== registryui on http://{args.listen}  (Ctrl+C stops everything)")
         try:
             subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
         except KeyboardInterrupt:
             pass
+        finally:
+            worker.terminate()
+            worker.wait(timeout=10)
     return 0
 
 

@@ -47,12 +47,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool) -> str:
+def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache: bool = True) -> str:
     # Mirrors the config shipped in the official registry:2 image (inmemory blob descriptor
     # cache included) so the dashboard is tested against what people actually deploy.
+    # blob_cache=False drops the `storage.cache` section, as the shipped deploy/registry.yml
+    # does: after garbage collection the inmemory cache still answers 200 for deleted blobs,
+    # so a re-push skips their upload and leaves an image whose blobs 404 (tests/test_gc.py).
     # Upload purging is off because it starts a background goroutine that we don't want
     # touching a test's storage; the storagedriver health check is off because it only adds
     # periodic stat calls.
+    cache = "  cache:\n    blobdescriptor: inmemory\n" if blob_cache else ""
     return f"""\
 version: 0.1
 log:
@@ -65,8 +69,7 @@ storage:
     rootdirectory: {storage_dir}
   delete:
     enabled: {"true" if delete_enabled else "false"}
-  cache:
-    blobdescriptor: inmemory
+{cache}\
   maintenance:
     uploadpurging:
       enabled: false
@@ -84,10 +87,12 @@ health:
 class RegistryServer:
     """A throwaway registry on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, delete_enabled: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, delete_enabled: bool = True,
+                 blob_cache: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.requested_port = port
         self.delete_enabled = delete_enabled
+        self.blob_cache = blob_cache
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = self.data_dir / "config.yml"
@@ -114,7 +119,8 @@ class RegistryServer:
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
             self.port = self.requested_port or free_port()
-            self.config_path.write_text(_config_yaml(self.storage_dir, self.port, self.delete_enabled))
+            self.config_path.write_text(_config_yaml(self.storage_dir, self.port, self.delete_enabled,
+                                                        self.blob_cache))
             try:
                 self._spawn_and_wait(binary)
                 return self

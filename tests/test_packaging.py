@@ -36,7 +36,8 @@ def test_compose__dashboard_reaches_the_registry_service_by_name() -> None:
 
 def test_compose__named_volumes_are_declared() -> None:
     compose = _compose()
-    used = {v.split(":", 1)[0] for s in compose["services"].values() for v in s.get("volumes", [])}
+    used = {v.split(":", 1)[0] for s in compose["services"].values() for v in s.get("volumes", [])
+            if not v.startswith((".", "/"))}
     assert used <= set(compose["volumes"])
 
 
@@ -56,3 +57,27 @@ def test_gitignore__keeps_local_state_out_of_git() -> None:
     ignored = subprocess.run(["git", "check-ignore", ".venv/x", "var/db.sqlite3", ".demo/x", "staticfiles/x"],
                              cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert ignored == [".venv/x", "var/db.sqlite3", ".demo/x", "staticfiles/x"]
+
+
+def test_compose__worker_runs_gc_on_the_registrys_own_config_and_storage() -> None:
+    compose = _compose()
+    worker, registry = compose["services"]["worker"], compose["services"]["registry"]
+    assert worker["command"][-1] == "db_worker"
+    config_path = shlex.split(worker["environment"]["REGISTRYUI_GC_COMMAND"])[-1]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    registry_mounts = {v.split(":")[1]: v.split(":")[0] for v in registry["volumes"]}
+    # The worker collects garbage with the file the registry runs with, on the same volume.
+    assert mounts[config_path] == registry_mounts["/etc/docker/registry/config.yml"]
+    assert (ROOT / mounts[config_path]).exists()
+    storage = worker["environment"]["REGISTRYUI_STORAGE_PATH"]
+    assert mounts[storage] == registry_mounts["/var/lib/registry"]
+    assert not any(v.endswith(":ro") for v in worker["volumes"] if v.startswith("registry-data"))
+    assert shlex.split(worker["environment"]["REGISTRYUI_GC_COMMAND"])[0] == "registry"
+    assert "COPY --from=registry:2 /bin/registry /usr/local/bin/registry" in (ROOT / "Dockerfile").read_text()
+
+
+def test_deploy__registry_config_allows_delete_and_has_no_stale_blob_cache() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "registry.yml").read_text())
+    assert config["storage"]["delete"]["enabled"] is True
+    assert "cache" not in config["storage"]
+    assert config["storage"]["filesystem"]["rootdirectory"] == "/var/lib/registry"
