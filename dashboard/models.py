@@ -103,6 +103,13 @@ class GCRun(models.Model):
         return self.state in (self.State.SUCCEEDED, self.State.FAILED)
 
     @property
+    def seconds(self) -> float | None:
+        """How long it ran, for the history."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
     def bytes_freed(self) -> int | None:
         if self.bytes_before is None or self.bytes_after is None:
             return None
