@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.cache import cache
 
+from .metrics import cache_lookup
 from .registry import RegistryClient, models as m
 from .registry.client import run_bounded
 from .registry.errors import RegistryError
@@ -38,7 +39,9 @@ def client() -> RegistryClient:
 
 @lru_cache(maxsize=4)
 def _client_for(config: m.RegistryConfig) -> RegistryClient:
-    return RegistryClient(config)
+    from .metrics import observe_registry
+
+    return RegistryClient(config, observer=observe_registry)
 
 
 def concurrency() -> int:
@@ -64,6 +67,7 @@ def manifest_by_digest(name: str, digest: str) -> m.Manifest:
     """The manifest, from the cache when known (the caller has confirmed it is in `name`)."""
     key = _key("manifest", digest)
     hit = cache.get(key)
+    cache_lookup("manifest", hit is not None, hit is None)
     if hit is not None:
         raw, media_type = hit
         return parse_manifest(raw, media_type=media_type, digest=digest)
@@ -89,6 +93,7 @@ def manifest(name: str, reference: str) -> m.Manifest:
 def config_by_digest(name: str, digest: str) -> m.ImageConfig:
     key = _key("config", digest)
     raw = cache.get(key)
+    cache_lookup("config", raw is not None, raw is None)
     if raw is None:
         raw = client().blob_bytes(name, digest)
         cache.set(key, raw, DIGEST_TTL)
@@ -100,6 +105,7 @@ def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Mani
     for the misses, failures returned in place."""
     keys = {_key(kind, d): d for d in digests}
     hits = cache.get_many(list(keys))
+    cache_lookup(kind, len(hits), len(keys) - len(hits))
     found: dict[str, m.Manifest | m.ImageConfig | RegistryError] = {}
     for key, value in hits.items():
         digest = keys[key]

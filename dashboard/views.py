@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import browse, deleting, gc, services
+from . import browse, deleting, gc, health, metrics, services
 from .auth import can_delete
 from .models import Deletion, GCRun
 from .registry.errors import NotRestorable, RegistryError
@@ -275,7 +279,43 @@ def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _gc_hooks() -> dict[str, str]:
-    from django.conf import settings
-
     cfg = settings.REGISTRYUI
     return {"before": cfg.get("GC_BEFORE_COMMAND", ""), "after": cfg.get("GC_AFTER_COMMAND", "")}
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+@require_GET
+def health_page(request: HttpRequest) -> HttpResponse:
+    context = {"report": health.run_checks(), "interval": settings.REGISTRYUI["HEALTH_INTERVAL"],
+               "compact": request.GET.get("compact") == "1"}
+    return render(request, "health.html#panels" if wants_partial(request) else "health.html", context)
+
+
+@login_not_required
+@require_GET
+def health_json(request: HttpRequest) -> JsonResponse:
+    """For compose and Kubernetes: 503 while the registry cannot be reached."""
+    report = health.run_checks()
+    return JsonResponse(report.as_json(), status=200 if report.registry_reachable else 503)
+
+
+@login_not_required
+@require_GET
+def live(request: HttpRequest) -> JsonResponse:
+    """Liveness: the dashboard process answers. Touches neither the registry nor the database."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = settings.REGISTRYUI["METRICS_TOKEN"]
+    if not token:
+        raise Http404("metrics are off")
+    given = request.headers.get("Authorization", "")
+    if not constant_time_compare(given, f"Bearer {token}"):
+        return HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)

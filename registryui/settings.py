@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dashboard.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -235,6 +236,14 @@ REGISTRYUI = {
     # The registry's storage root (the directory holding docker/registry/v2), readable by the
     # dashboard: sizes of what a run would free and did free. Unset: counts only.
     "STORAGE_PATH": env("STORAGE_PATH"),
+    # The registry's http.debug.addr (e.g. http://registry:5001): /debug/health and /metrics.
+    "DEBUG_URL": env("REGISTRY_DEBUG_URL").rstrip("/"),
+    # Warn when the storage volume is this full.
+    "STORAGE_WARN_PERCENT": env_float("STORAGE_WARN_PERCENT", 85.0),
+    # Seconds between refreshes of the health panels.
+    "HEALTH_INTERVAL": env_float("HEALTH_INTERVAL", 15.0),
+    # /metrics answers only to `Authorization: Bearer <token>`; unset, there is no /metrics.
+    "METRICS_TOKEN": env("METRICS_TOKEN"),
 }
 
 # Background work (garbage collection) goes through Django's tasks framework into the

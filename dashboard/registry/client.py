@@ -43,7 +43,10 @@ _NOT_FOUND = {
 
 
 class RegistryClient:
-    def __init__(self, config: m.RegistryConfig) -> None:
+    def __init__(self, config: m.RegistryConfig,
+                 observer: Callable[[str, str, str, float], None] | None = None) -> None:
+        #: Called as observer(method, endpoint, status, seconds) after every request.
+        self.observer = observer
         # Not `self.config`: that name is the config() method, which the attribute would shadow.
         self.conf = config
         self.base_url = config.url.rstrip("/")
@@ -61,6 +64,19 @@ class RegistryClient:
         # The environment's proxies would send loopback registries through a proxy.
         session.trust_env = False
         self._session = session
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Every HTTP call goes through here, so an observer (the dashboard's metrics) sees each one."""
+        if self.observer is None:
+            return self._session.request(method, url, **kwargs)
+        started = time.perf_counter()
+        status = "error"
+        try:
+            resp = self._session.request(method, url, **kwargs)
+            status = str(resp.status_code)
+            return resp
+        finally:
+            self.observer(method, endpoint_of(url), status, time.perf_counter() - started)
 
     def close(self) -> None:
         self._session.close()
@@ -199,8 +215,8 @@ class RegistryClient:
         url = self._url(path)
         timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._session.request(method, url, headers=headers, stream=stream, timeout=timeout,
-                                         allow_redirects=True)
+            resp = self._request(method, url, headers=headers, stream=stream, timeout=timeout,
+                                 allow_redirects=True)
         except requests.RequestException as exc:
             raise self._transport_error(exc, url) from None
         if resp.status_code >= 400:
@@ -321,9 +337,13 @@ class RegistryClient:
                 + (f" ({code}: {message})" if code else ""), url=url, status=status, code=code,
                 detail=detail, body=body[:500].decode("utf-8", "replace"))
         if status == 503:
+            # distribution's detail is "health check failed: please see /debug/health", an
+            # endpoint of its debug server (http.debug.addr), not of the API's address.
+            where = ("GET /debug/health on its debug address (http.debug.addr) names the failing check; "
+                     "see also the registry's logs" if "/debug/health" in detail else "see the registry's logs")
             return e.RegistryAPIError(
                 f"the registry at {self.base_url} answered 503 — its own health check fails "
-                "(often its storage): see the registry's logs", url=url, status=status, code=code,
+                f"(often its storage): {where}", url=url, status=status, code=code,
                 detail=detail)
         text = f"{code}: {message}" if code else f"HTTP {status}"
         return e.RegistryAPIError(f"the registry at {self.base_url} answered {text}", url=url, status=status,
@@ -412,8 +432,8 @@ class RegistryClient:
         url = self._url(path)
         timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._session.request(method, url, data=data, headers=headers, timeout=timeout,
-                                         allow_redirects=True, stream=True)
+            resp = self._request(method, url, data=data, headers=headers, timeout=timeout,
+                                 allow_redirects=True, stream=True)
         except requests.RequestException as exc:
             raise self._transport_error(exc, url) from None
         try:
@@ -485,6 +505,20 @@ def _missing(cls: type[e.NotFound], path: str, registry_message: str) -> str:
         return f"there is no blob {ref} in {name}{said}"
     noun = "manifest" if is_digest(ref) else "tag"
     return f"there is no {noun} “{ref}” in {name}{said}"
+
+
+def endpoint_of(url: str) -> str:
+    """A low-cardinality name for the API endpoint a URL addresses (never a repository name)."""
+    path = urlsplit(url).path
+    if path in ("/v2/", "/v2"):
+        return "ping"
+    if path.startswith("/v2/_catalog"):
+        return "catalog"
+    for marker, name in (("/tags/list", "tags"), ("/manifests/", "manifest"), ("/blobs/uploads", "upload"),
+                         ("/blobs/", "blob")):
+        if marker in path:
+            return name
+    return "other"
 
 
 def _media_type(resp: requests.Response) -> str:

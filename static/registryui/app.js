@@ -135,3 +135,14 @@ document.addEventListener("htmx:oobAfterSwap", function (event) {
   var first = target.querySelector(".message");
   if (first) first.focus();
 });
+
+// Health panels poll only while the tab is visible, and refresh at once when it shows again.
+document.addEventListener("htmx:beforeRequest", function (event) {
+  "use strict";
+  var el = event.detail && event.detail.elt;
+  if (document.hidden && el && el.hasAttribute && el.hasAttribute("data-pause-hidden")) event.preventDefault();
+});
+document.addEventListener("visibilitychange", function () {
+  "use strict";
+  if (!document.hidden && window.htmx) window.htmx.trigger(document.body, "health-refresh");
+});
