@@ -94,3 +94,74 @@ def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> 
     user.groups.add(Group.objects.get(name="viewer"))
     client.force_login(user)
     assert client.get("/-/health/").status_code == 200
+
+
+@pytest.fixture
+def point_at(settings, db):  # noqa: ANN001
+    """Point the dashboard at a server and read its health report."""
+    from django.core.cache import cache
+
+    def read(client, url: str, **extra: object) -> dict:  # noqa: ANN001
+        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "ANONYMOUS_READ": True,
+                              "CATALOG_TTL": 0, "USERNAME": "", "PASSWORD": "", "CA_BUNDLE": "", **extra}
+        settings.ALLOWED_HOSTS = ["*"]
+        cache.clear()
+        return client.get("/-/health.json").json()
+
+    return read
+
+
+def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, point_at, tmp_path) -> None:  # noqa: ANN001
+    from testbed import RegistryServer
+
+    with RegistryServer(tmp_path / "tls", tls=True) as server:
+        api = point_at(client, server.url)["checks"]["api"]
+        assert api["status"] == "failing" and "REGISTRYUI_REGISTRY_CA_BUNDLE" in api["explanation"]
+        assert point_at(client, server.url, CA_BUNDLE=str(server.ca_path))["checks"]["api"]["status"] == "ok"
+        http_url = server.url.replace("https://", "http://")
+        assert "speaks HTTPS — use https://" in point_at(client, http_url)["checks"]["api"]["explanation"]
+
+
+def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, point_at, tmp_path) -> None:  # noqa: ANN001
+    from testbed import RegistryServer
+
+    with RegistryServer(tmp_path / "auth", htpasswd={"ci": "right-pass"}) as server:
+        assert "REGISTRYUI_REGISTRY_USERNAME" in point_at(client, server.url)["checks"]["api"]["explanation"]
+        wrong = point_at(client, server.url, USERNAME="ci", PASSWORD="wrong")["checks"]["api"]
+        assert "rejected the credentials of “ci”" in wrong["explanation"]
+        right = point_at(client, server.url, USERNAME="ci", PASSWORD="right-pass")["checks"]["api"]
+        assert right["status"] == "ok" and "credentials accepted" in right["explanation"]
+
+
+def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, point_at, tmp_path) -> None:  # noqa: ANN001
+    from testbed import RegistryServer
+
+    with RegistryServer(tmp_path / "broken", debug=True, broken_storage=True) as server:
+        doc = point_at(client, server.url, DEBUG_URL=server.debug_url)
+        assert doc["checks"]["api"]["status"] == "failing" and "health check" in doc["checks"]["api"]["explanation"]
+        debug = doc["checks"]["debug"]
+        assert debug["status"] == "failing" and "storagedriver_filesystem" in debug["explanation"]
+        assert "check its storage" in debug["explanation"]
+
+
+def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, point_at, tmp_path) -> None:  # noqa: ANN001
+    from testbed import RegistryServer
+
+    with RegistryServer(tmp_path / "nodelete", delete_enabled=False) as server:
+        deletion = point_at(client, server.url)["checks"]["deletion"]
+        assert deletion["status"] == "warning" and "REGISTRY_STORAGE_DELETE_ENABLED=true" in deletion["explanation"]
+
+
+def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:  # noqa: ANN001
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = point_at(client, f"http://127.0.0.1:{server.server_address[1]}")["checks"]["api"]
+        assert api["status"] == "failing" and "not a registry API" in api["explanation"]
+    finally:
+        server.shutdown()
+        server.server_close()
