@@ -29,6 +29,15 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_secret(name: str) -> str:
+    """A secret from REGISTRYUI_<NAME>, or from the file REGISTRYUI_<NAME>_FILE names (Docker
+    secrets); surrounding whitespace and the trailing newline of a file are dropped."""
+    path = env(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env(name)
+
+
 def env_float(name: str, default: float) -> float:
     try:
         return float(env(name, str(default)))
@@ -40,7 +49,7 @@ DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 
 
 def _secret_key() -> str:
-    configured = env("SECRET_KEY")
+    configured = env_secret("SECRET_KEY")
     if configured:
         return configured
     # A key generated once and kept in the data dir: sessions survive restarts without
@@ -201,8 +210,8 @@ LOGGING = {
 # -- the registry -------------------------------------------------------------------
 REGISTRYUI = {
     "REGISTRY_URL": env("REGISTRY_URL", "http://localhost:5000").rstrip("/"),
-    "USERNAME": env("REGISTRY_USERNAME"),
-    "PASSWORD": env("REGISTRY_PASSWORD"),
+    "USERNAME": env_secret("REGISTRY_USERNAME"),
+    "PASSWORD": env_secret("REGISTRY_PASSWORD"),
     "CA_BUNDLE": env("REGISTRY_CA_BUNDLE"),
     "INSECURE": env_bool("REGISTRY_INSECURE"),
     "CONNECT_TIMEOUT": env_float("REGISTRY_CONNECT_TIMEOUT", 5.0),
