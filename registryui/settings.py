@@ -167,16 +167,25 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Without `collectstatic` (local runs, tests) WhiteNoise serves straight from the finders.
-WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass  # read-only image or volume: collectstatic made it, or finders serve the files
+# Cache-busting names (app.<hash>.css) and pre-compressed .gz/.br files, made by `collectstatic`
+# (the image runs it at build time with REGISTRYUI_STATIC_MANIFEST=true, and keeps it on). The
+# default turns it on only where a manifest exists and DEBUG is off; `collectstatic` itself needs
+# it forced on, since the manifest is what it writes.
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not DEBUG and (STATIC_ROOT / "staticfiles.json").exists())
+# Without `collectstatic` (local runs, tests) WhiteNoise serves straight from the finders; with
+# the manifest it serves STATIC_ROOT alone, hashed names cached for a year as immutable.
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if env_bool("STATIC_MANIFEST", not DEBUG and (STATIC_ROOT / "staticfiles.json").exists())
+            if STATIC_MANIFEST
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
@@ -199,6 +208,25 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES")
+
+# -- HTTPS in production: every switch off by default, since local runs and the test suite speak
+# plain HTTP on localhost. `manage.py check --deploy` passes with them on (see .env.example).
+# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto (is the request
+# https?) and X-Forwarded-Host. Only safe when nothing but the proxy can reach the dashboard, and
+# the proxy overwrites these headers (Caddy and the nginx example in the README do).
+BEHIND_PROXY = env_bool("BEHIND_PROXY")
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+SECURE_SSL_REDIRECT = env_bool("SSL_REDIRECT")
+# Never redirected: container healthchecks and scrapers call these over plain HTTP on the
+# internal network (a redirect would fail them, and would not protect a token already sent).
+SECURE_REDIRECT_EXEMPT = [r"^-/live$", r"^-/health\.json$", r"^metrics$"]
+# HSTS: turn it on once HTTPS works with a trusted certificate; a browser that saw it refuses a
+# certificate it does not trust without a way to click through, for this many seconds.
+SECURE_HSTS_SECONDS = max(0, int(env_float("HSTS_SECONDS", 0)))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD")
 
 LOGGING = {
     "version": 1,

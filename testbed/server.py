@@ -14,8 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from .tokenserver import TokenServer
 
 __all__ = ["HTPASSWD_REALM", "RegistryServer", "RegistryStartError", "free_port", "registry_binary"]
 
@@ -42,6 +46,11 @@ class _Extras:
     htpasswd_path: Path | None = None
     debug_port: int | None = None
     health_interval: str | None = None  # None: the storagedriver health check stays off
+    # auth.token (a TokenServer): realm, service, issuer and the root certificate bundle.
+    token_realm: str | None = None
+    token_service: str = ""
+    token_issuer: str = ""
+    token_rootcertbundle: Path | None = None
 
 
 def _q(value: object) -> str:
@@ -112,6 +121,9 @@ def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache:
              "    prometheus:\n      enabled: true\n      path: /metrics\n" if x.debug_port else "")
     auth = (f"auth:\n  htpasswd:\n    realm: {HTPASSWD_REALM}\n    path: {_q(x.htpasswd_path)}\n"
             if x.htpasswd_path else "")
+    if x.token_realm:
+        auth = (f"auth:\n  token:\n    realm: {_q(x.token_realm)}\n    service: {_q(x.token_service)}\n"
+                f"    issuer: {_q(x.token_issuer)}\n    rootcertbundle: {_q(x.token_rootcertbundle)}\n")
     health = (f"    enabled: true\n    interval: {x.health_interval}\n    threshold: 1\n"
               if x.health_interval else "    enabled: false\n")
     return f"""\
@@ -157,11 +169,18 @@ class RegistryServer:
       answers every request 503 UNAVAILABLE. Turns the health check on (``debug`` adds the
       /debug/health endpoint that names the failing driver); ``start()`` returns once the
       registry says so.
+    * ``token_auth``: a started ``testbed.tokenserver.TokenServer``; the registry takes bearer
+      tokens (``auth.token``: its realm, service, issuer and certificate as ``rootcertbundle``)
+      and answers 401 with a ``Bearer`` challenge without one (counts as "up"). The token
+      server's address is read at every ``start()``, so restart it first if it moved.
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, delete_enabled: bool = True,
                  blob_cache: bool = True, tls: bool = False, htpasswd: dict[str, str] | None = None,
-                 debug: bool = False, broken_storage: bool = False) -> None:
+                 debug: bool = False, broken_storage: bool = False,
+                 token_auth: TokenServer | None = None) -> None:
+        if htpasswd is not None and token_auth is not None:
+            raise ValueError("a registry has one auth method: htpasswd= or token_auth=, not both")
         self.data_dir = Path(data_dir)
         self.requested_port = port
         self.delete_enabled = delete_enabled
@@ -170,6 +189,7 @@ class RegistryServer:
         self.htpasswd = dict(htpasswd) if htpasswd is not None else None
         self.debug = debug
         self.broken_storage = broken_storage
+        self.token_auth = token_auth
         self.port: int | None = None
         self.debug_port: int | None = None
         self._kept_debug_port: int | None = None
@@ -224,6 +244,8 @@ class RegistryServer:
         if self.process is not None:
             raise RuntimeError("RegistryServer already started")
         binary = registry_binary()
+        if self.token_auth is not None and not self.token_auth.started:
+            raise RuntimeError("start the TokenServer before the RegistryServer that uses it (token_auth=)")
         self._prepare_files()
         # A fixed port can't be retried; an auto port may lose the bind race, so try a few.
         attempts = 1 if self.requested_port and not self.debug else 3
@@ -246,10 +268,15 @@ class RegistryServer:
         raise AssertionError("unreachable")
 
     def _extras(self) -> _Extras:
+        tokens = self.token_auth
         return _Extras(
             tls_cert=self.cert_path, tls_key=self.key_path, htpasswd_path=self.htpasswd_path,
             debug_port=self.debug_port,
             health_interval=HEALTH_INTERVAL if self.debug or self.broken_storage else None,
+            token_realm=tokens.realm if tokens is not None else None,
+            token_service=tokens.service if tokens is not None else "",
+            token_issuer=tokens.issuer if tokens is not None else "",
+            token_rootcertbundle=tokens.cert_path if tokens is not None else None,
         )
 
     def _prepare_files(self) -> None:
@@ -268,6 +295,10 @@ class RegistryServer:
         if self.htpasswd is not None and self.htpasswd_path is not None:
             self.htpasswd_path.write_text(_htpasswd_lines(self.htpasswd))
 
+    @property
+    def _needs_auth(self) -> bool:
+        return self.htpasswd is not None or self.token_auth is not None
+
     def _ready(self) -> tuple[bool, str]:
         """One readiness probe: (is it up as configured?, what it answered)."""
         # Short read timeout: whatever else holds the port may accept and never answer.
@@ -277,7 +308,7 @@ class RegistryServer:
             # Healthy (200/401) until the first check, one HEALTH_INTERVAL after start.
             if r.status_code != 503 or b"UNAVAILABLE" not in r.content:
                 return False, said + " (waiting for the storage health check to fail)"
-        elif r.status_code not in ((200, 401) if self.htpasswd is not None else (200,)):
+        elif r.status_code not in ((200, 401) if self._needs_auth else (200,)):
             return False, said
         if self.debug:
             h = requests.get(f"{self.debug_url}/debug/health", timeout=(0.5, 0.5))
@@ -315,7 +346,7 @@ class RegistryServer:
                 last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(POLL_INTERVAL_S)
         wanted = ("503 UNAVAILABLE (failing storage health check)" if self.broken_storage
-                  else "200 or 401" if self.htpasswd is not None else "200")
+                  else "200 or 401" if self._needs_auth else "200")
         raise RegistryStartError(
             f"registry at {self.url} did not answer GET /v2/ with {wanted} within {START_TIMEOUT_S:.0f}s "
             f"({last_error}); log tail ({self.log_path}):\n{self.log_tail()}"

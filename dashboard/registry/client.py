@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import auth as a
 from . import errors as e
 from . import models as m
 from .names import check_digest, check_name, check_reference, is_digest, is_tag
@@ -55,8 +56,13 @@ class RegistryClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["User-Agent"] = config.user_agent
-        if config.username:
-            session.auth = (config.username, config.password)
+        # Credentials go per request (`_request`), not as `session.auth`: basic auth to an
+        # htpasswd registry, but to a token registry's API only bearer tokens — the password
+        # goes to its token server (the realm) alone.
+        self._basic: tuple[str, str] | None = (config.username, config.password) if config.username else None
+        #: (realm, service) of the registry's Bearer challenge, once it has sent one.
+        self._bearer: tuple[str, str] | None = None
+        self._tokens = a.TokenCache()
         if config.insecure:
             session.verify = False
         elif config.ca_bundle:
@@ -65,8 +71,63 @@ class RegistryClient:
         session.trust_env = False
         self._session = session
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Every HTTP call goes through here, so an observer (the dashboard's metrics) sees each one."""
+    def _request(self, method: str, url: str, *, endpoint: str | None = None, **kwargs: Any) -> requests.Response:
+        """Every HTTP call goes through here, so an observer (the dashboard's metrics) sees each one
+        — token requests too, as endpoint "token".
+
+        Authentication happens here as well. Basic credentials go along until the registry
+        asks for a bearer token; from then on a request carries the cached token of its scope
+        (`auth.scope_for`), and a 401 with a Bearer challenge fetches a token for exactly the
+        challenge's scope and repeats the request once. Raises `Unauthorized` itself when the
+        token server refuses, or the registry refuses the token it issued.
+        """
+        parts = urlsplit(url)
+        if endpoint is not None or (parts.scheme, parts.netloc) != self._origin:
+            # A token request, or not the registry: no registry credentials of any kind.
+            return self._exchange(method, url, endpoint, **kwargs)
+        scope = a.scope_for(method, self._api_path(parts.path))  # None: a path we can't name the scope of
+        headers = dict(kwargs.pop("headers", None) or {})
+        bearer = self._bearer
+        sent: a.Token | None = None
+        if bearer is not None:
+            if scope is not None:
+                sent = self._tokens.get((*bearer, scope))
+                if sent is not None:
+                    headers["Authorization"] = f"Bearer {sent.value}"
+        elif self._basic is not None:
+            kwargs["auth"] = self._basic
+        resp = self._exchange(method, url, None, headers=headers or None, **kwargs)
+        if resp.status_code != 401:
+            return resp
+        challenge = a.bearer_challenge(resp.headers)
+        if challenge is None:
+            if bearer is not None and any(c.scheme == "basic" for c in
+                                          a.parse_challenges(resp.headers.get("WWW-Authenticate", ""))):
+                self._bearer = None  # the registry went back to basic auth: the next request sends it
+            return resp  # basic auth (or none we know): `_status_error` explains the 401
+        _discard(resp)
+        bearer = (challenge.realm, challenge.service)
+        self._bearer = bearer
+        wanted = challenge.scope  # exactly what the registry names, even if we guessed otherwise
+        key = (*bearer, wanted)
+        if sent is not None and scope is not None:
+            self._tokens.discard((*bearer, scope), sent)
+        token = self._tokens.fetch(key, lambda: self._fetch_token(challenge), stale=sent)
+        if scope is not None and scope != wanted:
+            self._tokens.put((*bearer, scope), token)  # so the next request finds it up front
+        headers["Authorization"] = f"Bearer {token.value}"
+        kwargs.pop("auth", None)
+        resp = self._exchange(method, url, None, headers=headers, **kwargs)
+        if resp.status_code != 401:
+            return resp
+        again = a.bearer_challenge(resp.headers) or challenge
+        _discard(resp)
+        self._tokens.discard(key, token)  # refused: the next attempt asks the token server again
+        if scope is not None:
+            self._tokens.discard((*bearer, scope), token)
+        raise self._token_refused(again, url)
+
+    def _exchange(self, method: str, url: str, endpoint: str | None, **kwargs: Any) -> requests.Response:
         if self.observer is None:
             return self._session.request(method, url, **kwargs)
         started = time.perf_counter()
@@ -76,7 +137,105 @@ class RegistryClient:
             status = str(resp.status_code)
             return resp
         finally:
-            self.observer(method, endpoint_of(url), status, time.perf_counter() - started)
+            self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
+
+    @property
+    def _origin(self) -> tuple[str, str]:
+        parts = urlsplit(self.base_url)
+        return parts.scheme, parts.netloc
+
+    def _api_path(self, path: str) -> str:
+        """The path below a registry URL with a prefix (https://host/registry → /v2/…)."""
+        prefix = urlsplit(self.base_url).path.rstrip("/")
+        return path[len(prefix):] if prefix and path.startswith(prefix + "/") else path
+
+    def _fetch_token(self, challenge: a.Challenge) -> a.Token:
+        """GET realm?service=…&scope=… with the configured user's basic auth (anonymous without)."""
+        realm = challenge.realm
+        shown = a.realm_for_humans(realm)
+        who = f"“{self.conf.username}”" if self.conf.username else "an anonymous user"
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise e.Unauthorized(f"the registry at {self.base_url} names a token server that is not an HTTP(S) "
+                                 f"URL ({shown[:200]}) — check its auth.token.realm setting", url=self.base_url)
+        if self._basic is not None and parts.scheme == "http" and self._origin[0] == "https":
+            raise e.Unauthorized(
+                f"the registry at {self.base_url} sends its users to the token server {shown} over plain HTTP; "
+                f"the password of {who} is not sent there — give its auth.token.realm an https:// URL",
+                url=self.base_url)
+        url = a.token_url(realm, challenge.service, challenge.scopes, account=self.conf.username)
+        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
+        try:
+            resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=timeout,
+                                 allow_redirects=True, stream=True)
+        except requests.RequestException as exc:
+            raise e.Unauthorized(f"could not get a token for {who} from the token server {shown} of the registry "
+                                 f"at {self.base_url}: {self._realm_failure(exc)}", url=shown) from None
+        try:
+            if resp.status_code == 401:
+                if self._basic is None:
+                    raise e.Unauthorized(
+                        f"the registry at {self.base_url} needs credentials: its token server {shown} gives "
+                        "no anonymous tokens — set REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD",
+                        url=shown)
+                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} rejected the "
+                                     f"credentials of {who}", url=shown)
+            if resp.status_code != 200:
+                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} answered HTTP "
+                                     f"{resp.status_code} to {who}'s request for "
+                                     f"{a.describe_scope(challenge.scope)}", url=shown)
+            body = self._read(resp, a.MAX_TOKEN_RESPONSE_BYTES, what="token")
+        except e.RegistryError as exc:
+            if isinstance(exc, e.Unauthorized):
+                raise
+            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
+                                 f"answer to {who}: {str(exc).replace(self.base_url, shown)}", url=shown) from None
+        finally:
+            resp.close()
+        try:
+            return a.parse_token_response(body)
+        except a.TokenError as exc:
+            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
+                                 f"token to {who}: {exc}", url=shown) from None
+
+    def _realm_failure(self, exc: requests.RequestException) -> str:
+        """Why the token server could not be asked, in a few words (never a urllib3 repr)."""
+        text = str(exc).lower()
+        if isinstance(exc, requests.exceptions.SSLError):
+            if "certificate verify failed" in text or "certificate_verify_failed" in text:
+                return ("its TLS certificate could not be verified — REGISTRYUI_REGISTRY_CA_BUNDLE must hold the "
+                        "CA of the token server too")
+            return "the TLS handshake failed"
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"no connection within {self.conf.connect_timeout:g} s"
+        if isinstance(exc, requests.exceptions.ReadTimeout) or "read timed out" in text:
+            return f"no answer within {self.conf.read_timeout:g} s"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if "refused" in text:
+                return "connection refused — is the token server running?"
+            if "name or service not known" in text or "failed to resolve" in text \
+                    or "temporary failure in name resolution" in text or "nodename nor servname" in text:
+                return "its host name does not resolve"
+            return "the connection failed"
+        return f"the request failed ({exc.__class__.__name__})"
+
+    def _token_refused(self, challenge: a.Challenge, url: str) -> e.Unauthorized:
+        """The registry answered 401 to the token its own token server just issued."""
+        shown = a.realm_for_humans(challenge.realm)
+        what = a.describe_scope(challenge.scope)
+        if challenge.error == "invalid_token":
+            return e.Unauthorized(
+                f"the registry at {self.base_url} does not accept the tokens of its token server {shown} "
+                "(invalid_token) — its auth.token issuer, service and rootcertbundle must match the token "
+                "server's issuer, service name and signing certificate", url=url)
+        if self._basic is None:
+            return e.Unauthorized(
+                f"the registry at {self.base_url} needs credentials: its token server {shown} does not grant "
+                f"anonymous users {what} — set REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD",
+                url=url)
+        return e.Unauthorized(
+            f"the token server {shown} did not grant “{self.conf.username}” {what} on the registry at "
+            f"{self.base_url} — the user lacks that permission", url=url)
 
     def close(self) -> None:
         self._session.close()
@@ -519,6 +678,17 @@ def endpoint_of(url: str) -> str:
         if marker in path:
             return name
     return "other"
+
+
+def _discard(resp: requests.Response) -> None:
+    """Drop an answer that is answered by a retry (a 401's small body), keeping the connection if we can."""
+    try:
+        if resp.request is not None and resp.request.method != "HEAD":
+            resp.raw.read(64 * 1024, decode_content=False)
+    except Exception:  # the connection is closed below anyway
+        pass
+    finally:
+        resp.close()
 
 
 def _media_type(resp: requests.Response) -> str:

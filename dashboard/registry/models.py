@@ -29,7 +29,7 @@ EMPTY: Mapping[str, str] = MappingProxyType({})
 class RegistryConfig:
     url: str
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     ca_bundle: str = ""
     insecure: bool = False
     connect_timeout: float = 5.0
