@@ -58,8 +58,18 @@ class AccessMiddleware:
         return None
 
 
+def client_address(request: HttpRequest) -> str:
+    """The visitor's address. Behind the proxy (REGISTRYUI_BEHIND_PROXY) REMOTE_ADDR is the proxy's
+    for everyone: take the last X-Forwarded-For entry, the one our proxy appended (earlier
+    entries come from the client and can be forged)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if getattr(settings, "BEHIND_PROXY", False) and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def _throttle_key(request: HttpRequest, username: str) -> str:
-    return f"rui:login:{request.META.get('REMOTE_ADDR', '')}:{username.lower()[:150]}"
+    return f"rui:login:{client_address(request)}:{username.lower()[:150]}"
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):

@@ -121,3 +121,19 @@ def test_first_start__one_time_password_printed_once(db, monkeypatch, capsys) ->
     call_command("ensure_admin")
     assert capsys.readouterr().out == ""
     assert User.objects.filter(is_superuser=True).count() == 1
+
+
+def test_login__behind_proxy__lockout_counts_by_forwarded_address(client, closed, settings) -> None:  # noqa: ANN001
+    settings.BEHIND_PROXY = True
+    _user("vera", "viewer")
+    for _ in range(5):
+        client.post("/-/login/", {"username": "vera", "password": "wrong"},
+                    headers={"X-Forwarded-For": "198.51.100.7"})
+    # Another visitor behind the same proxy still signs in; a forged first entry changes nothing.
+    response = client.post("/-/login/", {"username": "vera", "password": "correct horse battery"},
+                           headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+    assert response.status_code == 302
+    client.logout()
+    response = client.post("/-/login/", {"username": "vera", "password": "correct horse battery"},
+                           headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
+    assert "Too many failed sign-ins" in response.content.decode()
