@@ -196,8 +196,9 @@ class ContentCheck:
             counts = browse.tag_counts(names)
             tags = sum(c for c in counts.values() if isinstance(c, int))
             cache.set(_key("tags"), tags, 60)
-        return Result(self.key, self.name, OK, f"{len(names)} repositories",
-                      f"{len(names)} repositories, {tags} tags", {"repositories": len(names), "tags": tags})
+        repos = f"{len(names)} repositor{'y' if len(names) == 1 else 'ies'}"
+        return Result(self.key, self.name, OK, repos, f"{repos}, {tags} tag{'' if tags == 1 else 's'}",
+                      {"repositories": len(names), "tags": tags})
 
 
 @dataclass

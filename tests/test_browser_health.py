@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from test_browser import Watch, browser, mark_document, new_context, same_document  # noqa: F401
+from test_browser import Watch, browser, mark_document, new_context, same_document, shot  # noqa: F401
 
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
@@ -51,6 +51,7 @@ def test_health__green__red_when_registry_stops__green_again(page: Page, live_se
     for check in checks.all():
         expect(check).to_have_class("check status-ok")
     expect(page.locator("#health-panels .overall")).to_contain_text("Healthy")
+    shot(page, "health-green")
     mark_document(page)
 
     server.stop()
@@ -59,6 +60,9 @@ def test_health__green__red_when_registry_stops__green_again(page: Page, live_se
     expect(api.locator(".explanation")).to_have_text(
         f"connection refused at {server.url} — is the registry running?")
     expect(page.locator("#health-panels .overall")).to_contain_text("Failing")
+    page.emulate_media(color_scheme="dark")
+    shot(page, "health-red-dark")
+    page.emulate_media(color_scheme="light")
 
     server.start()
     expect(api).to_have_class("check status-ok", timeout=10_000)
