@@ -3,9 +3,22 @@ from django.contrib import admin
 from .models import Deletion, GCRun
 
 
+class AuditAdmin(admin.ModelAdmin):
+    """Audit records are read-only: a record that can be edited or deleted proves nothing."""
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
 @admin.register(Deletion)
-class DeletionAdmin(admin.ModelAdmin):
-    """The audit log, read-only: a record that can be edited proves nothing."""
+class DeletionAdmin(AuditAdmin):
+    """Every delete the dashboard made."""
 
     list_display = ["created_at", "username", "action", "repository", "tag_list", "short_digest", "restored_at"]
     list_filter = ["action", "repository"]
@@ -21,18 +34,9 @@ class DeletionAdmin(admin.ModelAdmin):
     def short_digest(self, obj: Deletion) -> str:
         return obj.digest[:19]
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
 
 @admin.register(GCRun)
-class GCRunAdmin(admin.ModelAdmin):
+class GCRunAdmin(AuditAdmin):
     """The audit of garbage collections, read-only: who ran what, what it deleted, its output."""
 
     list_display = ["created_at", "username", "kind", "delete_untagged", "state", "eligible_blobs", "deleted_blobs",
@@ -44,12 +48,3 @@ class GCRunAdmin(admin.ModelAdmin):
     @admin.display(description="kind")
     def kind(self, obj: GCRun) -> str:
         return "preview" if obj.dry_run else "run"
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
