@@ -75,6 +75,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.update({
         # The image's python and gunicorn are the venv's here.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        # The image's ENV: without it gunicorn's access log sits in a block buffer, not in `docker logs`.
+        "PYTHONUNBUFFERED": "1",
         "REGISTRYUI_DATA_DIR": str(tmp / "data"),
         "REGISTRYUI_STATIC_ROOT": str(tmp / "static"),
         "REGISTRYUI_LISTEN": f"127.0.0.1:{port}",
@@ -130,8 +132,12 @@ def test_the_images_command_migrated_created_the_admin_and_serves_with_gunicorn(
     assert (Path(server.env["REGISTRYUI_DATA_DIR"]) / "db.sqlite3").is_file()
     err = server.stderr.read_text()
     assert "Using worker: gthread" in err and err.count("Booting worker") >= 2, server.logs()
-    # The access log goes to stdout, with the forwarded-for column.
-    assert re.search(r'"GET /-/live HTTP/1\.1" 200 ', out), server.logs()
+    # The access log goes to stdout, with the forwarded-for column. A worker writes the line just
+    # after the response, so the request that answered may still be writing it: poll.
+    deadline = time.monotonic() + 10
+    while not re.search(r'"GET /-/live HTTP/1\.1" 200 ', server.stdout.read_text()):
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.05)
 
 
 def test_the_images_healthcheck_passes(server: Server) -> None:
