@@ -119,3 +119,253 @@ class GCRun(models.Model):
     def tail(self) -> str:
         """The last 40 lines of output."""
         return "\n".join(self.output.rstrip("\n").splitlines()[-40:])
+
+
+# -- the index: what the dashboard knows of the whole registry ------------------------------
+#
+# Digest-addressed rows (IndexedManifest, IndexedBlob and their links) never change once written:
+# a digest names its bytes. Tags and repository membership are the mutable part, kept fresh by
+# registry events (dashboard.index.events) and reconciled by a sync (dashboard.index.sync).
+
+
+class IndexedRepository(models.Model):
+    name = models.CharField(max_length=255, unique=True)
+    #: The last time a sync read this repository's whole tag list (None: known from events only).
+    synced_at = models.DateTimeField(null=True, blank=True)
+    #: The last change the index saw here (a push, a delete, a tag that moved).
+    changed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    tag_count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "indexed repositories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IndexedManifest(models.Model):
+    digest = models.CharField(max_length=100, unique=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    #: Bytes of the manifest itself (it is a blob file on disk too).
+    size = models.BigIntegerField(default=0)
+    #: dashboard.registry.kinds: image, index, signature, sbom, attestation, artifact, …
+    kind = models.CharField(max_length=20, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    #: What the tag table shows: the layers (an index: its platforms' layers, attestations aside).
+    image_size = models.BigIntegerField(default=0)
+    #: Space-separated platform strings ("linux/amd64 linux/arm64/v8"), for display and filter.
+    platforms = models.CharField(max_length=1000, blank=True)
+    config_digest = models.CharField(max_length=100, blank=True)
+    artifact_type = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=100, blank=True, db_index=True)
+    labels = models.JSONField(default=dict, blank=True)
+    #: "key=value" lines of labels and annotations, for search.
+    labels_text = models.TextField(blank=True)
+    problem = models.TextField(blank=True)
+    indexed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "indexed manifest"
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class IndexedBlob(models.Model):
+    digest = models.CharField(max_length=100, unique=True)
+    size = models.BigIntegerField(default=0)
+    media_type = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class ManifestBlob(models.Model):
+    """A layer or config a manifest names (an index names manifests: ManifestChild)."""
+
+    manifest = models.ForeignKey(IndexedManifest, on_delete=models.CASCADE, related_name="blob_links")
+    blob = models.ForeignKey(IndexedBlob, on_delete=models.CASCADE, related_name="manifest_links")
+    role = models.CharField(max_length=10)  # "config" or "layer"
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "blob"], name="index_manifest_blob_once")]
+
+
+class ManifestChild(models.Model):
+    """A manifest an index lists (the child may not be indexed yet: the digest says which)."""
+
+    parent = models.ForeignKey(IndexedManifest, on_delete=models.CASCADE, related_name="child_links")
+    digest = models.CharField(max_length=100, db_index=True)
+    platform = models.CharField(max_length=100, blank=True)
+    attestation = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["parent", "digest"], name="index_child_once")]
+
+
+class RepositoryManifest(models.Model):
+    """A manifest is in a repository (tagged or not). A delete keeps the row with `deleted_at`:
+    its blobs stay on disk until garbage collection, and the storage page counts them."""
+
+    repository = models.ForeignKey(IndexedRepository, on_delete=models.CASCADE, related_name="manifest_links")
+    manifest = models.ForeignKey(IndexedManifest, on_delete=models.CASCADE, related_name="repository_links")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "manifest"], name="index_repo_manifest_once")]
+
+
+class IndexedTag(models.Model):
+    repository = models.ForeignKey(IndexedRepository, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    digest = models.CharField(max_length=100, db_index=True)
+    #: Null until the manifest is indexed (an event names the digest before it is fetched).
+    manifest = models.ForeignKey(IndexedManifest, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="tags")
+    #: dashboard.index.store.version_sort_key: semver-aware order as a plain string, so the
+    #: database sorts 20,000 tags without Python.
+    is_version = models.BooleanField(default=False)
+    version_key = models.TextField(default="")
+    #: When the tag last moved to this digest (push time, or first seen by a sync).
+    updated_at = models.DateTimeField()
+    last_pulled_at = models.DateTimeField(null=True, blank=True)
+    pull_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="index_tag_once")]
+        indexes = [models.Index(fields=["repository", "is_version", "version_key"], name="index_tag_version")]
+
+    def __str__(self) -> str:
+        return f"{self.repository.name}:{self.name}"
+
+
+class TagHistory(models.Model):
+    """Every digest a tag has pointed at, newest last: what a roll back offers."""
+
+    class Source(models.TextChoices):
+        EVENT = "event", "Push event"
+        SYNC = "sync", "Sync"
+        DASHBOARD = "dashboard", "Dashboard"
+        ROLLBACK = "rollback", "Roll back"
+
+    repository = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128)
+    #: Empty: the tag was removed.
+    digest = models.CharField(max_length=100, blank=True)
+    at = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    actor = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["repository", "tag", "at"], name="index_tag_history")]
+
+
+class RegistryEvent(models.Model):
+    """The activity feed: a push, pull or delete the registry reported (or a sync inferred)."""
+
+    class Action(models.TextChoices):
+        PUSH = "push", "Push"
+        PULL = "pull", "Pull"
+        DELETE = "delete", "Delete"
+        MOUNT = "mount", "Mount"
+
+    class Source(models.TextChoices):
+        REGISTRY = "registry", "Registry event"
+        SYNC = "sync", "Found by a sync"
+        DASHBOARD = "dashboard", "Dashboard"
+
+    #: The registry's event id (idempotency: it retries until it gets a 2xx).
+    event_id = models.CharField(max_length=100, unique=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    repository = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128, blank=True)
+    digest = models.CharField(max_length=100, blank=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    address = models.CharField(max_length=100, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.REGISTRY)
+    #: Push and delete events change the index; False until that work is done.
+    applied = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["repository", "at"], name="index_event_repo_at"),
+            models.Index(fields=["action", "at"], name="index_event_action_at"),
+            models.Index(fields=["applied"], condition=models.Q(applied=False), name="index_event_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.repository}:{self.tag or self.digest}"
+
+
+class SyncRun(models.Model):
+    """One reconcile of the index with the registry. Like GCRun, doubles as the lock: at most one
+    queued or running sync across every process (a partial unique index)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    #: A scheduled sync waits until then; "Sync now" brings it forward.
+    not_before = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=20, default="manual")  # manual, schedule, command, change
+    username = models.CharField(max_length=150, blank=True)
+    #: Only these repositories (empty: the whole catalog).
+    repositories = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    active = models.BooleanField(default=True)
+    #: The last repository finished, in catalog order: a resumed sync starts after it.
+    cursor = models.CharField(max_length=255, blank=True)
+    repositories_total = models.IntegerField(default=0)
+    repositories_done = models.IntegerField(default=0)
+    tags_seen = models.IntegerField(default=0)
+    heads = models.IntegerField(default=0)
+    manifests_fetched = models.IntegerField(default=0)
+    tags_changed = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="sync_one_active_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sync #{self.pk} ({self.trigger}): {self.state}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+
+class Rollback(models.Model):
+    """A tag re-pointed to an earlier digest by a maintainer: the audit record."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    username = models.CharField(max_length=150)
+    registry = models.CharField(max_length=500)
+    repository = models.CharField(max_length=255)
+    tag = models.CharField(max_length=128)
+    from_digest = models.CharField(max_length=100, blank=True)
+    to_digest = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag} → {self.to_digest[:19]}"

@@ -11,3 +11,19 @@ from . import gc
 def run_gc(run_id: int) -> None:
     """Run a queued garbage collection (see dashboard.gc.execute)."""
     gc.execute(run_id)
+
+
+@task
+def apply_events() -> int:
+    """Apply the registry events the endpoint stored (see dashboard.index.events.apply_pending)."""
+    from .index import events
+
+    return events.apply_pending()
+
+
+@task
+def run_sync(run_id: int) -> None:
+    """Reconcile the index with the registry (see dashboard.index.sync.execute)."""
+    from .index import sync
+
+    sync.execute(run_id)

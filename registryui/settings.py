@@ -281,6 +281,14 @@ REGISTRYUI = {
     "HEALTH_INTERVAL": env_float("HEALTH_INTERVAL", 15.0),
     # /metrics answers only to `Authorization: Bearer <token>`; unset, there is no /metrics.
     "METRICS_TOKEN": env("METRICS_TOKEN"),
+    # -- the index (dashboard.index): registry events in, a reconcile sync on a schedule.
+    # The registry's notifications endpoint sends `Authorization: Bearer <token>` (its
+    # notifications.endpoints[].headers); unset, /-/events/ refuses every event.
+    "EVENTS_TOKEN": env_secret("EVENTS_TOKEN"),
+    # Seconds between scheduled syncs (the worker runs them); 0 turns the schedule off.
+    "SYNC_INTERVAL": env_float("SYNC_INTERVAL", 900.0),
+    # A sync whose worker has not reported for this long is marked failed (a new one resumes it).
+    "SYNC_STALE_SECONDS": env_float("SYNC_STALE_SECONDS", 120.0),
 }
 
 # Background work (garbage collection) goes through Django's tasks framework into the

@@ -1,0 +1,5 @@
+"""Placeholder: being written."""
+
+
+def apply_pending() -> int:
+    return 0

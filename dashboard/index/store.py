@@ -1,0 +1,355 @@
+"""Writes to the index. Every function is idempotent and safe to run from several processes at
+once: digest-addressed rows are inserted with ignore-conflicts (a digest names its bytes, so two
+writers always agree), and tag changes are diffed against what is stored.
+
+Reads of the registry happen here only through `fetch_and_index`, which goes through
+`dashboard.services` (the cache by digest, the configured client and its bounded pool).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from .. import services
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
+                      RepositoryManifest, TagHistory)
+from ..registry import errors as e
+from ..registry import kinds
+from ..registry import models as m
+from ..registry.parse import parse_time
+
+# -- semver-aware order as a string ---------------------------------------------------------
+
+_VERSION_RE = re.compile(r"v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
+_CHUNK_RE = re.compile(r"(\d+)")
+# Numbers are zero-padded to this width; longer ones (a 25-digit build id) still sort by length.
+_WIDTH = 20
+# Below every character a tag may contain, so "1.2" + _SEP sorts before "1.2.0".
+_SEP = " "
+
+
+def _number(text: str) -> str:
+    text = text.lstrip("0") or "0"
+    if len(text) > _WIDTH:
+        # Longer than the pad: a length prefix above any padded digit keeps the order.
+        return "~" + str(len(text)).zfill(3) + text
+    return text.zfill(_WIDTH)
+
+
+def _natural(text: str) -> str:
+    return _SEP.join(("0" + _number(p)) if p.isdigit() else ("1" + p) for p in _CHUNK_RE.split(text) if p)
+
+
+def version_sort_key(tag: str) -> tuple[bool, str]:
+    """(is it a version, a string whose order is dashboard.browse.version_key's order).
+
+    A database sorts by this column as Python sorts by version_key: 1.10.0 after 1.9.0,
+    1.0.0-rc.1 before 1.0.0; names that are not versions (latest, main) form their own group.
+    """
+    match = _VERSION_RE.fullmatch(tag)
+    if not match:
+        return False, _natural(tag)
+    numbers = ".".join(_number(n) for n in match.group(1).split("."))
+    pre = match.group(2)
+    return True, f"{numbers}{_SEP}{'0' if pre else '1'}{_SEP}{_natural(pre or '')}{_SEP}{_SEP}{tag}"
+
+
+# -- manifests, blobs -----------------------------------------------------------------------
+
+
+def known_digests(digests: Iterable[str]) -> set[str]:
+    """Which of these manifests the index already has (their rows never change)."""
+    wanted = list(set(digests))
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        found.update(IndexedManifest.objects.filter(digest__in=wanted[i:i + 500]).values_list("digest", flat=True))
+    return found
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    # Go's zero time (0001-01-01) means "not set"; a database may not take the year either.
+    return when if when.year >= 1900 else None
+
+
+def _labels_text(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
+    lines = [f"{k}={v}" for k, v in {**annotations, **labels}.items()]
+    return "\n".join(lines)[:20_000]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one fetch found: manifests by digest (children included) and image configs."""
+
+    manifests: dict[str, m.Manifest]
+    configs: dict[str, m.ImageConfig]
+    errors: dict[str, str]
+
+
+def fetch(name: str, digests: list[str]) -> Fetched:
+    """Manifests (and their index children and image configs) from the registry, concurrently,
+    skipping whatever the index already has."""
+    manifests: dict[str, m.Manifest] = {}
+    configs: dict[str, m.ImageConfig] = {}
+    errors: dict[str, str] = {}
+    todo = sorted(set(digests) - known_digests(digests))
+    while todo:
+        for digest, got in services.many_by_digest(name, "manifest", todo).items():
+            if isinstance(got, m.Manifest):
+                manifests[digest] = got
+            else:
+                errors[digest] = str(got)
+        children = {c.digest for mf in manifests.values() for c in mf.manifests}
+        todo = sorted(children - manifests.keys() - errors.keys() - known_digests(children))
+    wanted = sorted({mf.config.digest for mf in manifests.values()
+                     if mf.config is not None and mf.config.media_type in m.IMAGE_CONFIG_TYPES})
+    for digest, got in services.many_by_digest(name, "config", wanted).items():
+        if isinstance(got, m.ImageConfig):
+            configs[digest] = got
+        else:
+            errors[digest] = str(got)
+    return Fetched(manifests, configs, errors)
+
+
+def fetch_and_index(name: str, digests: list[str]) -> int:
+    """Index these manifests of `name` (fetching only what is unknown); returns how many
+    manifests were fetched. The repository's membership rows are written too."""
+    found = fetch(name, digests)
+    index_manifests(found)
+    add_to_repository(name, list(digests) + list(found.manifests))
+    return len(found.manifests)
+
+
+def index_manifests(found: Fetched) -> None:
+    """Write manifests, their blobs and links. Children before parents, so an index can sum
+    its platforms' sizes from rows that exist."""
+    if not found.manifests:
+        return
+    ordered = sorted(found.manifests.values(), key=lambda mf: mf.is_index)
+    with transaction.atomic():
+        for mf in ordered:
+            _index_one(mf, found)
+        digests = [mf.digest for mf in ordered]
+        ids = dict(IndexedManifest.objects.filter(digest__in=digests).values_list("digest", "id"))
+        for digest, pk in ids.items():
+            IndexedTag.objects.filter(digest=digest, manifest__isnull=True).update(manifest_id=pk)
+
+
+def _index_one(mf: m.Manifest, found: Fetched) -> None:
+    config = found.configs.get(mf.config.digest) if mf.config is not None else None
+    created = None
+    platforms = ""
+    labels: dict[str, str] = {}
+    problem = mf.problem
+    size = mf.layers_size
+    if config is not None:
+        created = config.created
+        labels = dict(config.labels)
+        problem = problem or config.problem
+        if config.os:
+            platforms = str(m.Platform(config.os, config.architecture, config.variant))
+    elif mf.config is not None and mf.config.digest in found.errors:
+        problem = problem or f"config: {found.errors[mf.config.digest]}"
+    if created is None:
+        created = parse_time(mf.annotations.get("org.opencontainers.image.created"))
+    if mf.is_index:
+        children = {row.digest: row for row in IndexedManifest.objects.filter(
+            digest__in=[c.digest for c in mf.manifests])}
+        real = [c for c in mf.manifests if not c.is_attestation and c.digest in children
+                and children[c.digest].kind not in (kinds.ATTESTATION, kinds.SBOM, kinds.SIGNATURE)]
+        size = sum(children[c.digest].image_size for c in real)
+        created = max((children[c.digest].created for c in real if children[c.digest].created), default=None)
+        platforms = " ".join(str(c.platform) if c.platform else "unknown" for c in mf.manifests
+                             if not c.is_attestation)
+    row = IndexedManifest(
+        digest=mf.digest, media_type=mf.media_type[:200], size=mf.size or len(mf.raw), kind=mf.kind,
+        created=_aware(created), image_size=size, platforms=platforms[:1000],
+        config_digest=mf.config.digest if mf.config is not None else "", artifact_type=mf.artifact_type[:200],
+        subject=mf.subject.digest if mf.subject is not None else "", labels=labels,
+        labels_text=_labels_text(labels, mf.annotations), problem=problem[:2000])
+    IndexedManifest.objects.bulk_create([row], ignore_conflicts=True)
+    pk = IndexedManifest.objects.only("id").get(digest=mf.digest).pk
+    blobs = ([(mf.config, "config")] if mf.config is not None else []) + [(layer, "layer") for layer in mf.layers]
+    if blobs:
+        IndexedBlob.objects.bulk_create(
+            [IndexedBlob(digest=d.digest, size=max(d.size, 0), media_type=d.media_type[:200]) for d, _ in blobs],
+            ignore_conflicts=True)
+        blob_ids = dict(IndexedBlob.objects.filter(digest__in=[d.digest for d, _ in blobs])
+                        .values_list("digest", "id"))
+        ManifestBlob.objects.bulk_create(
+            [ManifestBlob(manifest_id=pk, blob_id=blob_ids[d.digest], role=role) for d, role in blobs],
+            ignore_conflicts=True)
+    if mf.manifests:
+        ManifestChild.objects.bulk_create(
+            [ManifestChild(parent_id=pk, digest=c.digest, platform=str(c.platform)[:100] if c.platform else "",
+                           attestation=c.is_attestation) for c in mf.manifests],
+            ignore_conflicts=True)
+
+
+# -- repositories and tags ---------------------------------------------------------------------
+
+
+def repository(name: str) -> IndexedRepository:
+    IndexedRepository.objects.bulk_create([IndexedRepository(name=name)], ignore_conflicts=True)
+    return IndexedRepository.objects.get(name=name)
+
+
+def add_to_repository(name: str, digests: list[str]) -> None:
+    """These manifests (and an index's children, which the registry keeps in the same
+    repository) are in `name`; a re-push revives a deleted one."""
+    wanted = set(digests)
+    # Children of indexes, to any depth the index knows.
+    frontier = set(wanted)
+    while frontier:
+        kids = set(ManifestChild.objects.filter(parent__digest__in=frontier).values_list("digest", flat=True))
+        frontier = kids - wanted
+        wanted |= kids
+    ids = list(IndexedManifest.objects.filter(digest__in=wanted).values_list("id", flat=True))
+    if not ids:
+        return
+    repo = repository(name)
+    RepositoryManifest.objects.bulk_create(
+        [RepositoryManifest(repository=repo, manifest_id=pk) for pk in ids], ignore_conflicts=True)
+    RepositoryManifest.objects.filter(repository=repo, manifest_id__in=ids, deleted_at__isnull=False).update(
+        deleted_at=None)
+
+
+def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = "", at: datetime | None = None,
+             complete: bool = False, as_of: datetime | None = None) -> int:
+    """Point tags of `name` at digests (tag → digest). `complete`: this is every tag the repository
+    has (a sync), so stored tags missing from it are removed. `as_of`: when the registry was read;
+    a tag an event changed after that is newer than what the caller knows and is left alone.
+    Returns how many tags changed (added, moved or removed)."""
+    now = at or timezone.now()
+    repo = repository(name)
+    stored = {t.name: t for t in IndexedTag.objects.filter(repository=repo).only(
+        "id", "name", "digest", "updated_at")}
+    fresh = (lambda t: as_of is not None and t.updated_at > as_of)
+    manifest_ids = dict(IndexedManifest.objects.filter(digest__in=set(tags.values())).values_list("digest", "id"))
+    new, moved, history = [], [], []
+    for tag, digest in tags.items():
+        row = stored.get(tag)
+        if row is not None and (row.digest == digest or fresh(row)):
+            continue
+        is_version, key = version_sort_key(tag)
+        if row is None:
+            new.append(IndexedTag(repository=repo, name=tag, digest=digest, manifest_id=manifest_ids.get(digest),
+                                  is_version=is_version, version_key=key, updated_at=now))
+        else:
+            row.digest, row.manifest_id, row.updated_at = digest, manifest_ids.get(digest), now
+            moved.append(row)
+        history.append(TagHistory(repository=name, tag=tag, digest=digest, at=now, source=source, actor=actor))
+    removed = [row for tag, row in stored.items() if complete and tag not in tags and not fresh(row)]
+    history.extend(TagHistory(repository=name, tag=row.name, digest="", at=now, source=source, actor=actor)
+                   for row in removed)
+    with transaction.atomic():
+        IndexedTag.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
+        IndexedTag.objects.bulk_update(moved, ["digest", "manifest", "updated_at"], batch_size=500)
+        if removed:
+            ids = [row.pk for row in removed]
+            for i in range(0, len(ids), 500):
+                IndexedTag.objects.filter(pk__in=ids[i:i + 500]).delete()
+        TagHistory.objects.bulk_create(history, batch_size=500)
+        _refresh_repository(repo, changed=bool(history), at=now, synced=complete)
+    return len(history)
+
+
+def remove_tag(name: str, tag: str, *, source: str, actor: str = "", at: datetime | None = None) -> bool:
+    now = at or timezone.now()
+    with transaction.atomic():
+        deleted, _ = IndexedTag.objects.filter(repository__name=name, name=tag).delete()
+        if deleted:
+            TagHistory.objects.create(repository=name, tag=tag, digest="", at=now, source=source, actor=actor)
+            repo = IndexedRepository.objects.filter(name=name).first()
+            if repo is not None:
+                _refresh_repository(repo, changed=True, at=now)
+    return bool(deleted)
+
+
+def remove_manifest(name: str, digest: str, *, source: str, actor: str = "", at: datetime | None = None) -> None:
+    """The manifest was deleted from `name`: its tags go with it (the registry removes them),
+    its blobs stay counted as garbage until a collection."""
+    now = at or timezone.now()
+    with transaction.atomic():
+        repo = IndexedRepository.objects.filter(name=name).first()
+        if repo is None:
+            return
+        tags = list(IndexedTag.objects.filter(repository=repo, digest=digest).values_list("name", flat=True))
+        IndexedTag.objects.filter(repository=repo, digest=digest).delete()
+        TagHistory.objects.bulk_create([TagHistory(repository=name, tag=t, digest="", at=now, source=source,
+                                                   actor=actor) for t in tags])
+        RepositoryManifest.objects.filter(repository=repo, manifest__digest=digest, deleted_at__isnull=True).update(
+            deleted_at=now)
+        _refresh_repository(repo, changed=True, at=now)
+
+
+def remove_repository(name: str) -> None:
+    """Gone from the catalog: forget its tags; its manifests count as garbage until GC."""
+    now = timezone.now()
+    with transaction.atomic():
+        repo = IndexedRepository.objects.filter(name=name).first()
+        if repo is None:
+            return
+        tags = list(repo.tags.values_list("name", flat=True))
+        TagHistory.objects.bulk_create([TagHistory(repository=name, tag=t, digest="", at=now, source="sync")
+                                        for t in tags], batch_size=500)
+        repo.tags.all().delete()
+        RepositoryManifest.objects.filter(repository=repo, deleted_at__isnull=True).update(deleted_at=now)
+        _refresh_repository(repo, changed=bool(tags), at=now)
+
+
+def tagged_closure(repo: IndexedRepository) -> set[int]:
+    """Ids of the manifests a tag of `repo` reaches: tagged ones and their index children."""
+    ids = set(IndexedTag.objects.filter(repository=repo, manifest__isnull=False).values_list("manifest_id", flat=True))
+    frontier = set(ids)
+    while frontier:
+        kids = set(IndexedManifest.objects.filter(
+            digest__in=ManifestChild.objects.filter(parent_id__in=frontier).values("digest")).values_list("id", flat=True))
+        frontier = kids - ids
+        ids |= kids
+    return ids
+
+
+def after_garbage_collection(*, delete_untagged: bool) -> None:
+    """A collection that deleted ran: deleted manifests are gone from disk, and with
+    --delete-untagged so is every manifest no tag reaches."""
+    with transaction.atomic():
+        RepositoryManifest.objects.filter(deleted_at__isnull=False).delete()
+        if delete_untagged:
+            for repo in IndexedRepository.objects.all():
+                RepositoryManifest.objects.filter(repository=repo).exclude(
+                    manifest_id__in=tagged_closure(repo)).delete()
+        IndexedRepository.objects.filter(tag_count=0).annotate(n=Count("manifest_links")).filter(n=0).delete()
+
+
+def _refresh_repository(repo: IndexedRepository, *, changed: bool, at: datetime, synced: bool = False) -> None:
+    fields = {"tag_count": IndexedTag.objects.filter(repository=repo).count()}
+    if changed:
+        fields["changed_at"] = at
+    if synced:
+        fields["synced_at"] = at
+    IndexedRepository.objects.filter(pk=repo.pk).update(**fields)
+
+
+def tag_digests(name: str) -> dict[str, str]:
+    """What the index says each tag of `name` points at."""
+    return dict(IndexedTag.objects.filter(repository__name=name).values_list("name", "digest"))
+
+
+def is_indexed(name: str) -> bool:
+    return IndexedRepository.objects.filter(name=name, synced_at__isnull=False).exists()
+
+
+__all__ = ["Fetched", "add_to_repository", "after_garbage_collection", "fetch", "fetch_and_index",
+           "index_manifests", "is_indexed", "known_digests", "remove_manifest", "remove_repository", "remove_tag",
+           "repository", "set_tags", "tag_digests", "tagged_closure", "version_sort_key"]

@@ -1,0 +1,5 @@
+"""Placeholder: being written."""
+
+
+def execute(run_id: int) -> None:
+    return None

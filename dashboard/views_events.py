@@ -1,0 +1,8 @@
+"""Placeholder: being written."""
+
+from django.http import Http404
+
+
+
+def receive(request, **kwargs):  # noqa: ANN001, ANN003
+    raise Http404
