@@ -292,6 +292,8 @@ class RegistryEvent(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.REGISTRY)
     #: Push and delete events change the index; False until that work is done.
     applied = models.BooleanField(default=False)
+    #: Whatever else the event said that the feed may show (request host, source instance).
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -336,6 +338,8 @@ class SyncRun(models.Model):
     manifests_fetched = models.IntegerField(default=0)
     tags_changed = models.IntegerField(default=0)
     error = models.TextField(blank=True)
+    #: Whatever else the run reports (per-repository problems, timings).
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
