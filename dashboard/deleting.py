@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import services
+from .index import store
 from .models import Deletion
 from .registry import errors as e
 from .registry import ops
@@ -86,6 +87,10 @@ def untag(user, name: str, tag: str, expected_digest: str = "") -> TagResult:  #
         return TagResult(tag, False, str(exc))
     cache.set(_registry_key("tag-delete"), tag_delete, None)
     _record(user, name, Deletion.Action.UNTAG, [tag], digest, media_type, raw, result.method)
+    # The index learns at once, events or not.
+    store.remove_tag(name, tag, source="dashboard", actor=user.get_username())
+    store.record_dashboard_event("delete", name, tag=tag, digest=digest, actor=user.get_username(),
+                                 media_type=media_type)
     return TagResult(tag, True, "untagged")
 
 
@@ -108,7 +113,10 @@ def delete_image(user, name: str, digest: str, confirmed_tags: list[str]) -> Del
     except e.UnsupportedOperation:
         _forget_support()
         raise
-    return _record(user, name, Deletion.Action.DELETE, current, digest, media_type, raw, "digest")
+    record = _record(user, name, Deletion.Action.DELETE, current, digest, media_type, raw, "digest")
+    store.remove_manifest(name, digest, source="dashboard", actor=user.get_username())
+    store.record_dashboard_event("delete", name, digest=digest, actor=user.get_username(), media_type=media_type)
+    return record
 
 
 def restore(user, deletion: Deletion) -> None:  # noqa: ANN001
@@ -117,6 +125,16 @@ def restore(user, deletion: Deletion) -> None:  # noqa: ANN001
     deletion.restored_at = timezone.now()
     deletion.restored_by = user.get_username()
     deletion.save(update_fields=["restored_at", "restored_by"])
+    name, who = deletion.repository, user.get_username()
+    if deletion.tags:
+        store.set_tags(name, dict.fromkeys(deletion.tags, deletion.digest), source="dashboard", actor=who)
+    try:
+        store.fetch_and_index(name, [deletion.digest])
+    except e.RegistryError:
+        pass  # the next sync indexes it; the restore itself worked
+    for tag in deletion.tags or [""]:
+        store.record_dashboard_event("push", name, tag=tag, digest=deletion.digest, actor=who,
+                                     media_type=deletion.media_type)
 
 
 @transaction.atomic

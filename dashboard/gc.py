@@ -530,6 +530,15 @@ class _Worker:
                 errors.append(f"the after hook failed (exit code {code}){done}")
 
         state = State.SUCCEEDED if before_ok and exit_code == 0 and not errors else State.FAILED
+        if exit_code == 0 and not run.dry_run:
+            # What the collector removed leaves the index's storage figures too.
+            from .index import store
+
+            try:
+                store.after_garbage_collection(delete_untagged=run.delete_untagged)
+            except Exception as exc:  # noqa: BLE001 - the collection itself is done; the next sync fixes the index
+                log.exception("could not update the index after GC run #%s", run.pk)
+                report["index_error"] = str(exc)
         self.finish(state, "; ".join(errors), report=report, exit_code=exit_code, **fields)
 
     def figures(self, result: gcparse.GCReport, root: Path | None, sizes_before: dict[str, int] | None,

@@ -234,6 +234,51 @@ class GCCheck:
         return Result(self.key, self.name, OK, figure, "nothing deleted since the last run", {"deletions_since": 0})
 
 
+@dataclass
+class IndexCheck:
+    """The index: is it fed (events), reconciled (sync), and is the worker keeping up."""
+
+    key: str = "index"
+    name: str = "Index"
+
+    def run(self) -> Result:
+        from datetime import timedelta
+
+        from .index import sync
+        from .models import IndexedTag, RegistryEvent, SyncRun
+
+        try:
+            sync.ensure_scheduled()
+        except Exception:  # noqa: BLE001 - a health check reports, it never fails the page
+            pass
+        now = timezone.now()
+        tags = IndexedTag.objects.count()
+        last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()
+        active = SyncRun.objects.filter(active=True).first()
+        event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
+        stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
+        parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
+        if last and last.finished_at:
+            parts.append(f"last sync {timesince(last.finished_at, now)} ago"
+                         + (" failed" if last.state == SyncRun.State.FAILED else ""))
+        if active:
+            parts.append("a sync is " + ("running" if active.state == SyncRun.State.RUNNING else "queued"))
+        if not settings.REGISTRYUI.get("EVENTS_TOKEN"):
+            parts.append("registry events off (set REGISTRYUI_EVENTS_TOKEN and the registry's notifications)")
+        elif event:
+            parts.append(f"last event {timesince(event.received_at, now)} ago")
+        else:
+            parts.append("no registry event received yet")
+        detail = {"tags": tags, "events_pending": stuck, "last_sync_state": last.state if last else None,
+                  "last_event_at": event.received_at.isoformat() if event else None}
+        figure = f"{tags} tags"
+        if stuck:
+            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {stuck} registry events "
+                          "wait to be applied: is the worker (manage.py db_worker) running?", detail)
+        if last and last.state == SyncRun.State.FAILED and not active:
+            return Result(self.key, self.name, WARNING, figure,
+                          " · ".join(parts) + f" — {last.error[:300]}", detail)
+        return Result(self.key, self.name, OK, figure, " · ".join(parts), detail)
 
 
 @dataclass(frozen=True)
@@ -258,6 +303,6 @@ def run_checks() -> Report:
                              for c in (ContentCheck(), DeletionCheck()))
     else:
         content, deletion = ContentCheck().run(), DeletionCheck().run()
-    results = (api, DebugCheck().run(), StorageCheck().run(), content, deletion, GCCheck().run())
+    results = (api, DebugCheck().run(), StorageCheck().run(), content, deletion, GCCheck().run(), IndexCheck().run())
     worst = max((r.status for r in results), key=lambda s: _RANK[s])
     return Report(status=OK if worst == OFF else worst, results=results)

@@ -20,7 +20,7 @@ def test_health_json__healthy_registry__every_check_and_overall_status(client, d
     response = client.get("/-/health.json")
     assert response.status_code == 200
     doc = response.json()
-    assert set(doc["checks"]) == {"api", "debug", "storage", "content", "deletion", "gc"}
+    assert set(doc["checks"]) == {"api", "debug", "storage", "content", "deletion", "gc", "index"}
     assert doc["checks"]["api"]["status"] == "ok" and doc["checks"]["api"]["detail"]["api_version"] == "registry/2.0"
     assert doc["checks"]["content"]["detail"]["repositories"] == len(dashboard.seeded.repos)
     assert doc["checks"]["content"]["detail"]["tags"] == sum(len(t) for t in dashboard.seeded.tags.values())

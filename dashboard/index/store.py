@@ -341,6 +341,21 @@ def _refresh_repository(repo: IndexedRepository, *, changed: bool, at: datetime,
     IndexedRepository.objects.filter(pk=repo.pk).update(**fields)
 
 
+def record_dashboard_event(action: str, name: str, *, tag: str = "", digest: str = "", actor: str = "",
+                           address: str = "", media_type: str = "") -> None:
+    """What the dashboard itself did, in the feed under the user's name. The registry reports the
+    same change as events from the dashboard's User-Agent, which the endpoint drops: a 2.8 untag
+    is a throwaway push and a delete there, and "registryui" is not who did it."""
+    import uuid
+
+    from ..models import RegistryEvent
+
+    RegistryEvent.objects.create(
+        event_id=f"dashboard-{uuid.uuid4()}", action=action, repository=name, tag=tag, digest=digest,
+        media_type=media_type[:200], actor=actor[:150], address=address[:100], at=timezone.now(),
+        source=RegistryEvent.Source.DASHBOARD, applied=True)
+
+
 def tag_digests(name: str) -> dict[str, str]:
     """What the index says each tag of `name` points at."""
     return dict(IndexedTag.objects.filter(repository__name=name).values_list("name", "digest"))
@@ -351,5 +366,5 @@ def is_indexed(name: str) -> bool:
 
 
 __all__ = ["Fetched", "add_to_repository", "after_garbage_collection", "fetch", "fetch_and_index",
-           "index_manifests", "is_indexed", "known_digests", "remove_manifest", "remove_repository", "remove_tag",
+           "index_manifests", "is_indexed", "known_digests", "record_dashboard_event", "remove_manifest", "remove_repository", "remove_tag",
            "repository", "set_tags", "tag_digests", "tagged_closure", "version_sort_key"]
