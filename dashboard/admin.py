@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Deletion, GCRun
+from .models import Deletion, GCRun, Rollback
 
 
 class AuditAdmin(admin.ModelAdmin):
@@ -48,3 +48,21 @@ class GCRunAdmin(AuditAdmin):
     @admin.display(description="kind")
     def kind(self, obj: GCRun) -> str:
         return "preview" if obj.dry_run else "run"
+
+
+@admin.register(Rollback)
+class RollbackAdmin(AuditAdmin):
+    """Every roll back of a tag: who re-pointed which tag, from which digest to which."""
+
+    list_display = ["created_at", "username", "repository", "tag", "short_from", "short_to"]
+    list_filter = ["repository"]
+    search_fields = ["repository", "tag", "username", "from_digest", "to_digest"]
+    readonly_fields = [f.name for f in Rollback._meta.fields]
+
+    @admin.display(description="from")
+    def short_from(self, obj: Rollback) -> str:
+        return obj.from_digest[:19] or "(no tag)"
+
+    @admin.display(description="to")
+    def short_to(self, obj: Rollback) -> str:
+        return obj.to_digest[:19]

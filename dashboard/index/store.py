@@ -126,7 +126,9 @@ def fetch_and_index(name: str, digests: list[str]) -> int:
     manifests were fetched. The repository's membership rows are written too."""
     found = fetch(name, digests)
     index_manifests(found)
-    add_to_repository(name, list(digests) + list(found.manifests))
+    # Callers pass digests the registry just named (a HEAD, a push event); one that could not be
+    # read now must not revive a deleted manifest's membership.
+    add_to_repository(name, [d for d in digests if d not in found.errors] + list(found.manifests))
     return len(found.manifests)
 
 
