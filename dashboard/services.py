@@ -19,6 +19,8 @@ from .registry.parse import parse_config, parse_manifest
 
 # A day is long enough to make pages fast and short enough that GC'd digests age out.
 DIGEST_TTL = 24 * 3600
+#: Every request the dashboard makes says so; the events endpoint drops the registry's reports of them.
+USER_AGENT_PREFIX = "registryui/"
 
 
 def client() -> RegistryClient:
@@ -33,7 +35,7 @@ def client() -> RegistryClient:
         connect_timeout=cfg["CONNECT_TIMEOUT"],
         read_timeout=cfg["READ_TIMEOUT"],
         pool_size=cfg["CONCURRENCY"],
-        user_agent=f"registryui/{cfg['VERSION']}",
+        user_agent=f"{USER_AGENT_PREFIX}{cfg['VERSION']}",
     ))
 
 

@@ -120,12 +120,20 @@ TEMPLATES = [
 ]
 
 
+# The web processes, the task worker and the events endpoint all write: a transaction takes the
+# write lock when it begins (a read-then-write one would otherwise fail at once with "database is
+# locked"), waits for it up to 20 s, and WAL lets pages read while the worker writes.
+_SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE", "timeout": 20,
+                   "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+
+
 def _database(url: str) -> dict[str, object]:
     if not url:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         # A file for the test database too: the garbage-collection worker writes from another
         # thread while pages read, which a shared in-memory SQLite refuses ("table is locked").
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3",
+                "OPTIONS": _SQLITE_OPTIONS,
                 "TEST": {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"}}
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
@@ -139,7 +147,8 @@ def _database(url: str) -> dict[str, object]:
             "CONN_MAX_AGE": 60,
         }
     if parts.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path) or ":memory:"}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path) or ":memory:",
+                "OPTIONS": _SQLITE_OPTIONS}
     raise ValueError(f"DATABASE_URL scheme “{parts.scheme}” is not supported (use postgres:// or sqlite://)")
 
 

@@ -21,10 +21,10 @@ from .seed import (
     start_seeded,
     tool_binaries,
 )
-from .server import RegistryServer, RegistryStartError, registry_binary
+from .server import Notifications, RegistryServer, RegistryStartError, registry_binary
 
 __all__ = [
-    "Attachment", "Image", "Kind", "ManifestFact", "PushError", "RegistryServer", "RegistryStartError",
+    "Attachment", "Image", "Kind", "ManifestFact", "Notifications", "PushError", "RegistryServer", "RegistryStartError",
     "Seeded", "SeededRegistry", "SeedError", "registry_binary", "seed_many_repos", "seed_many_tags",
     "seed_standard", "start_seeded", "tool_binaries",
 ]

@@ -21,7 +21,7 @@ import requests
 if TYPE_CHECKING:
     from .tokenserver import TokenServer
 
-__all__ = ["HTPASSWD_REALM", "RegistryServer", "RegistryStartError", "free_port", "registry_binary"]
+__all__ = ["HTPASSWD_REALM", "Notifications", "RegistryServer", "RegistryStartError", "free_port", "registry_binary"]
 
 # Bounded wait for the registry to answer; 2.8.2 is usually up in ~50 ms.
 START_TIMEOUT_S = 15.0
@@ -38,6 +38,34 @@ BCRYPT_ROUNDS = 4
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """A `notifications:` endpoint: the registry POSTs its event envelopes to ``url``.
+
+    The defaults suit tests: a short timeout, and after one failure a short pause before the
+    registry tries again (it retries a failed envelope forever and holds the rest behind it).
+    ``ignore_blobs`` drops layer and config events (``application/octet-stream``) at the source,
+    as a production config would; False sends them too, to show the receiver ignores them.
+    """
+
+    url: str
+    #: Sent as ``Authorization: Bearer <token>``; None sends no Authorization header.
+    token: str | None = None
+    name: str = "registryui"
+    timeout: str = "2s"
+    threshold: int = 1
+    backoff: str = "100ms"
+    ignore_blobs: bool = True
+
+    def yaml(self) -> str:
+        headers = (f"      headers:\n        Authorization: [{_q('Bearer ' + self.token)}]\n"
+                   if self.token is not None else "")
+        ignored = "      ignoredmediatypes:\n        - application/octet-stream\n" if self.ignore_blobs else ""
+        return (f"notifications:\n  endpoints:\n    - name: {_q(self.name)}\n      url: {_q(self.url)}\n"
+                f"{headers}      timeout: {self.timeout}\n      threshold: {self.threshold}\n"
+                f"      backoff: {self.backoff}\n{ignored}")
+
+
+@dataclass(frozen=True)
 class _Extras:
     """The optional config sections; the defaults produce exactly the plain config."""
 
@@ -51,6 +79,7 @@ class _Extras:
     token_service: str = ""
     token_issuer: str = ""
     token_rootcertbundle: Path | None = None
+    notifications: Notifications | None = None
 
 
 def _q(value: object) -> str:
@@ -126,6 +155,7 @@ def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache:
                 f"    issuer: {_q(x.token_issuer)}\n    rootcertbundle: {_q(x.token_rootcertbundle)}\n")
     health = (f"    enabled: true\n    interval: {x.health_interval}\n    threshold: 1\n"
               if x.health_interval else "    enabled: false\n")
+    notifications = x.notifications.yaml() if x.notifications else ""
     return f"""\
 version: 0.1
 log:
@@ -150,7 +180,7 @@ http:
 {tls}{debug}{auth}\
 health:
   storagedriver:
-{health}"""
+{health}{notifications}"""
 
 
 class RegistryServer:
@@ -173,12 +203,14 @@ class RegistryServer:
       tokens (``auth.token``: its realm, service, issuer and certificate as ``rootcertbundle``)
       and answers 401 with a ``Bearer`` challenge without one (counts as "up"). The token
       server's address is read at every ``start()``, so restart it first if it moved.
+    * ``notifications``: a ``Notifications`` endpoint the registry sends its push, pull and
+      delete events to (with a bearer token, as the dashboard's /-/events/ expects).
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, delete_enabled: bool = True,
                  blob_cache: bool = True, tls: bool = False, htpasswd: dict[str, str] | None = None,
                  debug: bool = False, broken_storage: bool = False,
-                 token_auth: TokenServer | None = None) -> None:
+                 token_auth: TokenServer | None = None, notifications: Notifications | None = None) -> None:
         if htpasswd is not None and token_auth is not None:
             raise ValueError("a registry has one auth method: htpasswd= or token_auth=, not both")
         self.data_dir = Path(data_dir)
@@ -190,6 +222,7 @@ class RegistryServer:
         self.debug = debug
         self.broken_storage = broken_storage
         self.token_auth = token_auth
+        self.notifications = notifications
         self.port: int | None = None
         self.debug_port: int | None = None
         self._kept_debug_port: int | None = None
@@ -277,6 +310,7 @@ class RegistryServer:
             token_service=tokens.service if tokens is not None else "",
             token_issuer=tokens.issuer if tokens is not None else "",
             token_rootcertbundle=tokens.cert_path if tokens is not None else None,
+            notifications=self.notifications,
         )
 
     def _prepare_files(self) -> None:

@@ -50,7 +50,7 @@ def test_live__answers_without_registry_or_login(client, dashboard, settings) ->
 
 def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, dashboard, settings) -> None:  # noqa: ANN001
     body = client.get("/-/health/").content.decode()
-    assert body.count('class="check status-') == 6
+    assert body.count('class="check status-') == 7
     assert 'data-check="api"' in body and "registry/2.0" in body
     port = _closed_port()
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{port}"}
@@ -165,3 +165,20 @@ def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:  # noqa:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, settings) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard.models import RegistryEvent
+
+    settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
+    doc = client.get("/-/health.json").json()["checks"]["index"]
+    assert doc["status"] == "ok" and "REGISTRYUI_EVENTS_TOKEN" in doc["explanation"]
+    RegistryEvent.objects.create(event_id="e1", action="push", repository="a/b", tag="1", digest="sha256:" + "a" * 64,
+                                 at=timezone.now(), applied=False)
+    RegistryEvent.objects.filter(event_id="e1").update(received_at=timezone.now() - timedelta(minutes=5))
+    doc = client.get("/-/health.json").json()["checks"]["index"]
+    assert doc["status"] == "warning" and "db_worker" in doc["explanation"]

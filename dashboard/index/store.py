@@ -295,16 +295,16 @@ def remove_manifest(name: str, digest: str, *, source: str, actor: str = "", at:
         _refresh_repository(repo, changed=True, at=now)
 
 
-def remove_repository(name: str) -> None:
+def remove_repository(name: str, *, source: str = "sync", actor: str = "", at: datetime | None = None) -> None:
     """Gone from the catalog: forget its tags; its manifests count as garbage until GC."""
-    now = timezone.now()
+    now = at or timezone.now()
     with transaction.atomic():
         repo = IndexedRepository.objects.filter(name=name).first()
         if repo is None:
             return
         tags = list(repo.tags.values_list("name", flat=True))
-        TagHistory.objects.bulk_create([TagHistory(repository=name, tag=t, digest="", at=now, source="sync")
-                                        for t in tags], batch_size=500)
+        TagHistory.objects.bulk_create([TagHistory(repository=name, tag=t, digest="", at=now, source=source,
+                                                   actor=actor) for t in tags], batch_size=500)
         repo.tags.all().delete()
         RepositoryManifest.objects.filter(repository=repo, deleted_at__isnull=True).update(deleted_at=now)
         _refresh_repository(repo, changed=bool(tags), at=now)
