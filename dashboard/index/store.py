@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from .. import services
@@ -133,21 +133,26 @@ def fetch_and_index(name: str, digests: list[str]) -> int:
 
 
 def index_manifests(found: Fetched) -> None:
-    """Write manifests, their blobs and links. Children before parents, so an index can sum
-    its platforms' sizes from rows that exist."""
+    """Write manifests, their blobs and links, a batch at a time (a handful of queries for a
+    thousand manifests). Images before indexes, so an index sums its platforms' sizes from rows
+    that exist."""
     if not found.manifests:
         return
-    ordered = sorted(found.manifests.values(), key=lambda mf: mf.is_index)
+    images = [mf for mf in found.manifests.values() if not mf.is_index]
+    indexes = [mf for mf in found.manifests.values() if mf.is_index]
     with transaction.atomic():
-        for mf in ordered:
-            _index_one(mf, found)
-        digests = [mf.digest for mf in ordered]
-        ids = dict(IndexedManifest.objects.filter(digest__in=digests).values_list("digest", "id"))
-        for digest, pk in ids.items():
-            IndexedTag.objects.filter(digest=digest, manifest__isnull=True).update(manifest_id=pk)
+        for i in range(0, len(images), 500):
+            _index_batch(images[i:i + 500], found)
+        # An index may list another index (rare): inner ones first.
+        for mf in sorted(indexes, key=lambda mf: any(c.digest in found.manifests for c in mf.manifests)):
+            _index_batch([mf], found)
+        digests = list(found.manifests)
+        for i in range(0, len(digests), 500):
+            IndexedTag.objects.filter(digest__in=digests[i:i + 500], manifest__isnull=True).update(
+                manifest_id=Subquery(IndexedManifest.objects.filter(digest=OuterRef("digest")).values("id")[:1]))
 
 
-def _index_one(mf: m.Manifest, found: Fetched) -> None:
+def _row(mf: m.Manifest, found: Fetched, children: Mapping[str, IndexedManifest]) -> IndexedManifest:
     config = found.configs.get(mf.config.digest) if mf.config is not None else None
     created = None
     platforms = ""
@@ -165,37 +170,45 @@ def _index_one(mf: m.Manifest, found: Fetched) -> None:
     if created is None:
         created = parse_time(mf.annotations.get("org.opencontainers.image.created"))
     if mf.is_index:
-        children = {row.digest: row for row in IndexedManifest.objects.filter(
-            digest__in=[c.digest for c in mf.manifests])}
         real = [c for c in mf.manifests if not c.is_attestation and c.digest in children
                 and children[c.digest].kind not in (kinds.ATTESTATION, kinds.SBOM, kinds.SIGNATURE)]
         size = sum(children[c.digest].image_size for c in real)
         created = max((children[c.digest].created for c in real if children[c.digest].created), default=None)
         platforms = " ".join(str(c.platform) if c.platform else "unknown" for c in mf.manifests
                              if not c.is_attestation)
-    row = IndexedManifest(
+    return IndexedManifest(
         digest=mf.digest, media_type=mf.media_type[:200], size=mf.size or len(mf.raw), kind=mf.kind,
         created=_aware(created), image_size=size, platforms=platforms[:1000],
         config_digest=mf.config.digest if mf.config is not None else "", artifact_type=mf.artifact_type[:200],
         subject=mf.subject.digest if mf.subject is not None else "", labels=labels,
         labels_text=_labels_text(labels, mf.annotations), problem=problem[:2000])
-    IndexedManifest.objects.bulk_create([row], ignore_conflicts=True)
-    pk = IndexedManifest.objects.only("id").get(digest=mf.digest).pk
-    blobs = ([(mf.config, "config")] if mf.config is not None else []) + [(layer, "layer") for layer in mf.layers]
+
+
+def _index_batch(batch: list[m.Manifest], found: Fetched) -> None:
+    child_digests = {c.digest for mf in batch for c in mf.manifests}
+    children = {row.digest: row for row in IndexedManifest.objects.filter(digest__in=child_digests)} \
+        if child_digests else {}
+    IndexedManifest.objects.bulk_create([_row(mf, found, children) for mf in batch], ignore_conflicts=True)
+    ids = dict(IndexedManifest.objects.filter(digest__in=[mf.digest for mf in batch]).values_list("digest", "id"))
+    blobs = {d.digest: d for mf in batch for d in ([mf.config] if mf.config is not None else []) + list(mf.layers)}
     if blobs:
         IndexedBlob.objects.bulk_create(
-            [IndexedBlob(digest=d.digest, size=max(d.size, 0), media_type=d.media_type[:200]) for d, _ in blobs],
-            ignore_conflicts=True)
-        blob_ids = dict(IndexedBlob.objects.filter(digest__in=[d.digest for d, _ in blobs])
-                        .values_list("digest", "id"))
-        ManifestBlob.objects.bulk_create(
-            [ManifestBlob(manifest_id=pk, blob_id=blob_ids[d.digest], role=role) for d, role in blobs],
-            ignore_conflicts=True)
-    if mf.manifests:
-        ManifestChild.objects.bulk_create(
-            [ManifestChild(parent_id=pk, digest=c.digest, platform=str(c.platform)[:100] if c.platform else "",
-                           attestation=c.is_attestation) for c in mf.manifests],
-            ignore_conflicts=True)
+            [IndexedBlob(digest=d.digest, size=max(d.size, 0), media_type=d.media_type[:200]) for d in blobs.values()],
+            ignore_conflicts=True, batch_size=500)
+        blob_ids: dict[str, int] = {}
+        keys = list(blobs)
+        for i in range(0, len(keys), 500):
+            blob_ids.update(IndexedBlob.objects.filter(digest__in=keys[i:i + 500]).values_list("digest", "id"))
+        links = [ManifestBlob(manifest_id=ids[mf.digest], blob_id=blob_ids[d.digest], role=role)
+                 for mf in batch
+                 for d, role in ([(mf.config, "config")] if mf.config is not None else [])
+                 + [(layer, "layer") for layer in mf.layers]]
+        ManifestBlob.objects.bulk_create(links, ignore_conflicts=True, batch_size=500)
+    kids = [ManifestChild(parent_id=ids[mf.digest], digest=c.digest,
+                          platform=str(c.platform)[:100] if c.platform else "", attestation=c.is_attestation)
+            for mf in batch for c in mf.manifests]
+    if kids:
+        ManifestChild.objects.bulk_create(kids, ignore_conflicts=True, batch_size=500)
 
 
 # -- repositories and tags ---------------------------------------------------------------------
@@ -233,28 +246,37 @@ def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = ""
     a tag an event changed after that is newer than what the caller knows and is left alone.
     Returns how many tags changed (added, moved or removed)."""
     now = at or timezone.now()
-    repo = repository(name)
-    stored = {t.name: t for t in IndexedTag.objects.filter(repository=repo).only(
-        "id", "name", "digest", "updated_at")}
-    fresh = (lambda t: as_of is not None and t.updated_at > as_of)
-    manifest_ids = dict(IndexedManifest.objects.filter(digest__in=set(tags.values())).values_list("digest", "id"))
-    new, moved, history = [], [], []
-    for tag, digest in tags.items():
-        row = stored.get(tag)
-        if row is not None and (row.digest == digest or fresh(row)):
-            continue
-        is_version, key = version_sort_key(tag)
-        if row is None:
-            new.append(IndexedTag(repository=repo, name=tag, digest=digest, manifest_id=manifest_ids.get(digest),
-                                  is_version=is_version, version_key=key, updated_at=now))
-        else:
-            row.digest, row.manifest_id, row.updated_at = digest, manifest_ids.get(digest), now
-            moved.append(row)
-        history.append(TagHistory(repository=name, tag=tag, digest=digest, at=now, source=source, actor=actor))
-    removed = [row for tag, row in stored.items() if complete and tag not in tags and not fresh(row)]
-    history.extend(TagHistory(repository=name, tag=row.name, digest="", at=now, source=source, actor=actor)
-                   for row in removed)
+    repository(name)
+    # The diff is read and written in one transaction holding the repository's row, so two
+    # writers of the same change (an event and a sync) write its history once.
     with transaction.atomic():
+        repo = IndexedRepository.objects.select_for_update().get(name=name)
+        stored = {t.name: t for t in IndexedTag.objects.filter(repository=repo).only(
+            "id", "name", "digest", "updated_at")}
+        fresh = (lambda t: as_of is not None and t.updated_at > as_of)
+        manifest_ids = dict(IndexedManifest.objects.filter(digest__in=set(tags.values())).values_list(
+            "digest", "id")) if any(stored.get(t) is None or stored[t].digest != d for t, d in tags.items()) else {}
+        # A tag removed after the caller read the registry (an event, the dashboard) stays removed.
+        removed_since = set(TagHistory.objects.filter(repository=name, digest="", at__gt=as_of).values_list(
+            "tag", flat=True)) if as_of is not None and len(stored) < len(tags) else set()
+        new, moved, history = [], [], []
+        for tag, digest in tags.items():
+            row = stored.get(tag)
+            if row is not None and (row.digest == digest or fresh(row)):
+                continue
+            if row is None and tag in removed_since:
+                continue
+            is_version, key = version_sort_key(tag)
+            if row is None:
+                new.append(IndexedTag(repository=repo, name=tag, digest=digest, manifest_id=manifest_ids.get(digest),
+                                      is_version=is_version, version_key=key, updated_at=now))
+            else:
+                row.digest, row.manifest_id, row.updated_at = digest, manifest_ids.get(digest), now
+                moved.append(row)
+            history.append(TagHistory(repository=name, tag=tag, digest=digest, at=now, source=source, actor=actor))
+        removed = [row for tag, row in stored.items() if complete and tag not in tags and not fresh(row)]
+        history.extend(TagHistory(repository=name, tag=row.name, digest="", at=now, source=source, actor=actor)
+                       for row in removed)
         IndexedTag.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
         IndexedTag.objects.bulk_update(moved, ["digest", "manifest", "updated_at"], batch_size=500)
         if removed:
@@ -262,7 +284,9 @@ def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = ""
             for i in range(0, len(ids), 500):
                 IndexedTag.objects.filter(pk__in=ids[i:i + 500]).delete()
         TagHistory.objects.bulk_create(history, batch_size=500)
-        _refresh_repository(repo, changed=bool(history), at=now, synced=complete)
+        if history or complete:
+            _refresh_repository(repo, changed=bool(history), at=now, synced=complete,
+                                count=len(stored) + len(new) - len(removed))
     return len(history)
 
 
@@ -334,8 +358,10 @@ def after_garbage_collection(*, delete_untagged: bool) -> None:
         IndexedRepository.objects.filter(tag_count=0).annotate(n=Count("manifest_links")).filter(n=0).delete()
 
 
-def _refresh_repository(repo: IndexedRepository, *, changed: bool, at: datetime, synced: bool = False) -> None:
-    fields = {"tag_count": IndexedTag.objects.filter(repository=repo).count()}
+def _refresh_repository(repo: IndexedRepository, *, changed: bool, at: datetime, synced: bool = False,
+                        count: int | None = None) -> None:
+    fields: dict[str, object] = {"tag_count": IndexedTag.objects.filter(repository=repo).count()
+                                 if count is None else count}
     if changed:
         fields["changed_at"] = at
     if synced:
