@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -20,12 +20,14 @@ from django_htmx.http import HttpResponseClientRedirect
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import browse, deleting, gc, health, metrics, services
+from .index import queries, store
 from .auth import can_delete
 from .models import Deletion, GCRun
 from .registry.errors import NotRestorable, RegistryError
 from .registry.names import check_digest, check_name, check_reference, check_tag
 
 CATALOG_PAGE_SIZE = 100
+TAG_PAGE_SIZE = 100
 
 
 def wants_partial(request: HttpRequest) -> bool:
@@ -37,12 +39,19 @@ def wants_partial(request: HttpRequest) -> bool:
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")  # a fragment or the page: never mix them up in a cache
 def catalog(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
-    names = browse.filter_names(services.catalog(), query)
-    page = Paginator(names, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
-    with_counts = request.GET.get("counts") == "1"
-    counts = browse.tag_counts(list(page)) if with_counts else None
-    context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
-               "rows": browse.catalog_rows(list(page), counts)}
+    if queries.index_has_repositories():
+        # The index knows every repository and its tag count: no registry call at all.
+        page = Paginator(queries.catalog_repositories(query), CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        context = {"query": query, "page": page, "total": page.paginator.count, "with_counts": True,
+                   "rows": queries.catalog_entries(page), "indexed": True,
+                   "freshness": queries.registry_freshness()}
+    else:
+        names = browse.filter_names(services.catalog(), query)
+        page = Paginator(names, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        with_counts = request.GET.get("counts") == "1"
+        counts = browse.tag_counts(list(page)) if with_counts else None
+        context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
+                   "rows": browse.catalog_rows(list(page), counts)}
     template = "catalog.html#repo-list" if wants_partial(request) else "catalog.html"
     return render(request, template, context)
 
@@ -52,12 +61,17 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def repository(request: HttpRequest, name: str) -> HttpResponse:
     check_name(name)
     sort, order = request.GET.get("sort", "name"), request.GET.get("order", "")
-    # Names paint at once; details (one GET per tag, cached configs) follow via htmx,
-    # or inline when a sort needs them or JavaScript is off (?details=1).
-    detailed = bool(request.htmx) or sort in ("created", "size", "image") or request.GET.get("details") == "1"
-    context = _repository_context(request, name, sort, order, detailed)
-    template = "repository.html#tags" if wants_partial(request) else "repository.html"
-    return render(request, template, context)
+    indexed = store.is_indexed(name)
+    # Live, names paint at once; details (one GET per tag, cached configs) follow via htmx,
+    # or inline when a sort needs them or JavaScript is off (?details=1). The index has them all.
+    detailed = (indexed or bool(request.htmx) or sort in ("created", "size", "image")
+                or request.GET.get("details") == "1")
+    context = _repository_context(request, name, sort, order, detailed, params=request.GET, indexed=indexed)
+    if wants_partial(request):
+        return render(request, "repository.html#tags", context)
+    if indexed:
+        context["facets"] = queries.facets(name)
+    return render(request, "repository.html", context)
 
 
 @require_GET
@@ -124,12 +138,28 @@ def _after_change(request: HttpRequest, name: str, results: list[deleting.TagRes
 
 
 def _repository_context(request: HttpRequest, name: str, sort: str = "name", order: str = "",
-                        detailed: bool = True) -> dict[str, object]:
+                        detailed: bool = True, params: QueryDict | None = None,
+                        indexed: bool | None = None) -> dict[str, object]:
+    """The tag table's context: from the index when a sync has read the repository, else live.
+    `params` (filters, page) default to those of the page the request came from, so a table
+    re-rendered after an untag keeps what the user was looking at, and so do its links."""
+    if params is None:
+        origin = urlsplit(request.htmx.current_url or "").query if request.htmx else ""
+        params = QueryDict(origin) if request.method != "GET" else request.GET
+    if store.is_indexed(name) if indexed is None else indexed:
+        page = queries.tag_page(name, sort=sort, order=order, q=params.get("q", ""),
+                                platform=params.get("platform", ""), kind=params.get("kind", ""),
+                                page=params.get("page", 1), per_page=TAG_PAGE_SIZE)
+        note = "" if page.tag_count else ("This repository has no tags: every tag was deleted. "
+                                          "Its data stays until garbage collection.")
+        return {"name": name, "indexed": True, "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
+                "sort": page.sort, "order": page.order, "note": note, "freshness": queries.freshness(name),
+                **queries.next_orders(page.sort, page.order), **_delete_context(request, name)}
     tags, note = browse.repository_tags(name)
     view = browse.resolve(name, tags) if detailed else browse.names_only(name, tags)
     return {"name": name, "view": view, "rows": browse.sort_rows(view.rows, sort, order), "sort": sort,
-            "order": browse.effective_order(sort, order), "note": note, **browse.next_orders(sort, order),
-            **_delete_context(request, name, probe=detailed)}
+            "order": browse.effective_order(sort, order), "note": note, "tagquery": params,
+            **browse.next_orders(sort, order), **_delete_context(request, name, probe=detailed)}
 
 
 def _delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[str, object]:
