@@ -130,6 +130,8 @@ class GCRun(models.Model):
 
 class IndexedRepository(models.Model):
     name = models.CharField(max_length=255, unique=True)
+    #: Everything before the last "/": the catalog lists each namespace's repositories together.
+    namespace = models.CharField(max_length=255, blank=True, default="")
     #: The last time a sync read this repository's whole tag list (None: known from events only).
     synced_at = models.DateTimeField(null=True, blank=True)
     #: The last change the index saw here (a push, a delete, a tag that moved).

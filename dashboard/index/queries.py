@@ -479,7 +479,8 @@ def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
     for term in q.lower().split():
         repos = repos.filter(name__contains=term)
     # A repository that lost every tag stays until garbage collection, as in the registry's catalog.
-    return repos.order_by(c_order("name"))
+    # Namespace first, as the live catalog: each namespace's repositories under one heading.
+    return repos.order_by(c_order("namespace"), c_order("name"))
 
 
 def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogEntry]:

@@ -215,7 +215,8 @@ def _index_batch(batch: list[m.Manifest], found: Fetched) -> None:
 
 
 def repository(name: str) -> IndexedRepository:
-    IndexedRepository.objects.bulk_create([IndexedRepository(name=name)], ignore_conflicts=True)
+    IndexedRepository.objects.bulk_create([IndexedRepository(name=name, namespace=name.rpartition("/")[0])],
+                                          ignore_conflicts=True)
     return IndexedRepository.objects.get(name=name)
 
 

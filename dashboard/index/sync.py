@@ -684,6 +684,8 @@ class _Runner:
                                       f"repositor{'y' if len(order) == 1 else 'ies'}: {why}{resume}")
             return
         self.details["seconds"] = round(time.monotonic() - started, 3)
+        if run.tags_changed > 1000:
+            _analyze()
         self.finish(State.SUCCEEDED)
 
     def catalog(self) -> list[str] | None:
@@ -710,6 +712,23 @@ class _Runner:
 
     def finish(self, state: str, error: str = "") -> None:
         self.save(state=state, error=error, finished_at=timezone.now(), active=False, details=self.details)
+
+
+def _analyze() -> None:
+    """PostgreSQL plans the pages' queries from table statistics; after a sync that changed
+    thousands of rows the old ones can pick a plan that takes seconds instead of milliseconds."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    tables = ["dashboard_indexedrepository", "dashboard_indexedtag", "dashboard_indexedmanifest",
+              "dashboard_indexedblob", "dashboard_manifestblob", "dashboard_manifestchild",
+              "dashboard_repositorymanifest"]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE " + ", ".join(tables))
+    except Exception:  # noqa: BLE001 - statistics are an optimisation; autovacuum gets there too
+        log.warning("ANALYZE of the index tables failed", exc_info=True)
 
 
 def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
