@@ -230,7 +230,9 @@ if BEHIND_PROXY:
 SECURE_SSL_REDIRECT = env_bool("SSL_REDIRECT")
 # Never redirected: container healthchecks and scrapers call these over plain HTTP on the
 # internal network (a redirect would fail them, and would not protect a token already sent).
-SECURE_REDIRECT_EXEMPT = [r"^-/live$", r"^-/health\.json$", r"^metrics$"]
+# Machines call these over the internal network; a registry's POST redirected to HTTPS would
+# come back as a GET (and its events be lost).
+SECURE_REDIRECT_EXEMPT = [r"^-/live$", r"^-/health\.json$", r"^metrics$", r"^-/events/$"]
 # HSTS: turn it on once HTTPS works with a trusted certificate; a browser that saw it refuses a
 # certificate it does not trust without a way to click through, for this many seconds.
 SECURE_HSTS_SECONDS = max(0, int(env_float("HSTS_SECONDS", 0)))

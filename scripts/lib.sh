@@ -35,13 +35,17 @@ ensure_venv() {
   fi
 }
 
-# Debian packages the tests drive for real: the registry, image tools, a browser.
+# Debian packages the tests drive for real: the registry, image tools, a browser, and PostgreSQL
+# for the second run of the index tests (testbed/postgres.py finds its binaries under
+# /usr/lib/postgresql/<version>/bin, which Debian keeps off PATH; its own cluster is not used).
 need_apt_packages() {
   local missing=()
   command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
   command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
   command -v umoci >/dev/null 2>&1 || missing+=(umoci)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ||
+    missing+=(postgresql)
   if [ "${#missing[@]}" -eq 0 ]; then return 0; fi
   if [ "$(id -u)" -eq 0 ]; then
     echo "== apt-get install ${missing[*]}"

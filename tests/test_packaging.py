@@ -364,7 +364,7 @@ def test_compose__registry_storage_is_writable_only_by_the_registry_and_the_work
 
 def test_compose__worker_runs_gc_on_the_registrys_own_config_and_storage(compose: dict) -> None:
     worker, registry = compose["services"]["worker"], compose["services"]["registry"]
-    assert worker["command"][-1] == "db_worker"
+    assert worker["command"][:3] == ["python", "manage.py", "db_worker"]
     argv = shlex.split(worker["environment"]["REGISTRYUI_GC_COMMAND"])
     assert argv[:2] == ["registry", "garbage-collect"]
     config_path = argv[-1]
@@ -416,6 +416,77 @@ def test_compose__registry_debug_url_matches_the_registry_debug_addr(compose: di
     assert not [p for p in compose["services"]["registry"].get("ports", []) if str(p).endswith(f":{debug_port}")]
 
 
+def _notifications_endpoint() -> dict:
+    config = yaml.safe_load((ROOT / "deploy" / "registry.yml").read_text())
+    [endpoint] = config["notifications"]["endpoints"]
+    return endpoint
+
+
+TOKEN_PLACEHOLDER = "@REGISTRYUI_EVENTS_TOKEN@"
+
+
+def test_deploy__registry_notifies_the_dashboards_events_endpoint() -> None:
+    from django.conf import settings
+    from django.urls import resolve
+
+    endpoint = _notifications_endpoint()
+    url = urlsplit(endpoint["url"])
+    compose = _effective(("docker-compose.yml",))
+    # The dashboard service, on the port its image listens on, at the events route.
+    assert url.scheme == "http" and url.hostname in _ours(compose) and url.hostname == "dashboard"
+    env = dict(kv.split("=", 1) for word, rest in _final_stage() if word == "ENV" for kv in shlex.split(rest))
+    assert str(url.port) == env["REGISTRYUI_LISTEN"].rsplit(":", 1)[1]
+    assert resolve(url.path).url_name == "events"
+    # Plain HTTP inside the network: an HTTPS redirect would turn the registry's POST into a GET.
+    assert any(re.search(p, url.path.lstrip("/")) for p in settings.SECURE_REDIRECT_EXEMPT), \
+        "add the events path to SECURE_REDIRECT_EXEMPT"
+    assert endpoint["headers"] == {"Authorization": [f"Bearer {TOKEN_PLACEHOLDER}"]}
+    # Blob events (layers, configs) never reach the dashboard; a stuck dashboard is a short wait.
+    assert endpoint["ignoredmediatypes"] == ["application/octet-stream"]
+    timeout = re.fullmatch(r"(\d+)(ms|s)", endpoint["timeout"])
+    assert timeout and int(timeout.group(1)) * (1 if timeout.group(2) == "s" else 0.001) <= 5
+    assert endpoint["threshold"] >= 1 and re.fullmatch(r"\d+(ms|s)", endpoint["backoff"])
+    # At info the registry logs each endpoint's headers, the token with them.
+    assert yaml.safe_load((ROOT / "deploy" / "registry.yml").read_text())["log"]["level"] in ("warn", "error")
+
+
+def test_compose__registry_and_dashboard_share_the_events_token(compose: dict) -> None:
+    services = compose["services"]
+    registry, dashboard = services["registry"], services["dashboard"]
+    script = "/usr/local/bin/registry-entrypoint.sh"
+    assert registry["entrypoint"] == ["/bin/sh", script]
+    assert _mounts(registry)[script] == ("./deploy/registry-entrypoint.sh", True)
+    config_path, token_file = registry["command"]
+    # The registry image's own config path, holding deploy/registry.yml.
+    assert config_path == REGISTRY_CONFIG_PATHS[_registry_image(compose)]
+    assert _mounts(registry)[config_path] == ("./deploy/registry.yml", True)
+    token_dir = str(Path(token_file).parent)
+    volume, read_only = _mounts(registry)[token_dir]
+    assert not read_only
+    assert _mounts(dashboard)[token_dir] == (volume, True)
+    assert dashboard["environment"]["REGISTRYUI_EVENTS_TOKEN_FILE"] == token_file
+    # .env's token (when set) reaches the registry's entrypoint, which writes it to the file.
+    assert registry["environment"]["REGISTRYUI_EVENTS_TOKEN"] == ""
+    assert "REGISTRYUI_EVENTS_TOKEN: ${REGISTRYUI_EVENTS_TOKEN:-}" in (ROOT / "docker-compose.yml").read_text()
+    # Only the registry and the dashboards see the token.
+    holders = {name for name, s in services.items() if volume in {src for src, _ in _mounts(s).values()}}
+    assert holders == {"registry", "dashboard"}
+    # The registry reaches the dashboard by its service name: Django must accept that Host.
+    host = urlsplit(_notifications_endpoint()["url"]).hostname
+    for name in ("dashboard", "worker"):
+        assert host in services[name]["environment"]["REGISTRYUI_ALLOWED_HOSTS"].split(","), name
+
+
+def test_compose__worker_picks_up_events_within_a_second(compose: dict) -> None:
+    from django_tasks_db.management.commands.db_worker import Command
+
+    command = compose["services"]["worker"]["command"]
+    assert command[:3] == ["python", "manage.py", "db_worker"]
+    # Parsed by db_worker itself, so a misspelt option fails here and not in production.
+    options = Command().create_parser("manage.py", "db_worker").parse_args(command[3:])
+    assert options.interval <= 0.5
+
+
 def _healthcheck_command(text: str) -> list[str]:
     line = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text.replace("\\\n", ""), re.MULTILINE)
     return json.loads(line.group(1))
@@ -462,7 +533,8 @@ def test_compose__tls_proxy_points_at_real_services_and_ports() -> None:
     assert published == {"proxy"}
     env = compose["services"]["dashboard"]["environment"]
     assert env["REGISTRYUI_BEHIND_PROXY"] == "true" and env["REGISTRYUI_SECURE_COOKIES"] == "true"
-    assert env["REGISTRYUI_CSRF_TRUSTED_ORIGINS"] == f"https://{env['REGISTRYUI_ALLOWED_HOSTS']}"
+    public_host = env["REGISTRYUI_ALLOWED_HOSTS"].split(",")[0]
+    assert env["REGISTRYUI_CSRF_TRUSTED_ORIGINS"] == f"https://{public_host}"
     assert "{$PUBLIC_HOST" in caddyfile and compose["services"]["proxy"]["environment"]["PUBLIC_HOST"]
 
 
@@ -611,7 +683,6 @@ def test_deploy__registry_config_allows_delete_and_has_no_stale_blob_cache() -> 
     assert config["storage"]["delete"]["enabled"] is True
     assert "cache" not in config["storage"]
     assert config["storage"]["filesystem"]["rootdirectory"] == "/var/lib/registry"
-    assert "notifications" not in config, "the dashboard takes no registry notifications yet"
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -667,6 +738,107 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     assert result.returncode == 0, result.stdout + result.stderr
     # The config, the layer and the manifest itself: nothing marked, all three collectable.
     assert "0 blobs marked, 3 blobs and 0 manifests eligible for deletion" in result.stdout, result.stdout
+
+
+def _listener(received: list[tuple[dict[str, str], dict]]):  # noqa: ANN202
+    """A local HTTP server that records each POST's headers and JSON body and answers 200."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((dict(self.headers), json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _wait_for(predicate, what: str, timeout: float = 20) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("from_env", [True, False], ids=["token-from-env", "token-generated"])
+def test_deploy__registry_entrypoint_sends_the_shared_token_with_manifest_events(tmp_path: Path,
+                                                                                 from_env: bool) -> None:
+    """deploy/registry-entrypoint.sh on Debian's registry binary, as compose runs it: the token
+    (from REGISTRYUI_EVENTS_TOKEN, or generated into the file the dashboard reads) goes out as
+    the bearer token of every event, and only manifest events are sent."""
+    from testbed import registry_binary
+    from testbed.push import build_image, push_image
+    from testbed.server import free_port
+
+    received: list[tuple[dict[str, str], dict]] = []
+    listener = _listener(received)
+    # The shipped config, with only what this machine needs changed: the listener for the
+    # dashboard, local paths and ports (the registry's REGISTRY_* overrides cannot reach a
+    # list entry such as the endpoint).
+    config = tmp_path / "registry.yml"
+    config.write_text((ROOT / "deploy" / "registry.yml").read_text().replace(
+        _notifications_endpoint()["url"], f"http://127.0.0.1:{listener.server_port}/-/events/"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "registry").symlink_to(registry_binary())  # the name the images use
+    port = free_port()
+    token_file = tmp_path / "events-token"
+    env = _clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(tmp_path),
+                     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=str(tmp_path / "storage"),
+                     REGISTRY_HTTP_ADDR=f"127.0.0.1:{port}", REGISTRY_HTTP_DEBUG_ADDR=f"127.0.0.1:{free_port()}")
+    if from_env:
+        env["REGISTRYUI_EVENTS_TOKEN"] = "from-dot-env_" + secrets.token_urlsafe(16)
+    log = (tmp_path / "registry.log").open("w")
+    proc = subprocess.Popen(["/bin/sh", str(ROOT / "deploy" / "registry-entrypoint.sh"), str(config),
+                             str(token_file)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "registry.log").read_text()
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        _wait_for(up, "the registry")
+        token = token_file.read_text()
+        if from_env:
+            assert token == env["REGISTRYUI_EVENTS_TOKEN"]
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9]{43}", token)
+        assert token_file.stat().st_mode & 0o777 == 0o440
+        image = build_image([{"events.txt": b"tell the dashboard\n"}])
+        push_image(f"http://127.0.0.1:{port}", "packaging/events", image, "1")
+        _wait_for(lambda: received, "the push event")
+        headers, envelope = received[0]
+        assert headers["Authorization"] == f"Bearer {token}"
+        assert headers["Content-Type"] == "application/vnd.docker.distribution.events.v1+json"
+        [event] = envelope["events"]  # the manifest push; its config and layer uploads are not sent
+        assert (event["action"], event["target"]["repository"], event["target"]["tag"],
+                event["target"]["digest"]) == ("push", "packaging/events", "1", image.digest)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        listener.shutdown()
+    # The token never reaches the registry's log.
+    assert token not in (tmp_path / "registry.log").read_text()
+
+
+def test_deploy__registry_entrypoint_refuses_a_token_that_would_break_the_config(tmp_path: Path) -> None:
+    env = _clean_env(REGISTRYUI_EVENTS_TOKEN="abc]\ndef", TMPDIR=str(tmp_path))
+    result = subprocess.run(["/bin/sh", str(ROOT / "deploy" / "registry-entrypoint.sh"),
+                             str(ROOT / "deploy" / "registry.yml"), str(tmp_path / "events-token")],
+                            env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 64
+    assert "REGISTRYUI_EVENTS_TOKEN may only contain" in result.stderr
+    assert not (tmp_path / "registry-config.yml").exists()
 
 
 PRODUCTION_ENV = {

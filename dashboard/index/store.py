@@ -259,7 +259,7 @@ def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = ""
             "digest", "id")) if any(stored.get(t) is None or stored[t].digest != d for t, d in tags.items()) else {}
         # A tag removed after the caller read the registry (an event, the dashboard) stays removed.
         removed_since = set(TagHistory.objects.filter(repository=name, digest="", at__gt=as_of).values_list(
-            "tag", flat=True)) if as_of is not None and len(stored) < len(tags) else set()
+            "tag", flat=True)) if as_of is not None and any(t not in stored for t in tags) else set()
         new, moved, history = [], [], []
         for tag, digest in tags.items():
             row = stored.get(tag)
