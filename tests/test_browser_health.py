@@ -47,7 +47,7 @@ def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:  # noqa: F
 def test_health__green__red_when_registry_stops__green_again(page: Page, live_server, server: RegistryServer) -> None:
     page.goto(f"{live_server.url}/-/health/")
     checks = page.locator("#health-panels article.check")
-    expect(checks).to_have_count(6)
+    expect(checks).to_have_count(7)
     for check in checks.all():
         expect(check).to_have_class("check status-ok")
     expect(page.locator("#health-panels .overall")).to_contain_text("Healthy")

@@ -15,6 +15,7 @@ which no image format does.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -143,8 +144,11 @@ SELECT id, SUM(size) FROM freed GROUP BY id
 # on PostgreSQL, an ephemeral index on SQLite) or joined with LEFT JOIN, never with IN (...) in a
 # SELECT list (PostgreSQL would rescan the CTE for every row: minutes at 10,000 repositories).
 def _rows(sql: str, params: Sequence[object] = ()) -> list[tuple]:
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    # A transaction only where SET LOCAL needs one: on SQLite every transaction takes the write
+    # lock up front (settings), and a page that only reads must not queue behind the worker.
+    postgres = connection.vendor == "postgresql"
+    with transaction.atomic() if postgres else nullcontext(), connection.cursor() as cursor:
+        if postgres:
             # The recursive CTE's estimate is huge, so PostgreSQL would compile these scans to
             # machine code first, which costs more than it saves (measured: 1.2 s against 0.7 s).
             cursor.execute("SET LOCAL jit = off")
