@@ -14,7 +14,7 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
-from django.utils.timesince import timesince
+from django.utils.timesince import timesince, timeuntil
 
 from . import browse, deleting, gcparse, services
 from .registry import errors as e
@@ -257,16 +257,22 @@ class IndexCheck:
         active = SyncRun.objects.filter(active=True).first()
         event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
+        def ago(when) -> str:  # noqa: ANN001
+            return "just now" if (now - when).total_seconds() < 60 else f"{timesince(when, now)} ago"
+
         parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
         if last and last.finished_at:
-            parts.append(f"last sync {timesince(last.finished_at, now)} ago"
-                         + (" failed" if last.state == SyncRun.State.FAILED else ""))
-        if active:
-            parts.append("a sync is " + ("running" if active.state == SyncRun.State.RUNNING else "queued"))
+            parts.append(f"last sync {ago(last.finished_at)}" + (" failed" if last.state == SyncRun.State.FAILED else ""))
+        if active and active.state == SyncRun.State.RUNNING:
+            parts.append("a sync is running")
+        elif active and active.not_before and active.not_before > now:
+            parts.append(f"next sync in {timeuntil(active.not_before, now)}")
+        elif active:
+            parts.append("a sync is queued")
         if not settings.REGISTRYUI.get("EVENTS_TOKEN"):
             parts.append("registry events off (set REGISTRYUI_EVENTS_TOKEN and the registry's notifications)")
         elif event:
-            parts.append(f"last event {timesince(event.received_at, now)} ago")
+            parts.append(f"last event {ago(event.received_at)}")
         else:
             parts.append("no registry event received yet")
         detail = {"tags": tags, "events_pending": stuck, "last_sync_state": last.state if last else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import requests
 
 from .seed import seed_standard
-from .server import RegistryServer, free_port, registry_binary
+from .server import Notifications, RegistryServer, free_port, registry_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,10 @@ def main() -> int:
 
     args.data.mkdir(parents=True, exist_ok=True)
     port = 5000 if _port_free(5000) else free_port()
-    with RegistryServer(args.data, port=port) as server:
+    # The registry reports pushes, pulls and deletes to the dashboard, as deploy/registry.yml does.
+    token = os.environ.get("REGISTRYUI_EVENTS_TOKEN") or secrets.token_urlsafe(32)
+    events = Notifications(url=f"http://{args.listen}/-/events/", token=token, threshold=3, backoff="1s")
+    with RegistryServer(args.data, port=port, notifications=events) as server:
         catalog = requests.get(f"{server.url}/v2/_catalog", timeout=5).json().get("repositories") or []
         if catalog:
             print(f"== demo registry at {server.url} (reusing {len(catalog)}+ repositories in {args.data})")
@@ -44,14 +48,15 @@ def main() -> int:
             print(f"== demo registry at {server.url}: pushing sample images…")
             seeded = seed_standard(server.url, skopeo_workdir=args.data / "skopeo")
             print(f"   pushed {len(seeded.repos)} repositories in {seeded.seconds:.1f} s")
-        env = {**os.environ, "REGISTRYUI_REGISTRY_URL": server.url}
+        env = {**os.environ, "REGISTRYUI_REGISTRY_URL": server.url, "REGISTRYUI_EVENTS_TOKEN": token}
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run([python, "manage.py", "ensure_admin"], cwd=ROOT, env=env, check=True)
         # Garbage collection from the dashboard runs the same packaged binary on the demo's data.
         env.setdefault("REGISTRYUI_GC_COMMAND", f"{registry_binary()} garbage-collect {server.config_path}")
         env.setdefault("REGISTRYUI_STORAGE_PATH", str(server.storage_dir))
-        worker = subprocess.Popen([python, "manage.py", "db_worker"], cwd=ROOT, env=env)
+        # A short poll: a push shows on the page within a second.
+        worker = subprocess.Popen([python, "manage.py", "db_worker", "--interval", "0.5"], cwd=ROOT, env=env)
         print(f"== registryui on http://{args.listen}  (Ctrl+C stops everything)")
         try:
             subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
