@@ -365,7 +365,7 @@ def get_ok(client: Any, path: str, *, rows: int | None = None, contains: str | N
 def part_sync(report: Report, args: argparse.Namespace, registry_url: str, counter: RequestCounter) -> bool:
     """Full sync of the small repository vs the floor; a resync with nothing changed. True when
     the sync exists (the later parts then index with it)."""
-    from dashboard import services
+    from dashboard import remote
 
     try:
         from dashboard.index.sync import sync_repository
@@ -373,7 +373,7 @@ def part_sync(report: Report, args: argparse.Namespace, registry_url: str, count
         report.not_measured("full sync / floor <= 1.3", f"dashboard.index.sync.sync_repository: {exc}")
         report.not_measured("resync: one HEAD per tag, nothing more", "no sync_repository")
         return False
-    workers = services.concurrency()
+    workers = remote.concurrency()
     floor = Floor(registry_url, workers)
     print(f"\nsync of {SMALL} ({args.small} tags) vs a bare client (requests + {workers} threads) …", flush=True)
     try:
@@ -474,14 +474,14 @@ def part_index_everything(report: Report, args: argparse.Namespace, have_sync: b
 
 
 def index_with_store() -> None:
-    from dashboard import services
+    from dashboard import remote
     from dashboard.index import store
     from dashboard.registry.client import run_bounded
 
-    client = services.client()
-    for name in services.catalog():
+    client = remote.client()
+    for name in remote.catalog():
         tags = client.tags(name)
-        heads = run_bounded(lambda t, n=name: client.head_manifest(n, t), tags, services.concurrency())
+        heads = run_bounded(lambda t, n=name: client.head_manifest(n, t), tags, remote.concurrency())
         digests = {t: h.digest for t, h in zip(tags, heads, strict=True) if not isinstance(h, BaseException)}
         store.set_tags(name, digests, source="sync", complete=True)
         store.fetch_and_index(name, sorted(set(digests.values())))

@@ -285,9 +285,9 @@ def run(args: argparse.Namespace, server: RegistryServer, tmp: Path, started: fl
     from django.core.cache import cache
     from django.test import Client
 
-    from dashboard import services
+    from dashboard import remote
 
-    workers = services.concurrency()
+    workers = remote.concurrency()
     counter = RequestCounter()
     counter.install()
     client = Client()

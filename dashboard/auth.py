@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -31,6 +31,12 @@ def can_browse(request: HttpRequest) -> bool:
 
 def can_delete(request: HttpRequest) -> bool:
     return request.user.is_authenticated and request.user.has_perm(DELETE)
+
+
+def require_delete(request: HttpRequest) -> None:
+    """Maintainer pages: deleting, restoring, garbage collection."""
+    if not can_delete(request):
+        raise PermissionDenied("Only maintainers may delete or restore.")
 
 
 class AccessMiddleware:

@@ -1,7 +1,7 @@
 from django.http import HttpRequest
 
-from . import services
+from . import remote
 
 
 def registry(request: HttpRequest) -> dict[str, str]:
-    return {"registry_url": services.registry_url(), "pull_host": services.pull_host()}
+    return {"registry_url": remote.registry_url(), "pull_host": remote.pull_host()}

@@ -27,7 +27,7 @@ class RegistryErrorMiddleware:
         if not isinstance(exception, (NotFound, InvalidReference)):
             log.warning("registry error on %s: %s", request.path, exception)
         title = _title(exception)
-        from .views import wants_partial
+        from .web import wants_partial
 
         template = "error.html#message" if wants_partial(request) else "error.html"
         # Within a repository that exists, the way on is back to it, not to the catalog.

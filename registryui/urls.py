@@ -6,5 +6,5 @@ urlpatterns = [
     path("", include("dashboard.urls")),
 ]
 
-handler404 = "dashboard.views.not_found"
-handler500 = "dashboard.views.server_error"
+handler404 = "dashboard.web.not_found"
+handler500 = "dashboard.web.server_error"

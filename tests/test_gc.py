@@ -26,7 +26,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dashboard import gc
+from dashboard.gc import runner as gc
 from dashboard.models import GCRun
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
@@ -158,7 +158,7 @@ def test_testbed__blob_cache_false__config_has_no_storage_cache(tmp_path: Path) 
 
 def test_preview_then_run__exactly_the_deleted_images_unshared_blobs_leave_the_disk__the_rest_pulls_whole(
         server: RegistryServer, mia: User, tmp_path: Path) -> None:
-    from dashboard import deleting
+    from dashboard.deletion import actions as deleting
 
     base = layer("base.bin", 3000)
     keep = p.build_image([base, layer("keep.bin", 5000)], labels={"v": "keep"})
@@ -476,7 +476,7 @@ def test_queued_from_the_web_side__a_real_db_worker_process_runs_it(tmp_path: Pa
     (tmp_path / "gate" / "release").touch()
     queued = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c",
-         "from dashboard import gc; from django.contrib.auth.models import User; "
+         "from dashboard.gc import runner as gc; from django.contrib.auth.models import User; "
          "run = gc.start(User.objects.create_user('web'), dry_run=True); print(run.state)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert queued.returncode == 0 and queued.stdout.strip().endswith("queued"), queued.stdout + queued.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import gcparse
-from dashboard.gcparse import ManifestRef, Parser, Summary, parse
+from dashboard import disk
+from dashboard.gc.parse import ManifestRef, Parser, Summary, parse
 
 A_MANIFEST = "sha256:6b4aadaec59dbb60c76acc8138f5890c9c7334928bf4e2c46792c406073abe38"
 INDEX = "sha256:9630f151bda50ee0b674c9589e9a1122e790c0dc8cf8848c1e2c227756a2e1eb"
@@ -182,7 +182,7 @@ def test_parse__a_word_after_the_summary_is_not_a_repository() -> None:
 
 
 def _blob(root: Path, digest: str, data: bytes) -> Path:
-    path = gcparse.blob_data_path(root, digest)
+    path = disk.blob_data_path(root, digest)
     path.parent.mkdir(parents=True)
     path.write_bytes(data)
     return path
@@ -192,26 +192,26 @@ def test_storage__sizes_of_blob_data_only(tmp_path: Path) -> None:
     (tmp_path / "docker/registry/v2/repositories/acme/a/_layers").mkdir(parents=True)
     _blob(tmp_path, B_BLOBS[0], b"x" * 100)
     _blob(tmp_path, B_BLOBS[1], b"y" * 20)
-    partial = gcparse.blob_data_path(tmp_path, B_BLOBS[2]).parent
+    partial = disk.blob_data_path(tmp_path, B_BLOBS[2]).parent
     partial.mkdir(parents=True)  # a blob directory without data (being written) counts nothing
-    assert gcparse.blob_data_path(tmp_path, B_BLOBS[0]) == (
+    assert disk.blob_data_path(tmp_path, B_BLOBS[0]) == (
         tmp_path / "docker/registry/v2/blobs/sha256/2b" / B_BLOBS[0][7:] / "data")
-    assert gcparse.scan_blobs(tmp_path) == {B_BLOBS[0]: 100, B_BLOBS[1]: 20}
-    assert gcparse.storage_bytes(tmp_path) == 120
-    assert gcparse.blob_sizes(tmp_path, [B_BLOBS[1], B_BLOBS[2], "not-a-digest"]) == {B_BLOBS[1]: 20}
+    assert disk.scan_blobs(tmp_path) == {B_BLOBS[0]: 100, B_BLOBS[1]: 20}
+    assert disk.storage_bytes(tmp_path) == 120
+    assert disk.blob_sizes(tmp_path, [B_BLOBS[1], B_BLOBS[2], "not-a-digest"]) == {B_BLOBS[1]: 20}
     # The v2 directory itself is accepted too.
-    assert gcparse.storage_bytes(tmp_path / "docker/registry/v2") == 120
+    assert disk.storage_bytes(tmp_path / "docker/registry/v2") == 120
 
 
 def test_storage__missing_or_unreadable__nothing_not_an_error(tmp_path: Path) -> None:
-    assert gcparse.v2_root(tmp_path / "nowhere") is None
-    assert gcparse.scan_blobs(tmp_path / "nowhere") == {} and gcparse.storage_bytes(tmp_path) == 0
+    assert disk.v2_root(tmp_path / "nowhere") is None
+    assert disk.scan_blobs(tmp_path / "nowhere") == {} and disk.storage_bytes(tmp_path) == 0
     if os.geteuid() != 0:
         _blob(tmp_path, B_BLOBS[0], b"x")
         v2 = tmp_path / "docker/registry/v2"
         v2.chmod(0)
         try:
-            assert gcparse.v2_root(tmp_path) is None and gcparse.storage_bytes(tmp_path) == 0
+            assert disk.v2_root(tmp_path) is None and disk.storage_bytes(tmp_path) == 0
         finally:
             v2.chmod(0o755)
 
@@ -219,11 +219,11 @@ def test_storage__missing_or_unreadable__nothing_not_an_error(tmp_path: Path) ->
 @pytest.mark.parametrize("digest", ["sha256:../../etc/passwd", "sha256:", "../x", "sha256:abc/../../x" + "0" * 64])
 def test_storage__paths_only_from_real_digests(tmp_path: Path, digest: str) -> None:
     with pytest.raises(ValueError):
-        gcparse.blob_data_path(tmp_path, digest)
+        disk.blob_data_path(tmp_path, digest)
 
 
 def test_manifest_link_path__repository_checked(tmp_path: Path) -> None:
-    assert gcparse.manifest_link_path(tmp_path, "acme/multi", ARM64) == (
+    assert disk.manifest_link_path(tmp_path, "acme/multi", ARM64) == (
         tmp_path / "docker/registry/v2/repositories/acme/multi/_manifests/revisions/sha256" / ARM64[7:] / "link")
     with pytest.raises(ValueError):
-        gcparse.manifest_link_path(tmp_path, "../acme", ARM64)
+        disk.manifest_link_path(tmp_path, "../acme", ARM64)

@@ -19,10 +19,10 @@ REPO = "team/app"
 
 def _index(repo: str) -> None:
     """Index `repo` the way a sync does: every tag's digest, then what the index lacks."""
-    from dashboard import services
+    from dashboard import remote
     from dashboard.index import store
 
-    digests = {t: services.client().head_manifest(repo, t).digest for t in services.client().tags(repo)}
+    digests = {t: remote.client().head_manifest(repo, t).digest for t in remote.client().tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
     store.fetch_and_index(repo, sorted(set(digests.values())))
 
@@ -101,7 +101,7 @@ def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:  # noqa
 
 
 def test_garbage_collection__forgets_the_deleted_manifest(client, reg, mia) -> None:  # noqa: ANN001
-    from dashboard import gc
+    from dashboard.gc import runner as gc
     from dashboard.models import GCRun, RepositoryManifest
 
     server, images = reg

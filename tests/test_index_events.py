@@ -163,13 +163,13 @@ def test_docker_style_pull__head_by_tag_then_get_by_digest__counts_once(flow: Fl
 
 
 def test_dashboard_own_reads__are_not_counted_as_pulls(flow: Flow) -> None:
-    from dashboard import services
+    from dashboard import remote
 
     digest = push_image(flow.server.url, REPO, _image("one"), "1.0")
     push_image(flow.server.url, REPO, _image("two"), "2.0")
     until("both tags indexed", lambda: all((t := _tag(n)) and t.manifest_id for n in ("1.0", "2.0")))
 
-    client = services.client()
+    client = remote.client()
     client.manifest_bytes(REPO, "1.0")
     client.head_manifest(REPO, "1.0")
     client.manifest_bytes(REPO, digest)
@@ -371,7 +371,7 @@ def test_empty_envelope__200(client, hand) -> None:  # noqa: ANN001
 
 
 def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001, E501
-    from dashboard import tasks
+    from dashboard.index import events as tasks
     from dashboard.models import RegistryEvent
 
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
@@ -466,7 +466,7 @@ def test_blob_events__ignored(client, hand) -> None:  # noqa: ANN001
 
 
 def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(client, hand) -> None:  # noqa: ANN001
-    from dashboard import tasks
+    from dashboard.index import events as tasks
     from dashboard.index.events import apply_pending
     from dashboard.models import RegistryEvent
 

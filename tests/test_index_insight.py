@@ -479,7 +479,7 @@ def test_activity__pulls_chart__days_follow_the_dashboards_time_zone(client, sit
 
 
 def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached(client, site, monkeypatch) -> None:  # noqa: ANN001
-    from dashboard import views_insight
+    from dashboard.insight import views as views_insight
 
     monkeypatch.setattr(views_insight, "PULLS_INLINE", 2)
     for _ in range(3):

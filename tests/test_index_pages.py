@@ -2,7 +2,7 @@
 catalog, and how fresh each says it is.
 
 The index is filled from the real registry by the sync (`sync_repository`), so expectations still
-come from what the seed pushed; the order by name is checked against `dashboard.browse.sort_rows`,
+come from what the seed pushed; the order by name is checked against `dashboard.browse.live.sort_rows`,
 the order the live page uses. Runs on SQLite and, in CI, on PostgreSQL.
 """
 
@@ -89,7 +89,7 @@ def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str
 
 @pytest.mark.parametrize("order", ["", "asc", "desc"])
 def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> None:  # noqa: ANN001
-    from dashboard.browse import TagRow, sort_rows
+    from dashboard.browse.live import TagRow, sort_rows
 
     expected = [r.tag for r in sort_rows([TagRow(tag=t) for t in odd], "name", order)]
     assert shown(client, "team/odd", f"sort=name&order={order}" if order else "") == expected
@@ -98,7 +98,7 @@ def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> 
 
 
 def test_name_order__seeded_repositories_match_the_live_order(client, dashboard) -> None:  # noqa: ANN001
-    from dashboard.browse import TagRow, sort_rows
+    from dashboard.browse.live import TagRow, sort_rows
 
     index(REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART)
     for repo in (REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART):
@@ -395,7 +395,8 @@ def freshness_text(client, name: str) -> str:  # noqa: ANN001
 
 
 def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:  # noqa: ANN001
-    from dashboard.index import queries, store
+    from dashboard.browse import indexed
+    from dashboard.index import store
     from dashboard.models import IndexedRepository, RegistryEvent
 
     index(REPO_ALPINE)
@@ -406,14 +407,14 @@ def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dash
     IndexedRepository.objects.filter(name=REPO_ALPINE).update(synced_at=now - timedelta(minutes=4))
     store.set_tags(REPO_ALPINE, {"edge": dashboard.seeded.digest(REPO_ALPINE, "latest")}, source="event",
                    at=now - timedelta(seconds=12))
-    fresh = queries.freshness(REPO_ALPINE, now=now)
+    fresh = indexed.freshness(REPO_ALPINE, now=now)
     assert fresh.sentence == "Index updated 12 s ago by a push event · full sync 4 min ago"
     assert "by a push event · full sync 4 min ago" in freshness_text(client, REPO_ALPINE)
 
     # A later pull says the registry's notifications still arrive.
     pull = RegistryEvent.objects.create(event_id="pull-1", action="pull", repository=REPO_ALPINE, tag="edge", at=now)
     RegistryEvent.objects.filter(pk=pull.pk).update(received_at=now)
-    assert queries.freshness(REPO_ALPINE, now=now + timedelta(seconds=3)).sentence.endswith(
+    assert indexed.freshness(REPO_ALPINE, now=now + timedelta(seconds=3)).sentence.endswith(
         "· last registry event (pull) 3 s ago")
 
 

@@ -54,10 +54,10 @@ def image(seed: str, *, created: str, platform: str = "linux/amd64") -> p.Image:
 
 def index_now(repo: str = REPO) -> None:
     """What a sync does for one repository: every tag's digest, then the manifests it lacks."""
-    from dashboard import services
+    from dashboard import remote
     from dashboard.index import store
 
-    client = services.client()
+    client = remote.client()
     digests = {t: client.head_manifest(repo, t).digest for t in client.tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
     store.fetch_and_index(repo, sorted(set(digests.values())))

@@ -150,7 +150,7 @@ def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest
 
 
 def test_digest__not_hex_or_too_short__no_digest_groups(client, indexed) -> None:  # noqa: ANN001
-    from dashboard.index.queries import digest_prefixes
+    from dashboard.insight.search import digest_prefixes
 
     assert digest_prefixes("abc12") == [] and digest_prefixes("web") == []
     assert digest_prefixes("ABCDEF") == ["sha256:abcdef"]
@@ -196,7 +196,7 @@ def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None
 
 
 def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(client, indexed) -> None:  # noqa: ANN001
-    from dashboard.index import queries
+    from dashboard.insight import search as queries
     from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 
     now = timezone.now()

@@ -186,7 +186,7 @@ def test_storage__layers_and_manifests_shared_across_repositories__total_is_the_
 
 def test_reclaimable__after_a_delete__gc_frees_exactly_that_then_delete_untagged_frees_the_untagged(
         reg: RegistryServer, client) -> None:  # noqa: ANN001
-    from dashboard import services
+    from dashboard import remote
     from dashboard.index import store
 
     base = layer("base.bin", 3000)
@@ -201,7 +201,7 @@ def test_reclaimable__after_a_delete__gc_frees_exactly_that_then_delete_untagged
     p.push_image(reg.url, "team/other", keep)  # untagged here, but team/app's tag keeps it
     index("team/app", by_digest=(loose.digest,))
     index("team/other", by_digest=(keep.digest,))
-    services.client().delete_manifest("team/app", gone.digest)
+    remote.client().delete_manifest("team/app", gone.digest)
     store.remove_manifest("team/app", gone.digest, source="dashboard", actor="mia")
 
     found = page(client, "/-/storage/")

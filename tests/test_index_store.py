@@ -63,7 +63,7 @@ def _random_tags(count: int, seed: int) -> list[str]:
 
 
 def _expected_order(tags: list[str]) -> list[str]:
-    from dashboard.browse import version_key
+    from dashboard.ordering import version_key
 
     # version_key's ties (01 and 1) fall back to the name, as the database's order does below.
     return sorted(tags, key=lambda t: (version_key(t), t))
@@ -71,8 +71,8 @@ def _expected_order(tags: list[str]) -> list[str]:
 
 def _version_order() -> list:
     """ORDER BY for the tag table by version, as the pages sort it: the key compared byte by
-    byte (queries.c_order: the "C" collation on PostgreSQL), then the name."""
-    from dashboard.index.queries import c_order
+    byte (ordering.c_order: the "C" collation on PostgreSQL), then the name."""
+    from dashboard.ordering import c_order
 
     return ["is_version", c_order("version_key"), c_order("name")]
 

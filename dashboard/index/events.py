@@ -28,9 +28,10 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.tasks import task
 from django.utils import timezone
 
-from .. import services
+from .. import remote
 from ..models import IndexedBlob, IndexedTag, ManifestChild, RegistryEvent, TagHistory
 from ..registry import errors as e
 from ..registry import models as m
@@ -40,11 +41,11 @@ from . import store
 
 log = logging.getLogger(__name__)
 
-#: The start of the User-Agent services.client() sends. The registry reports the dashboard's
+#: The start of the User-Agent remote.client() sends. The registry reports the dashboard's
 #: own requests like anyone else's: its reads as pulls (which must not count), its untag,
 #: delete, restore and roll back as pushes and deletes, which the dashboard already wrote to the
 #: index and the feed itself under the user's name (store.record_dashboard_event).
-OWN_USER_AGENT_PREFIX = services.USER_AGENT_PREFIX
+OWN_USER_AGENT_PREFIX = remote.USER_AGENT_PREFIX
 
 #: 2.8 sends v1, 3.x v2; a relay or a hand-made test may say plain JSON.
 ENVELOPE_TYPES = frozenset({
@@ -327,10 +328,8 @@ def _note_pulls(tags: Any, times: list[datetime]) -> None:
 
 
 def _enqueue_apply() -> None:
-    from .. import tasks
-
     try:
-        tasks.apply_events.enqueue()
+        apply_events.enqueue()
     except Exception:  # the events are stored: the next enqueue or sync applies them
         log.exception("could not enqueue apply_events; the stored events wait for the next one")
 
@@ -431,7 +430,7 @@ def _is_repository_delete(event: RegistryEvent) -> bool:
 def _repository_gone(event: RegistryEvent) -> bool:
     """Confirmed by the registry before every tag of it is forgotten."""
     try:
-        return not services.client().tags(event.repository)
+        return not remote.client().tags(event.repository)
     except e.NotFound:
         return True
 
@@ -485,7 +484,7 @@ def _fetch_pushed(event: RegistryEvent, details: dict[str, Any]) -> None:
         return
     # fetch_and_index keeps its errors; one HEAD tells gone from unreachable.
     try:
-        services.client().head_manifest(event.repository, event.digest)
+        remote.client().head_manifest(event.repository, event.digest)
     except e.NotFound:
         details["note"] = "gone from the registry before it was indexed"
         return
@@ -495,14 +494,19 @@ def _fetch_pushed(event: RegistryEvent, details: dict[str, Any]) -> None:
 
 
 def _schedule_retry(when: datetime) -> None:
-    from .. import tasks
-
     try:
-        if tasks.apply_events.get_backend().supports_defer:
-            tasks.apply_events.using(run_after=when).enqueue()
+        if apply_events.get_backend().supports_defer:
+            apply_events.using(run_after=when).enqueue()
     except Exception:  # the next event or sync retries them anyway
         log.exception("could not schedule a retry of the pending registry events")
 
 
-__all__ = ["ENVELOPE_TYPES", "MAX_BODY", "OWN_USER_AGENT_PREFIX", "EnvelopeError", "Received", "apply_pending",
+
+@task
+def apply_events() -> int:
+    """The worker's task (`manage.py db_worker`): apply the events the endpoint stored."""
+    return apply_pending()
+
+
+__all__ = ["ENVELOPE_TYPES", "MAX_BODY", "OWN_USER_AGENT_PREFIX", "EnvelopeError", "Received", "apply_events", "apply_pending",
            "parse_envelope", "receive"]

@@ -3,7 +3,7 @@ once: digest-addressed rows are inserted with ignore-conflicts (a digest names i
 writers always agree), and tag changes are diffed against what is stored.
 
 Reads of the registry happen here only through `fetch_and_index`, which goes through
-`dashboard.services` (the cache by digest, the configured client and its bounded pool).
+`dashboard.remote` (the cache by digest, the configured client and its bounded pool).
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
-from .. import services
-from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
-                      RepositoryManifest, TagHistory)
-from ..registry import errors as e
+from .. import remote
+from ..models import (
+    IndexedBlob,
+    IndexedManifest,
+    IndexedRepository,
+    IndexedTag,
+    ManifestBlob,
+    ManifestChild,
+    RepositoryManifest,
+    TagHistory,
+)
 from ..registry import kinds
 from ..registry import models as m
 from ..registry.parse import parse_time
@@ -48,7 +55,7 @@ def _natural(text: str) -> str:
 
 
 def version_sort_key(tag: str) -> tuple[bool, str]:
-    """(is it a version, a string whose order is dashboard.browse.version_key's order).
+    """(is it a version, a string whose order is dashboard.ordering.version_key's order).
 
     A database sorts by this column as Python sorts by version_key: 1.10.0 after 1.9.0,
     1.0.0-rc.1 before 1.0.0; names that are not versions (latest, main) form their own group.
@@ -104,7 +111,7 @@ def fetch(name: str, digests: list[str]) -> Fetched:
     errors: dict[str, str] = {}
     todo = sorted(set(digests) - known_digests(digests))
     while todo:
-        for digest, got in services.many_by_digest(name, "manifest", todo).items():
+        for digest, got in remote.many_by_digest(name, "manifest", todo).items():
             if isinstance(got, m.Manifest):
                 manifests[digest] = got
             else:
@@ -113,7 +120,7 @@ def fetch(name: str, digests: list[str]) -> Fetched:
         todo = sorted(children - manifests.keys() - errors.keys() - known_digests(children))
     wanted = sorted({mf.config.digest for mf in manifests.values()
                      if mf.config is not None and mf.config.media_type in m.IMAGE_CONFIG_TYPES})
-    for digest, got in services.many_by_digest(name, "config", wanted).items():
+    for digest, got in remote.many_by_digest(name, "config", wanted).items():
         if isinstance(got, m.ImageConfig):
             configs[digest] = got
         else:

@@ -37,9 +37,10 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.tasks import task
 from django.utils import timezone
 
-from .. import services
+from .. import remote
 from ..models import IndexedRepository, IndexedTag, SyncRun
 from ..registry import errors as e
 from ..registry import models as m
@@ -145,9 +146,9 @@ class _Net:
     (tag lists, HEADs) and the fetches, so both together never exceed `CONCURRENCY`."""
 
     def __init__(self) -> None:
-        self.workers = services.concurrency()
+        self.workers = remote.concurrency()
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sync-net")
-        self.client = services.client()
+        self.client = remote.client()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T | BaseException]:
         def guarded() -> T | BaseException:
@@ -187,9 +188,9 @@ class _Net:
     def fetch(name: str, digest: str) -> tuple[str, ...]:
         """A manifest and its image config into the digest cache (where `store.fetch` finds
         them); returns the manifests an index lists."""
-        mf = services.manifest_by_digest(name, digest)
+        mf = remote.manifest_by_digest(name, digest)
         if mf.config is not None and mf.config.media_type in m.IMAGE_CONFIG_TYPES:
-            services.config_by_digest(name, mf.config.digest)
+            remote.config_by_digest(name, mf.config.digest)
         return tuple(c.digest for c in mf.manifests)
 
 
@@ -503,8 +504,6 @@ def _take(*, trigger: str, username: str, repositories: list[str] | None, not_be
 def _enqueue(run: SyncRun) -> None:
     """Hand the run to the task worker: now when due, else for later when the backend can
     defer (otherwise `ensure_scheduled` hands it over once it is due)."""
-    from ..tasks import run_sync
-
     now = timezone.now()
     due = run.not_before is None or run.not_before <= now
     if not due and not run_sync.get_backend().supports_defer:
@@ -690,7 +689,7 @@ class _Runner:
 
     def catalog(self) -> list[str] | None:
         try:
-            return sorted(set(services.client().catalog()))
+            return sorted(set(remote.client().catalog()))
         except e.RegistryError as exc:
             self.finish(State.FAILED, f"could not read the catalog: {exc}")
             return None
@@ -767,6 +766,13 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
         log.exception("could not schedule the next sync after #%s", run_id)
     run.refresh_from_db()
     return run
+
+
+
+@task
+def run_sync(run_id: int) -> None:
+    """The worker's task (`manage.py db_worker`): reconcile the index with the registry."""
+    execute(run_id)
 
 
 def run_now(*, trigger: str = "command", repositories: list[str] | None = None,

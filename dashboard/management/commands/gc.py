@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.template.defaultfilters import filesizeformat
 
-from dashboard import gc
+from dashboard.gc import runner
 
 
 class Command(BaseCommand):
@@ -24,16 +24,16 @@ class Command(BaseCommand):
                                  "platform manifests of a tagged multi-arch image, which registry 2.8 does)")
 
     def handle(self, *args: object, dry_run: bool = False, delete_untagged: bool = False, **options: object) -> None:
-        ok, reason = gc.configured()
+        ok, reason = runner.configured()
         if not ok:
             raise CommandError(reason)
         try:
-            run = gc.create_run(None, username="manage.py", dry_run=dry_run, delete_untagged=delete_untagged)
-        except gc.AlreadyRunning as exc:
+            run = runner.create_run(None, username="manage.py", dry_run=dry_run, delete_untagged=delete_untagged)
+        except runner.AlreadyRunning as exc:
             raise CommandError(f"not started: {exc}.") from None
         kind = "preview (dry run)" if dry_run else "garbage collection"
         self.stderr.write(f"registryui: {kind} #{run.pk} started")
-        run = gc.execute(run.pk, on_line=self.stdout.write)
+        run = runner.execute(run.pk, on_line=self.stdout.write)
         if run.exit_code is not None:  # the command ran: say what it found or did
             self.stdout.write(summary(run))
         if run.state != run.State.SUCCEEDED:

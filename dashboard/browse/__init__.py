@@ -1,0 +1,1 @@
+"""Browsing: the catalog, a repository's tags, a manifest, a blob (from the index, or live)."""

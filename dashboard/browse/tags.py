@@ -1,0 +1,46 @@
+"""The tag table's context, shared by the repository page and the pages that change its tags."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.http import HttpRequest, QueryDict
+
+from ..auth import can_delete
+from ..deletion import actions
+from ..index import store
+from . import live
+
+TAG_PAGE_SIZE = 100
+def repository_context(request: HttpRequest, name: str, sort: str = "name", order: str = "",
+                        detailed: bool = True, params: QueryDict | None = None,
+                        indexed: bool | None = None) -> dict[str, object]:
+    """The tag table's context: from the index when a sync has read the repository, else live.
+    `params` (filters, page) default to those of the page the request came from, so a table
+    re-rendered after an untag keeps what the user was looking at, and so do its links."""
+    if params is None:
+        origin = urlsplit(request.htmx.current_url or "").query if request.htmx else ""
+        params = QueryDict(origin) if request.method != "GET" else request.GET
+    if store.is_indexed(name) if indexed is None else indexed:
+        page = indexed.tag_page(name, sort=sort, order=order, q=params.get("q", ""),
+                                platform=params.get("platform", ""), kind=params.get("kind", ""),
+                                page=params.get("page", 1), per_page=TAG_PAGE_SIZE)
+        note = "" if page.tag_count else ("This repository has no tags: every tag was deleted. "
+                                          "Its data stays until garbage collection.")
+        return {"name": name, "indexed": True, "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
+                "sort": page.sort, "order": page.order, "note": note, "freshness": indexed.freshness(name),
+                **indexed.next_orders(page.sort, page.order), **delete_context(request, name)}
+    tags, note = live.repository_tags(name)
+    view = live.resolve(name, tags) if detailed else live.names_only(name, tags)
+    return {"name": name, "view": view, "rows": live.sort_rows(view.rows, sort, order), "sort": sort,
+            "order": live.effective_order(sort, order), "note": note, "tagquery": params,
+            **live.next_orders(sort, order), **delete_context(request, name, probe=detailed)}
+
+
+def delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[str, object]:
+    """May this user delete here, and does the registry allow it (with the reason if not)."""
+    allowed = can_delete(request)
+    return {"can_delete": allowed, "deletable": allowed and probe,
+            "support": actions.delete_support(name) if allowed and probe else None}
+
+

@@ -1,0 +1,89 @@
+"""The browsing pages: catalog, repository, manifest, blob (and its download)."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from .. import remote
+from ..auth import can_delete
+from ..index import store
+from ..registry.names import check_digest, check_name, check_reference
+from ..web import wants_partial
+from . import indexed, live
+from .tags import repository_context
+
+CATALOG_PAGE_SIZE = 100
+
+
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")  # a fragment or the page: never mix them up in a cache
+def catalog(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:200]
+    if indexed.index_has_repositories():
+        # The index knows every repository and its tag count: no registry call at all.
+        page = Paginator(indexed.catalog_repositories(query), CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        context = {"query": query, "page": page, "total": page.paginator.count, "with_counts": True,
+                   "rows": indexed.catalog_entries(page), "indexed": True,
+                   "freshness": indexed.registry_freshness()}
+    else:
+        names = live.filter_names(remote.catalog(), query)
+        page = Paginator(names, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        with_counts = request.GET.get("counts") == "1"
+        counts = live.tag_counts(list(page)) if with_counts else None
+        context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
+                   "rows": live.catalog_rows(list(page), counts)}
+    template = "browse/catalog.html#repo-list" if wants_partial(request) else "browse/catalog.html"
+    return render(request, template, context)
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+def repository(request: HttpRequest, name: str) -> HttpResponse:
+    check_name(name)
+    sort, order = request.GET.get("sort", "name"), request.GET.get("order", "")
+    indexed = store.is_indexed(name)
+    # Live, names paint at once; details (one GET per tag, cached configs) follow via htmx,
+    # or inline when a sort needs them or JavaScript is off (?details=1). The index has them all.
+    detailed = (indexed or bool(request.htmx) or sort in ("created", "size", "image")
+                or request.GET.get("details") == "1")
+    context = repository_context(request, name, sort, order, detailed, params=request.GET, indexed=indexed)
+    if wants_partial(request):
+        return render(request, "browse/repository.html#tags", context)
+    if indexed:
+        context["facets"] = indexed.facets(name)
+    return render(request, "browse/repository.html", context)
+
+
+@require_GET
+def manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
+    check_name(name)
+    check_reference(reference)
+    return render(request, "browse/manifest.html", {"name": name, "page": live.manifest_page(name, reference),
+                                             "can_delete": can_delete(request)})
+
+
+@require_GET
+def blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    check_name(name)
+    check_digest(digest)
+    return render(request, "browse/blob.html", {"name": name, "page": live.blob_page(name, digest)})
+
+
+@require_GET
+def blob_download(request: HttpRequest, name: str, digest: str) -> StreamingHttpResponse:
+    check_name(name)
+    check_digest(digest)
+    stream = remote.client().open_blob(name, digest)
+    response = StreamingHttpResponse(stream, content_type="application/octet-stream")
+    if stream.size:
+        response["Content-Length"] = str(stream.size)
+    filename = f"{name.replace('/', '_')}-{digest.split(':', 1)[1][:12]}.blob"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+

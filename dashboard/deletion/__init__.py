@@ -1,0 +1,1 @@
+"""Deleting safely: untag, delete by digest, bulk untag, the audit of what was deleted, restore."""

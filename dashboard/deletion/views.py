@@ -1,0 +1,129 @@
+"""Untag, delete by digest, bulk untag; what was deleted, and restore."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from .. import remote
+from ..auth import can_delete, require_delete
+from ..browse.tags import delete_context, repository_context
+from ..models import Deletion
+from ..ordering import version_key
+from ..registry.errors import NotRestorable, RegistryError
+from ..registry.names import check_digest, check_name, check_tag
+from . import actions
+
+# -- deleting ------------------------------------------------------------------------------
+
+
+def _after_change(request: HttpRequest, name: str, results: list[actions.TagResult] | None = None) -> HttpResponse:
+    """htmx: the refreshed tag table, the confirmation region cleared (or per-tag results), and
+    the messages; without JavaScript: back to the repository page."""
+    if not request.htmx:
+        return redirect("repository", name=name)
+    # Keep the order the user was looking at: htmx says which page the request came from.
+    query = parse_qs(urlsplit(request.htmx.current_url or "").query)
+    context = repository_context(request, name, query.get("sort", ["name"])[0], query.get("order", [""])[0])
+    context.update(results=results, oob=True)
+    html = (render_to_string("browse/repository.html#tags", context, request)
+            + render_to_string("browse/repository.html#confirm", context, request)
+            + render_to_string("base.html#messages", context, request))
+    return HttpResponse(html)
+
+
+@require_http_methods(["GET", "POST"])
+def tag_delete(request: HttpRequest, name: str, tag: str) -> HttpResponse:
+    check_name(name)
+    check_tag(tag)
+    if request.method == "POST":
+        require_delete(request)
+        result = actions.untag(request.user, name, tag, request.POST.get("digest", ""))
+        if result.ok:
+            messages.success(request, f"{name}: untagged {tag}")
+        else:
+            messages.error(request, f"{name}:{tag}: {result.message}")
+        return _after_change(request, name)
+    digest = remote.client().head_manifest(name, tag).digest
+    context = {"name": name, "tag": tag, "digest": digest, **delete_context(request, name),
+               "siblings": [t for t in actions.tags_of(name, digest) if t != tag]}
+    return render(request, "deletion/confirm_untag.html#confirm" if request.htmx else "deletion/confirm_untag.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def bulk_untag(request: HttpRequest, name: str) -> HttpResponse:
+    check_name(name)
+    data = request.POST if request.method == "POST" else request.GET
+    tags = sorted(set(t for t in data.getlist("tag") if t), key=version_key)
+    for tag in tags:
+        check_tag(tag)
+    if request.method == "POST":
+        require_delete(request)
+        results = actions.untag_many(request.user, name, tags)
+        done = [r.tag for r in results if r.ok]
+        if done:
+            messages.success(request, f"{name}: untagged {', '.join(done)}")
+        for r in results:
+            if not r.ok:
+                messages.error(request, f"{name}:{r.tag}: {r.message}")
+        return _after_change(request, name, results)
+    context = {"name": name, "tags": tags, **delete_context(request, name)}
+    return render(request, "deletion/confirm_bulk.html#confirm" if request.htmx else "deletion/confirm_bulk.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    check_name(name)
+    check_digest(digest)
+    changed = False
+    if request.method == "POST":
+        require_delete(request)
+        try:
+            actions.delete_image(request.user, name, digest, request.POST.getlist("tag"))
+        except actions.TagsChanged:
+            changed = True
+        else:
+            messages.success(request, f"{name}: deleted image {digest[:19]}…")
+            return HttpResponseClientRedirect(reverse("repository", args=[name])) if request.htmx \
+                else redirect("repository", name=name)
+    manifest = remote.manifest(name, digest)
+    context = {"name": name, "manifest": manifest, "tags": actions.tags_of(name, digest), "changed": changed,
+               **delete_context(request, name)}
+    return render(request, "deletion/confirm_delete.html", context, status=409 if changed else 200)
+
+
+@require_GET
+def deleted(request: HttpRequest) -> HttpResponse:
+    require_delete(request)
+    records = Deletion.objects.filter(registry=remote.registry_url())
+    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    return render(request, "deletion/deleted.html", {"page": page, "can_delete": can_delete(request)})
+
+
+@require_POST
+def restore(request: HttpRequest, pk: int) -> HttpResponse:
+    require_delete(request)
+    record = get_object_or_404(Deletion, pk=pk, registry=remote.registry_url())
+    if record.restored_at:
+        messages.info(request, f"{record.repository}: already restored on {record.restored_at:%Y-%m-%d %H:%M}")
+    else:
+        try:
+            actions.restore(request.user, record)
+        except NotRestorable as exc:
+            messages.error(request, f"{record.repository}: cannot restore — {exc}")
+        except RegistryError as exc:
+            messages.error(request, f"{record.repository}: the restore failed — {exc}")
+        else:
+            what = ", ".join(record.tags) or record.digest[:19]
+            messages.success(request, f"{record.repository}: restored {what}")
+    return redirect("deleted")
+
+

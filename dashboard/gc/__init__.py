@@ -1,0 +1,1 @@
+"""Garbage collection: the registry's own `garbage-collect`, previewed and run in the worker."""

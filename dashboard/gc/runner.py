@@ -1,0 +1,677 @@
+"""Garbage collection: the registry's own `garbage-collect`, in the background, one at a time.
+
+- `start()` (a request) records a `GCRun` and hands it to the task worker; `execute()` (the
+  worker, or `manage.py gc`) runs it: hooks, the command with its output streamed into the row,
+  sizes on disk, the outcome. The request never waits for the command.
+- The lock is the database: a partial unique index allows one `active` row, so two requests,
+  two workers or two dashboards on one database cannot run two at once. A run whose worker
+  died stops sending heartbeats; `active_run()` marks it failed and frees the lock.
+- `--delete-untagged` is off unless asked for, and a real run with it must come from a
+  preview that shows it spares every manifest a tagged index references (registry 2.8
+  deletes the untagged platform manifests of tagged multi-arch images, distribution#3178).
+  The worker checks again right before deleting, because a preview can be old.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.tasks import task
+from django.utils import timezone
+
+from .. import remote
+from ..models import GCRun
+from ..registry import errors as e
+from ..registry.client import run_bounded
+from ..registry.models import INDEX_TYPES
+from . import parse as gcparse
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How often the worker writes output, counters and its heartbeat into the row.
+FLUSH_INTERVAL = 0.5
+#: After the command exits, how long to wait for its output pipe to close (a hook may leave a
+#: daemon holding it, e.g. a registry it restarted).
+PIPE_GRACE = 2.0
+#: SIGTERM, then this long, then SIGKILL.
+KILL_GRACE = 5.0
+#: Digest lists kept in `report` (the counters are always complete).
+LIST_LIMIT = 5000
+
+State = GCRun.State
+
+NEEDS_PREVIEW = (
+    "A real run with “delete untagged” must come from a preview with “delete untagged”: on registry 2.8 "
+    "it also deletes the untagged platform manifests of tagged multi-arch images, and the preview shows "
+    "whether it would.")
+
+
+class AlreadyRunning(Exception):
+    """One run at a time: `.run` is the one holding the lock."""
+
+    def __init__(self, run: GCRun) -> None:
+        kind = "preview" if run.dry_run else "garbage collection"
+        super().__init__(f"a {kind} (#{run.pk}, started by {run.username or 'someone'}) is already {run.state}; "
+                         "only one runs at a time")
+        self.run = run
+
+
+class Refused(Exception):
+    """The run was not started; str() says why and what to do."""
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def _setting(name: str, default: Any) -> Any:
+    value = settings.REGISTRYUI.get(name, default)
+    return default if value is None else value
+
+
+def configured() -> tuple[bool, str]:
+    """Whether garbage collection can run, and if not, how to set it up."""
+    command = str(_setting("GC_COMMAND", "")).strip()
+    if not command:
+        return False, (
+            "Garbage collection is not set up. Set REGISTRYUI_GC_COMMAND to the registry's own command as the "
+            "task worker can run it, e.g. `registry garbage-collect /etc/docker/registry/config.yml` (the "
+            "registry binary, and the registry's config file and storage mounted writable), and run the worker: "
+            "`python manage.py db_worker`. Set REGISTRYUI_STORAGE_PATH to the storage directory to see sizes.")
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return False, f"REGISTRYUI_GC_COMMAND cannot be read ({exc}): {command}"
+    if not argv:
+        return False, "REGISTRYUI_GC_COMMAND is empty."
+    return True, ""
+
+
+def command_argv(command: str, *, dry_run: bool, delete_untagged: bool) -> list[str]:
+    """The configured command with the flags: right after `garbage-collect` when the command has
+    that word (so the config path stays last), else at the end (a wrapper gets them in "$@")."""
+    argv = shlex.split(command)
+    flags = (["--dry-run"] if dry_run else []) + (["--delete-untagged"] if delete_untagged else [])
+    if "garbage-collect" in argv:
+        at = argv.index("garbage-collect") + 1
+        return argv[:at] + flags + argv[at:]
+    return argv + flags
+
+
+def _storage_root() -> tuple[Path | None, str]:
+    configured_path = str(_setting("STORAGE_PATH", "")).strip()
+    if not configured_path:
+        return None, "REGISTRYUI_STORAGE_PATH is not set: sizes are not measured"
+    root = gcparse.v2_root(configured_path)
+    if root is None:
+        return None, (f"REGISTRYUI_STORAGE_PATH={configured_path} holds no readable docker/registry/v2: "
+                      "sizes are not measured")
+    return Path(configured_path), ""
+
+
+# -- the lock ------------------------------------------------------------------------------------
+
+
+def _expire_stale() -> None:
+    stale = float(_setting("GC_STALE_SECONDS", 60.0))
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stale)
+    # Pages poll this every second: a read in the usual case, writes only for a dead run. The
+    # updates re-check their condition, so a heartbeat that lands in between wins.
+    current = GCRun.objects.filter(active=True).values_list("state", "heartbeat_at", "created_at").first()
+    if current is None:
+        return
+    state, heartbeat_at, created_at = current
+    if state == State.RUNNING and (heartbeat_at or created_at) >= cutoff:
+        return
+    if state == State.QUEUED and created_at >= cutoff:
+        return
+    done = {"active": False, "finished_at": now, "phase": "done", "state": State.FAILED}
+    GCRun.objects.filter(active=True, state=State.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff),
+    ).update(**done, error=(
+        f"the worker stopped: no sign of life for {stale:.0f} s (stopped or crashed mid-run), so the run was "
+        "marked failed and the lock freed. A real run may have deleted part of what it listed; run it again."))
+    GCRun.objects.filter(active=True, state=State.QUEUED, created_at__lt=cutoff).update(**done, error=(
+        f"the worker stopped or is not running: nobody picked this run up within {stale:.0f} s. "
+        "Start it with `python manage.py db_worker`."))
+    # A finished run never holds the lock (both are set together; this only mends a crash).
+    GCRun.objects.filter(active=True, state__in=[State.SUCCEEDED, State.FAILED]).update(active=False)
+
+
+def active_run() -> GCRun | None:
+    """The run holding the lock, after marking runs whose worker died as failed."""
+    _expire_stale()
+    return GCRun.objects.filter(active=True).first()
+
+
+def create_run(user=None, *, dry_run: bool, delete_untagged: bool = False,  # noqa: ANN001
+               preview: GCRun | None = None, username: str | None = None) -> GCRun:
+    """Take the lock: a queued, active row, or AlreadyRunning with the run that has it."""
+    authenticated = user is not None and getattr(user, "is_authenticated", False)
+    if username is None:
+        username = user.get_username() if authenticated else ""
+    for _ in range(3):
+        _expire_stale()
+        try:
+            with transaction.atomic():
+                return GCRun.objects.create(
+                    user=user if authenticated else None, username=username, dry_run=dry_run,
+                    delete_untagged=delete_untagged, preview=preview, state=State.QUEUED, active=True,
+                    phase="queued")
+        except IntegrityError:
+            current = GCRun.objects.filter(active=True).first()
+            if current is not None:
+                raise AlreadyRunning(current) from None
+            # It finished between the insert and the look: try again.
+    raise AlreadyRunning(GCRun.objects.filter(active=True).first() or GCRun(username="?"))
+
+
+def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun | None = None) -> GCRun:  # noqa: ANN001
+    """Queue a run for the task worker and return it (already finished with an immediate backend).
+
+    Refused (not configured, or a real --delete-untagged run its preview does not clear), or
+    AlreadyRunning (someone else holds the lock)."""
+    ok, reason = configured()
+    if not ok:
+        raise Refused(reason)
+    if not dry_run and delete_untagged:
+        if preview is None or not (preview.dry_run and preview.delete_untagged):
+            raise Refused(NEEDS_PREVIEW)
+        reason = refusal(preview)
+        if reason:
+            raise Refused(reason)
+    run = create_run(user, dry_run=dry_run, delete_untagged=delete_untagged, preview=preview)
+
+    try:
+        run_gc.enqueue(run.pk)
+    except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the lock must be freed
+        log.exception("could not enqueue GC run #%s", run.pk)
+        GCRun.objects.filter(pk=run.pk, state=State.QUEUED).update(
+            state=State.FAILED, active=False, finished_at=timezone.now(), phase="done",
+            error=f"could not hand the run to the task worker: {exc}")
+    run.refresh_from_db()
+    return run
+
+
+# -- the safety check for --delete-untagged ------------------------------------------------------------
+
+
+def protected_manifests() -> dict[str, list[str]]:
+    """Every manifest a TAGGED index references (children, and theirs for nested indexes), in
+    every repository: digest -> ["repo:tag", …]. Read live from the registry (tags by HEAD,
+    index bodies through the digest cache); any error is raised: no answer, no promise."""
+    client = remote.client()
+    protected: dict[str, list[str]] = {}
+    for repo in sorted(client.catalog()):
+        try:
+            tags = client.tags(repo)
+        except e.NotFound:
+            continue
+        heads = run_bounded(lambda tag, repo=repo: client.head_manifest(repo, tag), tags, remote.concurrency())
+        frontier: dict[str, list[str]] = {}
+        for tag, head in zip(tags, heads, strict=True):
+            if isinstance(head, e.NotFound):
+                continue  # untagged meanwhile
+            if isinstance(head, BaseException):
+                raise head
+            if head.media_type in INDEX_TYPES or not head.media_type:
+                frontier.setdefault(head.digest, []).append(f"{repo}:{tag}")
+        seen: set[str] = set()
+        while frontier:
+            seen.update(frontier)
+            found = remote.many_by_digest(repo, "manifest", list(frontier))
+            deeper: dict[str, list[str]] = {}
+            for digest, refs in frontier.items():
+                manifest = found[digest]
+                if isinstance(manifest, BaseException):
+                    raise manifest
+                for child in manifest.manifests:
+                    known = protected.setdefault(child.digest, [])
+                    known.extend(r for r in refs if r not in known)
+                    if child.media_type in INDEX_TYPES and child.digest not in seen:
+                        deeper.setdefault(child.digest, []).extend(refs)
+            frontier = deeper
+    return protected
+
+
+def _hits(eligible: tuple[gcparse.ManifestRef, ...], protected: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Eligible manifests that a tagged index of the same repository references."""
+    hits = []
+    for ref in eligible:
+        refs = protected.get(ref.digest, [])
+        same_repo = [r for r in refs if r.rsplit(":", 1)[0] == ref.repo] if ref.repo else refs
+        if same_repo:
+            hits.append({"repo": ref.repo, "digest": ref.digest, "referenced_by": same_repo})
+    return hits
+
+
+def _hits_text(hits: list[dict[str, Any]]) -> str:
+    listing = "; ".join(f"{h['repo']}@{h['digest']} (in {', '.join(h['referenced_by'])})" for h in hits)
+    n = len(hits)
+    return (f"with --delete-untagged this registry would delete {n} manifest{'s' if n != 1 else ''} that tagged "
+            f"multi-arch images still reference, and those images would stop pulling (registry 2.8 does not "
+            f"keep the untagged platform manifests of a tagged index, distribution#3178): {listing}.")
+
+
+def refusal(preview: GCRun | None) -> str:
+    """Why a real run from this preview (with its options) would be refused; "" when it would not."""
+    if preview is None or not preview.dry_run or not preview.delete_untagged:
+        return ""
+    if preview.state != State.SUCCEEDED:
+        return "This preview did not finish, so nothing can be run from it: preview again."
+    report = preview.report or {}
+    if report.get("protected_error"):
+        return ("Refused: the preview could not read which manifests tagged multi-arch images reference "
+                f"({report['protected_error']}), so it cannot promise --delete-untagged spares them. Preview "
+                "again, or run without “delete untagged”.")
+    hits = report.get("protected_hits") or []
+    if not hits:
+        return ""
+    return ("Refused: " + _hits_text(hits) + " Run without “delete untagged”, or tag those manifests first.")
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+class _Tail:
+    """The last `limit` characters of a stream, whole lines, saying how many were dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines: deque[str] = deque()
+        self.size = 0
+        self.dropped = 0
+        self.changed = False
+
+    def add(self, line: str) -> None:
+        if not line.endswith("\n"):
+            line += "\n"
+        self.lines.append(line)
+        self.size += len(line)
+        self.changed = True
+        while self.size > self.limit and len(self.lines) > 1:
+            self.size -= len(self.lines.popleft())
+            self.dropped += 1
+
+    def text(self) -> str:
+        head = f"[… {self.dropped} earlier lines not kept …]\n" if self.dropped else ""
+        return head + "".join(self.lines)
+
+
+class _Lost(Exception):
+    """The row is no longer ours (marked stale by someone else): stop at once."""
+
+
+class _Worker:
+    def __init__(self, run: GCRun, on_line: Callable[[str], None] | None) -> None:
+        self.run = run
+        self.pk = run.pk
+        self.on_line = on_line
+        self.phase = "queued"
+        self.output = _Tail(GCRun.OUTPUT_LIMIT)
+        self.hooks = _Tail(GCRun.OUTPUT_LIMIT // 4)
+        self.parser = gcparse.Parser()
+        self.last_flush = 0.0
+        self.env = {
+            **os.environ,
+            "REGISTRYUI_GC_RUN_ID": str(run.pk),
+            "REGISTRYUI_GC_DRY_RUN": "1" if run.dry_run else "0",
+            "REGISTRYUI_GC_DELETE_UNTAGGED": "1" if run.delete_untagged else "0",
+        }
+
+    # -- the row ------------------------------------------------------------------------------
+
+    def flush(self, **fields: Any) -> None:
+        fields.update(heartbeat_at=timezone.now(), phase=self.phase)
+        if self.output.changed:
+            fields["output"] = self.output.text()
+            self.output.changed = False
+        if self.hooks.changed:
+            fields["hook_output"] = self.hooks.text()
+            self.hooks.changed = False
+        marked, blobs, manifests = self.parser.progress()
+        fields.setdefault("marked", marked)
+        fields.setdefault("eligible_blobs", blobs)
+        fields.setdefault("eligible_manifests", manifests)
+        self.last_flush = time.monotonic()
+        if not GCRun.objects.filter(pk=self.pk, active=True, state=State.RUNNING).update(**fields):
+            raise _Lost
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.flush()
+
+    def say(self, tail: _Tail, line: str) -> None:
+        tail.add(line)
+        if self.on_line:
+            self.on_line(line.rstrip("\n"))
+
+    def beating(self, fn: Callable[[], T]) -> T:
+        """fn() in a thread (no database there) while this thread keeps the heartbeat."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(FLUSH_INTERVAL)
+            self.flush()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def stream(self, argv: list[str], *, tail: _Tail, parser: gcparse.Parser | None, timeout: float,
+               env: dict[str, str] | None = None, follow_phase: bool = False) -> int:
+        """Run argv, output (stdout and stderr, interleaved) into `tail` and `parser` as it comes,
+        the row refreshed every FLUSH_INTERVAL. Returns the exit code (127: could not start)."""
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env or self.env, start_new_session=True)
+        except OSError as exc:
+            self.say(tail, f"cannot run {argv[0]}: {exc.strerror or exc}")
+            return 127
+        lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                lines.put(raw.decode("utf-8", "replace"))
+            lines.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        began = time.monotonic()
+        exited_at: float | None = None
+        timed_out = False
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.01, FLUSH_INTERVAL - (time.monotonic() - self.last_flush)))
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    break
+                if line:
+                    self.say(tail, line)
+                    if parser is not None:
+                        parser.feed(line)
+                        if follow_phase and parser.sweeping and self.phase == "marking":
+                            self.phase = "sweeping"
+                now = time.monotonic()
+                if now - self.last_flush >= FLUSH_INTERVAL:
+                    self.flush()
+                if timeout and not timed_out and now - began > timeout:
+                    timed_out = True
+                    self.say(tail, f"[stopped: still running after {timeout:.0f} s]")
+                    _kill(proc)
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > PIPE_GRACE:
+                    break  # something it started keeps the pipe open; what it said so far is kept
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+        code = proc.wait()
+        return 124 if timed_out and code == 0 else code
+
+    def hook(self, which: str, command: str, extra_env: dict[str, str] | None = None) -> int:
+        self.say(self.hooks, f"$ {which} hook: {command}")
+        code = self.stream(["/bin/sh", "-c", command], tail=self.hooks, parser=None,
+                           timeout=float(_setting("GC_HOOK_TIMEOUT", 600.0)), env={**self.env, **(extra_env or {})})
+        self.say(self.hooks, f"({which} hook exited with code {code})")
+        return code
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def execute(self) -> None:  # noqa: C901 - one linear story, told in order
+        run = self.run
+        command = str(_setting("GC_COMMAND", "")).strip()
+        ok, reason = configured()
+        if not ok:
+            self.finish(State.FAILED, reason)
+            return
+        argv = command_argv(command, dry_run=run.dry_run, delete_untagged=run.delete_untagged)
+        root, storage_note = _storage_root()
+        report: dict[str, Any] = {"command": shlex.join(argv), "storage": storage_note}
+        errors: list[str] = []
+
+        # 1. With --delete-untagged: what tagged indexes reference, read while the registry is
+        #    surely up (a before hook may stop it); a real run also re-checks with a fresh dry run.
+        protected: dict[str, list[str]] | None = None
+        if run.delete_untagged:
+            self.set_phase("checking")
+            try:
+                protected = self.beating(protected_manifests)
+            except Exception as exc:  # noqa: BLE001 - any failure means no promise
+                if not run.dry_run:
+                    self.finish(State.FAILED, report=report, error=(
+                        "Refused: could not read which manifests tagged multi-arch images reference, so "
+                        f"--delete-untagged could delete some of them ({exc}). Nothing was deleted."))
+                    return
+                report["protected_error"] = str(exc) or type(exc).__name__
+            if protected is not None and not run.dry_run:
+                guard_argv = command_argv(command, dry_run=True, delete_untagged=True)
+                self.say(self.output,
+                         f"$ {shlex.join(guard_argv)}    # safety check before deleting untagged manifests")
+                guard = gcparse.Parser()
+                code = self.stream(guard_argv, tail=self.output, parser=guard,
+                                   timeout=float(_setting("GC_TIMEOUT", 0.0)))
+                hits = _hits(guard.report().eligible_manifests, protected)
+                report["guard"] = {"exit_code": code, "protected_hits": hits}
+                if code != 0:
+                    self.finish(State.FAILED, report=report, exit_code=code, error=(
+                        f"The safety check (a dry run with --delete-untagged) failed with exit code {code}; "
+                        "nothing was deleted."))
+                    return
+                if hits:
+                    report["protected_hits"] = hits
+                    self.finish(State.FAILED, report=report, error="Refused: " + _hits_text(hits)
+                                + " Nothing was deleted: run without “delete untagged”, or tag those manifests first.")
+                    return
+
+        # 2. The before hook; a failing one means no garbage collection.
+        exit_code: int | None = None
+        before = str(_setting("GC_BEFORE_COMMAND", "")).strip()
+        before_ok = True
+        if before:
+            self.set_phase("before hook")
+            code = self.hook("before", before)
+            if code != 0:
+                before_ok = False
+                errors.append(f"the before hook failed (exit code {code}), so garbage collection did not run")
+
+        fields: dict[str, Any] = {}
+        if before_ok:
+            # 3. Sizes before, then the command.
+            self.set_phase("marking")
+            sizes_before = self.beating(lambda: gcparse.scan_blobs(root)) if root else None
+            if sizes_before is not None:
+                fields["bytes_before"] = sum(sizes_before.values())
+            self.say(self.output, f"$ {shlex.join(argv)}")
+            exit_code = self.stream(argv, tail=self.output, parser=self.parser,
+                                    timeout=float(_setting("GC_TIMEOUT", 0.0)), follow_phase=True)
+            result = self.parser.report()
+            if exit_code != 0:
+                errors.append(_command_error(exit_code, result, self.output))
+            self.phase = "sweeping" if result.sweeping else self.phase
+            fields.update(self.figures(result, root, sizes_before, protected, report, exit_code))
+
+        # 4. The after hook, whatever happened (it typically undoes what the before hook did).
+        after = str(_setting("GC_AFTER_COMMAND", "")).strip()
+        if after:
+            self.set_phase("after hook")
+            code = self.hook("after", after, {"REGISTRYUI_GC_EXIT_CODE": "" if exit_code is None else str(exit_code)})
+            if code != 0:
+                done = " (garbage collection itself succeeded)" if exit_code == 0 else ""
+                errors.append(f"the after hook failed (exit code {code}){done}")
+
+        state = State.SUCCEEDED if before_ok and exit_code == 0 and not errors else State.FAILED
+        if exit_code == 0 and not run.dry_run:
+            # What the collector removed leaves the index's storage figures too.
+            from ..index import store
+
+            try:
+                store.after_garbage_collection(delete_untagged=run.delete_untagged)
+            except Exception as exc:  # noqa: BLE001 - the collection itself is done; the next sync fixes the index
+                log.exception("could not update the index after GC run #%s", run.pk)
+                report["index_error"] = str(exc)
+        self.finish(state, "; ".join(errors), report=report, exit_code=exit_code, **fields)
+
+    def figures(self, result: gcparse.GCReport, root: Path | None, sizes_before: dict[str, int] | None,
+                protected: dict[str, list[str]] | None, report: dict[str, Any], exit_code: int) -> dict[str, Any]:
+        """Counters and sizes from the parsed output and the disk; fills `report`."""
+        run = self.run
+        eligible_blobs = list(result.eligible_blobs)
+        eligible_manifests = list(result.eligible_manifests)
+        report.update(
+            by_repo=dict(result.marked_by_repo),
+            eligible_blobs=eligible_blobs[:LIST_LIMIT],
+            eligible_manifests=[{"repo": m.repo, "digest": m.digest} for m in eligible_manifests[:LIST_LIMIT]],
+            truncated=len(eligible_blobs) > LIST_LIMIT or len(eligible_manifests) > LIST_LIMIT,
+        )
+        if result.errors:
+            report["errors"] = list(result.errors[:20])
+        if protected is not None:
+            report["protected_hits"] = _hits(result.eligible_manifests, protected)
+        fields: dict[str, Any] = {
+            "marked": result.marked,
+            "eligible_blobs": result.summary.blobs if result.summary else len(eligible_blobs),
+            "eligible_manifests": result.summary.manifests if result.summary else len(eligible_manifests),
+        }
+        if root is not None:
+            sizes = dict(sizes_before or {})
+            if run.dry_run:
+                sizes.update(gcparse.blob_sizes(root, [d for d in eligible_blobs if d not in sizes]))
+            known = {d: sizes[d] for d in eligible_blobs if d in sizes}
+            fields["bytes_eligible"] = sum(known.values())
+            report["blob_sizes"] = dict(list(known.items())[:LIST_LIMIT])
+        if not run.dry_run:
+            if root is not None:
+                fields["bytes_after"] = self.beating(lambda: gcparse.storage_bytes(root))
+            fields["deleted_blobs"] = _deleted(result.deleted_blobs, eligible_blobs, exit_code, root and (
+                lambda d: not gcparse.blob_data_path(root, d).exists()))
+            deleted_manifests = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
+                lambda m: not gcparse.manifest_link_path(root, m.repo, m.digest).exists()))
+            fields["deleted_manifests"] = deleted_manifests
+        return fields
+
+    def finish(self, state: str, error: str = "", *, report: dict[str, Any] | None = None, **fields: Any) -> None:
+        self.phase = "done"
+        if report is not None:
+            fields["report"] = report
+        self.flush(state=state, error=error, finished_at=timezone.now(), active=False, **fields)
+
+
+def _deleted(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> int:
+    """How many were really deleted: from the registry's log when it logs at info, else by
+    looking at the disk, else all of them when it exited 0 (2.8 stops at the first failure)."""
+    if logged:
+        return len(logged)
+    if gone:
+        try:
+            return sum(1 for x in eligible if gone(x))
+        except (OSError, ValueError):
+            pass
+    return len(eligible) if exit_code == 0 else 0
+
+
+# Failures of registry 2.8.2 that say little on their own, and what they mean.
+_HINTS = (
+    (re.compile(r"Path not found: \S*/docker/registry/v2/repositories\s*$"),
+     "the storage holds no repositories: the registry is still empty (nothing to collect), or the config's "
+     "storage rootdirectory is not where the registry keeps its data"),
+    (re.compile(r"failed to retrieve tags unknown repository name=(?P<name>\S+)"),
+     "with --delete-untagged, registry 2.8 stops at a repository that has no tag at all ({name}): tag one of "
+     "its images or delete its manifests by digest, or run without “delete untagged”"),
+)
+
+
+def _command_error(code: int, result: gcparse.GCReport, output: _Tail) -> str:
+    if code == 127:
+        said = next((line for line in reversed(output.lines) if line.startswith("cannot run ")), "")
+        return said.strip() or "the garbage-collect command could not be started"
+    why = result.errors[0] if result.errors else next(
+        (line.strip() for line in reversed(output.lines) if line.strip() and not line.startswith("$ ")), "")
+    text = f"garbage-collect failed with exit code {code}" + (f": {why}" if why else "")
+    for pattern, hint in _HINTS:
+        if m := pattern.search(why):
+            text += f" — {hint.format(**m.groupdict())}"
+    return text
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """The whole process group: a wrapper's children go too."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def execute(run_id: int, *, on_line: Callable[[str], None] | None = None) -> GCRun:
+    """Run a queued GCRun to the end (the task worker's side, and `manage.py gc`'s). Always
+    releases the lock; a run that is not queued (already run, or marked stale) is left alone."""
+    now = timezone.now()
+    claimed = GCRun.objects.filter(pk=run_id, state=State.QUEUED, active=True).update(
+        state=State.RUNNING, started_at=now, heartbeat_at=now)
+    run = GCRun.objects.get(pk=run_id)
+    if not claimed:
+        log.warning("GC run #%s is %s, not queued: not running it", run_id, run.state)
+        return run
+    worker = _Worker(run, on_line)
+    try:
+        worker.execute()
+    except _Lost:
+        log.error("GC run #%s was marked stale while running: stopped", run_id)
+        GCRun.objects.filter(pk=run_id).update(
+            output=worker.output.text() + "[stopped: this run was marked failed meanwhile (no heartbeat seen), "
+                                          "and the lock may be someone else's now]\n")
+    except BaseException as exc:
+        log.exception("GC run #%s failed", run_id)
+        GCRun.objects.filter(pk=run_id, state=State.RUNNING).update(
+            state=State.FAILED, finished_at=timezone.now(), phase="done", output=worker.output.text(),
+            hook_output=worker.hooks.text(), error=f"the worker failed: {type(exc).__name__}: {exc}")
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        GCRun.objects.filter(pk=run_id).update(active=False)
+        GCRun.objects.filter(pk=run_id, state=State.RUNNING).update(
+            state=State.FAILED, finished_at=timezone.now(), phase="done", error="the worker stopped mid-run")
+    run.refresh_from_db()
+    return run
+
+
+@task
+def run_gc(run_id: int) -> None:
+    """The worker's task (`manage.py db_worker`): run a queued garbage collection."""
+    execute(run_id)

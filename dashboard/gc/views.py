@@ -1,0 +1,72 @@
+"""The garbage collection pages: preview, run, progress."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from ..auth import require_delete
+from ..models import GCRun
+from ..web import wants_partial
+from . import runner
+
+# -- garbage collection ----------------------------------------------------------------------
+
+
+@require_GET
+def gc_page(request: HttpRequest) -> HttpResponse:
+    require_delete(request)
+    ok, reason = runner.configured()
+    active = runner.active_run()
+    preview = GCRun.objects.filter(dry_run=True, state=GCRun.State.SUCCEEDED).first()
+    context = {"configured": ok, "reason": reason, "active": active, "preview": preview,
+               "refusal": runner.refusal(preview) if preview else "", "history": GCRun.objects.all()[:20],
+               "hooks": _gc_hooks()}
+    return render(request, "gc/gc.html", context)
+
+
+@require_POST
+def gc_start(request: HttpRequest) -> HttpResponse:
+    require_delete(request)
+    dry_run = request.POST.get("mode") != "run"
+    preview = None
+    delete_untagged = request.POST.get("delete_untagged") == "on"
+    if not dry_run:
+        # A real run is only ever the one a preview showed, with that preview's options.
+        preview = get_object_or_404(GCRun, pk=request.POST.get("preview") or 0, dry_run=True,
+                                    state=GCRun.State.SUCCEEDED)
+        delete_untagged = preview.delete_untagged
+    try:
+        run = runner.start(request.user, dry_run=dry_run, delete_untagged=delete_untagged, preview=preview)
+    except runner.AlreadyRunning as exc:
+        messages.error(request, f"A garbage collection is already running (started by {exc.run.username} "
+                                f"at {exc.run.created_at:%H:%M:%S}); only one runs at a time.")
+        return redirect("gc_run", pk=exc.run.pk)
+    except runner.Refused as exc:
+        messages.error(request, f"Not started: {exc}")
+        return redirect("gc")
+    return redirect("gc_run", pk=run.pk)
+
+
+@require_GET
+def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
+    require_delete(request)
+    runner.active_run()  # marks a run whose worker died as failed before it is shown
+    run = get_object_or_404(GCRun, pk=pk)
+    context = {"run": run, "hooks": _gc_hooks(), "refusal": runner.refusal(run) if run.dry_run else ""}
+    if wants_partial(request):
+        response = render(request, "gc/gc_run.html#status", context)
+        # 286 tells htmx to stop polling: the run is over.
+        response.status_code = 286 if run.finished else 200
+        return response
+    return render(request, "gc/gc_run.html", context)
+
+
+def _gc_hooks() -> dict[str, str]:
+    cfg = settings.REGISTRYUI
+    return {"before": cfg.get("GC_BEFORE_COMMAND", ""), "after": cfg.get("GC_AFTER_COMMAND", "")}
+
+

@@ -1,0 +1,1 @@
+"""Is the registry healthy, and if not, what to do: checks, the page, JSON, liveness, /metrics."""

@@ -1,0 +1,316 @@
+"""Is the registry healthy, and if not, what to do: small checks with a `run()` each
+(django-health-check's shape), shown as panels and served as JSON."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
+
+from .. import disk, remote
+from ..browse import live
+from ..deletion import actions
+from ..registry import errors as e
+
+OK, WARNING, FAILING, OFF = "ok", "warning", "failing", "off"
+_RANK = {OK: 0, OFF: 0, WARNING: 1, FAILING: 2}
+# The deletion probe needs a repository name; any valid one will do, it need not exist.
+PROBE_REPOSITORY = "registryui/health-probe"
+
+
+@dataclass(frozen=True)
+class Result:
+    key: str
+    name: str
+    status: str
+    figure: str
+    explanation: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _cfg(key: str) -> Any:
+    return settings.REGISTRYUI.get(key)
+
+
+def _key(what: str) -> str:
+    return remote._key("health", what)
+
+
+@dataclass
+class ApiCheck:
+    key: str = "api"
+    name: str = "Registry API"
+
+    def run(self) -> Result:
+        url = remote.registry_url()
+        try:
+            ping = remote.client().ping()
+        except e.RegistryError as exc:
+            return Result(self.key, self.name, FAILING, type(exc).__name__.replace("Registry", ""), str(exc),
+                          {"url": url})
+        samples = (cache.get(_key("latency")) or [])[-4:] + [ping.latency_ms]
+        cache.set(_key("latency"), samples, None)
+        median = statistics.median(samples)
+        auth = "credentials accepted" if settings.REGISTRYUI["USERNAME"] else "open, no credentials needed"
+        version = ping.api_version or "no Docker-Distribution-Api-Version header"
+        return Result(self.key, self.name, OK, f"{median:.0f} ms", f"GET {url}/v2/ answers · {version} · {auth}",
+                      {"url": url, "latency_ms": round(median, 1), "api_version": ping.api_version, "auth": auth})
+
+
+_METRIC_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|\+Inf)")
+_LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
+    samples = []
+    for line in text.splitlines():
+        match = _METRIC_RE.match(line)
+        if not match or line.startswith("#"):
+            continue
+        try:
+            value = float(match.group(3))
+        except ValueError:
+            continue
+        samples.append((match.group(1), dict(_LABEL_RE.findall(match.group(2) or "")), value))
+    return samples
+
+
+@dataclass
+class DebugCheck:
+    """The registry's own view: /debug/health (storage driver) and /metrics, on http.debug.addr."""
+
+    key: str = "debug"
+    name: str = "Registry health endpoint"
+
+    def run(self) -> Result:
+        base = _cfg("DEBUG_URL")
+        if not base:
+            return Result(self.key, self.name, OFF, "not configured",
+                          "Set REGISTRYUI_REGISTRY_DEBUG_URL to the registry's http.debug.addr to see its storage "
+                          "health and request rates.")
+        try:
+            health = requests.get(f"{base}/debug/health", timeout=5)
+        except requests.RequestException:
+            return Result(self.key, self.name, FAILING, "unreachable",
+                          f"nothing answers at {base}/debug/health — is http.debug.addr set in the registry's config?")
+        if health.status_code != 200:
+            return Result(self.key, self.name, FAILING, f"HTTP {health.status_code}",
+                          f"the registry's own health check fails ({health.text.strip()[:300]}) — while it fails "
+                          "the registry answers 503 to everything: check its storage", {"body": health.text[:1000]})
+        rates = self._rates(base)
+        return Result(self.key, self.name, OK, rates.get("figure", "healthy"),
+                      "storage driver healthy" + (f" · {rates['explanation']}" if rates.get("explanation") else ""),
+                      rates.get("detail", {}))
+
+    def _rates(self, base: str) -> dict[str, Any]:
+        try:
+            text = requests.get(f"{base}/metrics", timeout=5).text
+        except requests.RequestException:
+            return {}
+        requests_by_code: dict[str, float] = {}
+        storage_sum = storage_count = 0.0
+        for name, labels, value in parse_prometheus(text):
+            if name == "registry_http_requests_total":
+                code = labels.get("code", "?")
+                requests_by_code[code] = requests_by_code.get(code, 0) + value
+            elif name == "registry_storage_action_seconds_sum":
+                storage_sum += value
+            elif name == "registry_storage_action_seconds_count":
+                storage_count += value
+        now = time.time()
+        current = {"t": now, "codes": requests_by_code, "ssum": storage_sum, "scount": storage_count}
+        previous = cache.get(_key("metrics"))
+        cache.set(_key("metrics"), current, None)
+        if not previous or now - previous["t"] <= 0:
+            return {"figure": "healthy", "explanation": "request rates from the next look on"}
+        span = now - previous["t"]
+        delta = {c: v - previous["codes"].get(c, 0) for c, v in requests_by_code.items()}
+        total = sum(max(v, 0) for v in delta.values())
+        errors = sum(max(v, 0) for c, v in delta.items() if c[:1] in ("4", "5"))
+        scount = storage_count - previous["scount"]
+        storage_ms = (storage_sum - previous["ssum"]) / scount * 1000 if scount > 0 else None
+        explanation = f"{total / span:.1f} req/s, {errors / total:.0%} errors" if total else "no requests since the last look"
+        if storage_ms is not None:
+            explanation += f" · storage actions {storage_ms:.1f} ms"
+        return {"figure": f"{total / span:.1f} req/s", "explanation": explanation,
+                "detail": {"requests_per_second": round(total / span, 3), "by_code": delta,
+                           "storage_action_ms": storage_ms}}
+
+
+@dataclass
+class StorageCheck:
+    key: str = "storage"
+    name: str = "Storage"
+
+    def run(self) -> Result:
+        path = _cfg("STORAGE_PATH")
+        if not path:
+            return Result(self.key, self.name, OFF, "not mounted",
+                          "Mount the registry's storage into the dashboard and set REGISTRYUI_STORAGE_PATH to see "
+                          "disk use.")
+        try:
+            usage = shutil.disk_usage(path)
+        except OSError as exc:
+            return Result(self.key, self.name, FAILING, "unreadable", f"cannot read {path}: {exc.strerror}")
+        blobs = cache.get(_key("blobs"))
+        if blobs is None:
+            # Walking every blob is the slow part: at most once a minute.
+            sizes = disk.scan_blobs(path)
+            blobs = (len(sizes), sum(sizes.values()))
+            cache.set(_key("blobs"), blobs, 60)
+        used = usage.used / usage.total * 100 if usage.total else 0.0
+        threshold = float(_cfg("STORAGE_WARN_PERCENT") or 85)
+        from django.template.defaultfilters import filesizeformat
+
+        figure = f"{used:.0f}% used"
+        text = (f"{filesizeformat(usage.free)} free of {filesizeformat(usage.total)} · {blobs[0]} blobs, "
+                f"{filesizeformat(blobs[1])}")
+        status = OK
+        if used >= threshold:
+            status = WARNING
+            text += f" — over {threshold:.0f}%: delete tags you no longer need, then run garbage collection"
+        return Result(self.key, self.name, status, figure, text,
+                      {"total": usage.total, "free": usage.free, "used_percent": round(used, 1),
+                       "blob_count": blobs[0], "blob_bytes": blobs[1]})
+
+
+@dataclass
+class ContentCheck:
+    key: str = "content"
+    name: str = "Content"
+
+    def run(self) -> Result:
+        try:
+            names = remote.catalog()
+        except e.RegistryError as exc:
+            return Result(self.key, self.name, FAILING, "unknown", f"the catalog cannot be read: {exc}")
+        tags = cache.get(_key("tags"))
+        if tags is None:
+            counts = live.tag_counts(names)
+            tags = sum(c for c in counts.values() if isinstance(c, int))
+            cache.set(_key("tags"), tags, 60)
+        repos = f"{len(names)} repositor{'y' if len(names) == 1 else 'ies'}"
+        return Result(self.key, self.name, OK, repos, f"{repos}, {tags} tag{'' if tags == 1 else 's'}",
+                      {"repositories": len(names), "tags": tags})
+
+
+@dataclass
+class DeletionCheck:
+    key: str = "deletion"
+    name: str = "Deletion"
+
+    def run(self) -> Result:
+        support = actions.delete_support(PROBE_REPOSITORY)
+        if support.enabled:
+            return Result(self.key, self.name, OK, "enabled", "the registry accepts deletes (learned from its answer)")
+        return Result(self.key, self.name, WARNING, "read-only" if support.read_only else "disabled", support.reason)
+
+
+@dataclass
+class GCCheck:
+    key: str = "gc"
+    name: str = "Garbage collection"
+
+    def run(self) -> Result:
+        from ..models import Deletion, GCRun
+
+        last = GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED).first()
+        since = Deletion.objects.filter(registry=remote.registry_url())
+        if last and last.finished_at:
+            since = since.filter(created_at__gt=last.finished_at)
+        pending = since.count()
+        figure = f"{timesince(last.finished_at, timezone.now())} ago" if last and last.finished_at else "never run"
+        if pending:
+            return Result(self.key, self.name, WARNING, figure,
+                          f"{pending} deletion{'s' if pending != 1 else ''} since the last garbage collection hold "
+                          "space: run it to free that space", {"deletions_since": pending})
+        return Result(self.key, self.name, OK, figure, "nothing deleted since the last run", {"deletions_since": 0})
+
+
+@dataclass
+class IndexCheck:
+    """The index: is it fed (events), reconciled (sync), and is the worker keeping up."""
+
+    key: str = "index"
+    name: str = "Index"
+
+    def run(self) -> Result:
+        from datetime import timedelta
+
+        from ..index import sync
+        from ..models import IndexedTag, RegistryEvent, SyncRun
+
+        try:
+            sync.ensure_scheduled()
+        except Exception:  # noqa: BLE001 - a health check reports, it never fails the page
+            pass
+        now = timezone.now()
+        tags = IndexedTag.objects.count()
+        last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()
+        active = SyncRun.objects.filter(active=True).first()
+        event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
+        stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
+        def ago(when) -> str:  # noqa: ANN001
+            return "just now" if (now - when).total_seconds() < 60 else f"{timesince(when, now)} ago"
+
+        parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
+        if last and last.finished_at:
+            parts.append(f"last sync {ago(last.finished_at)}" + (" failed" if last.state == SyncRun.State.FAILED else ""))
+        if active and active.state == SyncRun.State.RUNNING:
+            parts.append("a sync is running")
+        elif active and active.not_before and active.not_before > now:
+            parts.append(f"next sync in {timeuntil(active.not_before, now)}")
+        elif active:
+            parts.append("a sync is queued")
+        if not settings.REGISTRYUI.get("EVENTS_TOKEN"):
+            parts.append("registry events off (set REGISTRYUI_EVENTS_TOKEN and the registry's notifications)")
+        elif event:
+            parts.append(f"last event {ago(event.received_at)}")
+        else:
+            parts.append("no registry event received yet")
+        detail = {"tags": tags, "events_pending": stuck, "last_sync_state": last.state if last else None,
+                  "last_event_at": event.received_at.isoformat() if event else None}
+        figure = f"{tags} tags"
+        if stuck:
+            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {stuck} registry events "
+                          "wait to be applied: is the worker (manage.py db_worker) running?", detail)
+        if last and last.state == SyncRun.State.FAILED and not active:
+            return Result(self.key, self.name, WARNING, figure,
+                          " · ".join(parts) + f" — {last.error[:300]}", detail)
+        return Result(self.key, self.name, OK, figure, " · ".join(parts), detail)
+
+
+@dataclass(frozen=True)
+class Report:
+    status: str
+    results: tuple[Result, ...]
+
+    @property
+    def registry_reachable(self) -> bool:
+        return self.results[0].status != FAILING
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "registry": remote.registry_url(),
+                "checks": {r.key: asdict(r) for r in self.results}}
+
+
+def run_checks() -> Report:
+    api = ApiCheck().run()
+    if api.status == FAILING:
+        # These ask the registry API too: say it once, on the panel that explains it.
+        content, deletion = (Result(c.key, c.name, OFF, "—", "waiting for the registry API")
+                             for c in (ContentCheck(), DeletionCheck()))
+    else:
+        content, deletion = ContentCheck().run(), DeletionCheck().run()
+    results = (api, DebugCheck().run(), StorageCheck().run(), content, deletion, GCCheck().run(), IndexCheck().run())
+    worst = max((r.status for r in results), key=lambda s: _RANK[s])
+    return Report(status=OK if worst == OFF else worst, results=results)

@@ -1,0 +1,52 @@
+"""Health: the page, the JSON for orchestrators, liveness, and the dashboard's own /metrics."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import metrics
+from ..web import wants_partial
+from . import checks
+
+# -- health --------------------------------------------------------------------------------
+
+
+@require_GET
+def health_page(request: HttpRequest) -> HttpResponse:
+    context = {"report": checks.run_checks(), "interval": settings.REGISTRYUI["HEALTH_INTERVAL"],
+               "compact": request.GET.get("compact") == "1"}
+    return render(request, "health/health.html#panels" if wants_partial(request) else "health/health.html", context)
+
+
+@login_not_required
+@require_GET
+def health_json(request: HttpRequest) -> JsonResponse:
+    """For compose and Kubernetes: 503 while the registry cannot be reached."""
+    report = checks.run_checks()
+    return JsonResponse(report.as_json(), status=200 if report.registry_reachable else 503)
+
+
+@login_not_required
+@require_GET
+def live(request: HttpRequest) -> JsonResponse:
+    """Liveness: the dashboard process answers. Touches neither the registry nor the database."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = settings.REGISTRYUI["METRICS_TOKEN"]
+    if not token:
+        raise Http404("metrics are off")
+    given = request.headers.get("Authorization", "")
+    if not constant_time_compare(given, f"Bearer {token}"):
+        return HttpResponse("a bearer token is needed\n", status=401, content_type="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,269 @@
+"""Storage and activity: what the registry holds and what happened to it, read from the index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from .. import disk, remote
+from ..models import IndexedRepository, RegistryEvent, SyncRun
+from ..registry.names import is_digest, is_name, is_tag
+from ..web import wants_partial
+from . import figures
+from . import search as searching
+
+REPOSITORIES_PER_PAGE = 100
+TAGS_PER_PAGE = 100
+EVENTS_PER_PAGE = 50
+# Up to this many pulls in the chart's month are counted in the page itself (well under 100 ms).
+PULLS_INLINE = 20_000
+PULLS_TTL = 5 * 60
+# The registry's blob files, walked at most once a minute: a big storage takes a while.
+DISK_TTL = 60
+
+# column -> (what to sort by, descending unless asked otherwise)
+REPOSITORY_SORTS: dict[str, tuple[Callable[[figures.RepositoryUsage], Any], bool]] = {
+    "name": (lambda r: r.name, False),
+    "total": (lambda r: r.total, True),
+    "unique": (lambda r: r.unique, True),
+    "shared": (lambda r: r.shared, True),
+    "reclaimable": (lambda r: r.reclaimable, True),
+}
+TAG_SORTS: dict[str, tuple[Callable[[figures.TagUsage], Any], bool]] = {
+    "name": (lambda t: t.version_key, False),
+    "total": (lambda t: t.total, True),
+    "unique": (lambda t: t.unique, True),
+    "shared": (lambda t: t.shared, True),
+}
+
+
+def _sorting(request: HttpRequest, sorts: dict[str, tuple[Callable[[Any], Any], bool]],
+             default: str) -> tuple[str, str, dict[str, str]]:
+    """(column, "asc"/"desc", the order a click on each header asks for)."""
+    sort = request.GET.get("sort", default)
+    if sort not in sorts:
+        sort = default
+    order = request.GET.get("order", "")
+    if order not in ("asc", "desc"):
+        order = "desc" if sorts[sort][1] else "asc"
+    following = {col: ("asc" if order == "desc" else "desc") if col == sort else ("desc" if desc else "asc")
+                 for col, (_, desc) in sorts.items()}
+    return sort, order, following
+
+
+def _sorted(rows: Sequence[Any], sorts: dict[str, tuple[Callable[[Any], Any], bool]], sort: str,
+            order: str) -> list[Any]:
+    key = sorts[sort][0]
+    # Rows with nothing to count (a manifest not indexed yet) stay at the end either way.
+    known = [r for r in rows if key(r) is not None]
+    unknown = [r for r in rows if key(r) is None]
+    # Ties fall back to the name, so a page never reshuffles between two loads.
+    known.sort(key=lambda r: getattr(r, "name", getattr(r, "tag", "")))
+    return sorted(known, key=key, reverse=order == "desc") + unknown
+
+
+def _freshness() -> dict[str, object]:
+    last = SyncRun.objects.filter(state=SyncRun.State.SUCCEEDED).exclude(finished_at=None).order_by(
+        "-finished_at").values_list("finished_at", flat=True).first()
+    latest_event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-at").values_list(
+        "at", flat=True).first()
+    return {"last_sync": last, "last_event": latest_event}
+
+
+def _storage_path() -> str:
+    return str(settings.REGISTRYUI.get("STORAGE_PATH", "") or "").strip()
+
+
+def _disk_files() -> tuple[int, int] | None:
+    """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
+    path = _storage_path()
+    if not path or disk.v2_root(path) is None:
+        return None
+    key = remote._key("storage", "blob-files")
+    found = cache.get(key)
+    if found is None:
+        sizes = disk.scan_blobs(path)
+        found = (len(sizes), sum(sizes.values()))
+        cache.set(key, found, DISK_TTL)
+    return found
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+def storage(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("measure") == "1" and wants_partial(request):
+        return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
+                                                     "totals": figures.totals()})
+    name = request.GET.get("repository", "").strip()
+    if name:
+        return _repository_storage(request, name[:300])
+    overview = figures.overview()
+    query = request.GET.get("q", "").strip()[:200]
+    rows = [r for r in overview.repositories if query.lower() in r.name.lower()] if query else overview.repositories
+    sort, order, following = _sorting(request, REPOSITORY_SORTS, "total")
+    page = Paginator(_sorted(rows, REPOSITORY_SORTS, sort, order), REPOSITORIES_PER_PAGE).get_page(
+        request.GET.get("page"))
+    biggest = max((r.total for r in overview.repositories), default=0)
+    context = {
+        "overview": overview, "totals": overview.totals, "page": page, "query": query, "matching": len(rows),
+        "sort": sort, "order": order, "following": following, "biggest": biggest,
+        "rows": [_Proportion.of(r, biggest) for r in page],
+        "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(_storage_path()),
+        "measured": request.GET.get("measure") == "1", **_freshness(),
+    }
+    if context["measured"]:
+        context["disk"] = _disk_files()
+    return render(request, "insight/storage.html#repo-table" if wants_partial(request) else "insight/storage.html", context)
+
+
+@dataclass(frozen=True)
+class _Proportion:
+    """A row and the widths of its small bar (unique, then shared), out of 100."""
+
+    row: Any
+    unique_width: float
+    shared_width: float
+
+    @classmethod
+    def of(cls, row: Any, biggest: int) -> _Proportion:
+        if not biggest or row.total is None:
+            return cls(row, 0.0, 0.0)
+        return cls(row, round(100 * (row.unique or 0) / biggest, 2), round(100 * (row.shared or 0) / biggest, 2))
+
+    @property
+    def shared_x(self) -> float:
+        return self.unique_width
+
+
+def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
+    repo = IndexedRepository.objects.filter(name=name).first()
+    version = figures.stamp()
+    usage = next((r for r in figures.repository_usage(version) if r.name == name), None) if repo else None
+    if repo is None or usage is None:
+        return render(request, "error.html", {
+            "title": "Not in the index",
+            "error": f"The index holds nothing for “{name}”: no such repository, or its manifests were removed by "
+                     "garbage collection. A sync brings the index up to date."}, status=404)
+    tags = figures.tag_usage(repo, version)
+    sort, order, following = _sorting(request, TAG_SORTS, "unique")
+    page = Paginator(_sorted(tags, TAG_SORTS, sort, order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
+    biggest = max((t.total or 0 for t in tags), default=0)
+    unreached, unreached_count = figures.unreached(repo, version=version)
+    context = {
+        "name": name, "usage": usage, "linkable": is_name(name), "page": page, "tag_count": len(tags),
+        "rows": [_TagRow(_Proportion.of(t, biggest), is_tag(t.tag), is_digest(t.digest)) for t in page],
+        "sort": sort, "order": order, "following": following, "unreached": unreached,
+        "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
+        **_freshness(),
+    }
+    template = "insight/storage.html#tag-table" if wants_partial(request) else "insight/storage.html"
+    return render(request, template, context)
+
+
+@dataclass(frozen=True)
+class _TagRow:
+    bar: _Proportion
+    tag_ok: bool
+    digest_ok: bool
+
+    @property
+    def usage(self) -> figures.TagUsage:
+        return self.bar.row
+
+
+# -- activity ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FeedRow:
+    """An event and which of its values may go into a URL (events are untrusted input)."""
+
+    event: RegistryEvent
+
+    @property
+    def repo_ok(self) -> bool:
+        return is_name(self.event.repository)
+
+    @property
+    def tag_ok(self) -> bool:
+        return self.repo_ok and is_tag(self.event.tag)
+
+    @property
+    def digest_ok(self) -> bool:
+        return self.repo_ok and is_digest(self.event.digest)
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+def activity(request: HttpRequest) -> HttpResponse:
+    if wants_partial(request) and request.GET.get("chart") == "1":
+        return render(request, "insight/activity.html#pulls", _pulls_context(compute=True))
+    action = request.GET.get("action", "")
+    if action not in RegistryEvent.Action.values:
+        action = ""
+    repository = request.GET.get("repository", "").strip()[:255]
+    actor = request.GET.get("actor", "").strip()[:150]
+    try:
+        number = min(max(int(request.GET.get("page", "1")), 1), 100_000)
+    except ValueError:
+        number = 1
+    start = (number - 1) * EVENTS_PER_PAGE
+    # One more than a page says whether there is an older one, without counting a big table.
+    found = list(figures.events(action=action, repository=repository, actor=actor)[start:start + EVENTS_PER_PAGE + 1])
+    context: dict[str, object] = {
+        "rows": [_FeedRow(e) for e in found[:EVENTS_PER_PAGE]], "number": number,
+        "has_next": len(found) > EVENTS_PER_PAGE, "has_previous": number > 1,
+        "action": action, "repository": repository, "actor": actor, "filtered": bool(action or repository or actor),
+        "actions": RegistryEvent.Action.choices, "anonymous": figures.ANONYMOUS,
+    }
+    if wants_partial(request):
+        return render(request, "insight/activity.html#feed", context)
+    stale = figures.stale_tags()
+    context.update(
+        any_events=bool(found) or RegistryEvent.objects.exists(), stale=stale,
+        stale_rows=[(t, is_name(t.repository.name) and is_tag(t.name)) for t in stale.tags],
+        **_pulls_context(compute=request.GET.get("chart") == "1"))
+    return render(request, "insight/activity.html", context)
+
+
+def _pulls_context(*, compute: bool) -> dict[str, object]:
+    """The pulls chart. A month of pulls on a busy registry is hundreds of thousands of rows to
+    count, seconds on SQLite: then the chart is counted once every PULLS_TTL and arrives after the
+    page (htmx), and a quiet registry's chart is counted fresh, in the page."""
+    key = remote._key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}")
+    counted_at, chart = cache.get(key) or (None, None)
+    if chart is None:
+        since = timezone.now() - timedelta(days=figures.PULL_DAYS)
+        if RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL, at__gte=since).count() <= PULLS_INLINE:
+            chart = figures.pulls_per_day()
+        elif compute:
+            counted_at, chart = timezone.now(), figures.pulls_per_day()
+            cache.set(key, (counted_at, chart), PULLS_TTL)
+    return {"chart": chart, "counted_at": counted_at,
+            "chart_rows": [(row, is_name(row.repository)) for row in chart.rows] if chart else []}
+
+
+# -- search ------------------------------------------------------------
+
+
+RESULTS_PER_GROUP = 50
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+def search(request: HttpRequest) -> HttpResponse:
+    results = searching.search(request.GET.get("q", ""), limit=RESULTS_PER_GROUP)
+    # The top bar's box keeps what was searched for.
+    context = {"q": results.query, "results": results, "global_query": results.query}
+    return render(request, "insight/search.html#results" if wants_partial(request) else "insight/search.html", context)

@@ -1,0 +1,136 @@
+"""The dashboard's way into the registry: one pooled client, and a cache for what is
+addressed by digest (a manifest or config never changes once pushed)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+
+from .metrics import cache_lookup
+from .registry import RegistryClient
+from .registry import models as m
+from .registry.client import run_bounded
+from .registry.errors import RegistryError
+from .registry.names import is_digest
+from .registry.parse import parse_config, parse_manifest
+
+# A day is long enough to make pages fast and short enough that GC'd digests age out.
+DIGEST_TTL = 24 * 3600
+#: Every request the dashboard makes says so; the events endpoint drops the registry's reports of them.
+USER_AGENT_PREFIX = "registryui/"
+
+
+def client() -> RegistryClient:
+    """The pooled client for the configured registry (a new one if the settings change)."""
+    cfg = settings.REGISTRYUI
+    return _client_for(m.RegistryConfig(
+        url=cfg["REGISTRY_URL"],
+        username=cfg["USERNAME"],
+        password=cfg["PASSWORD"],
+        ca_bundle=cfg["CA_BUNDLE"],
+        insecure=cfg["INSECURE"],
+        connect_timeout=cfg["CONNECT_TIMEOUT"],
+        read_timeout=cfg["READ_TIMEOUT"],
+        pool_size=cfg["CONCURRENCY"],
+        user_agent=f"{USER_AGENT_PREFIX}{cfg['VERSION']}",
+    ))
+
+
+@lru_cache(maxsize=4)
+def _client_for(config: m.RegistryConfig) -> RegistryClient:
+    from .metrics import observe_registry
+
+    return RegistryClient(config, observer=observe_registry)
+
+
+def concurrency() -> int:
+    return max(1, int(settings.REGISTRYUI["CONCURRENCY"]))
+
+
+def registry_url() -> str:
+    return settings.REGISTRYUI["REGISTRY_URL"]
+
+
+def pull_host() -> str:
+    return settings.REGISTRYUI["PULL_HOST"] or urlsplit(registry_url()).netloc
+
+
+def _key(kind: str, digest: str) -> str:
+    # Digest-addressed content is the same on any registry, but the cache may be shared by
+    # dashboards of different registries: keep them apart.
+    scope = hashlib.sha256(registry_url().encode()).hexdigest()[:12]
+    return f"rui:{scope}:{kind}:{digest}"
+
+
+def manifest_by_digest(name: str, digest: str) -> m.Manifest:
+    """The manifest, from the cache when known (the caller has confirmed it is in `name`)."""
+    key = _key("manifest", digest)
+    hit = cache.get(key)
+    cache_lookup("manifest", hit is not None, hit is None)
+    if hit is not None:
+        raw, media_type = hit
+        return parse_manifest(raw, media_type=media_type, digest=digest)
+    raw, media_type, verified = client().manifest_bytes(name, digest)
+    cache.set(key, (raw, media_type), DIGEST_TTL)
+    return parse_manifest(raw, media_type=media_type, digest=verified)
+
+
+def manifest_by_tag(name: str, tag: str) -> m.Manifest:
+    """A tag can move, so it is always read; what it points at is cached by digest."""
+    raw, media_type, digest = client().manifest_bytes(name, tag)
+    cache.set(_key("manifest", digest), (raw, media_type), DIGEST_TTL)
+    return parse_manifest(raw, media_type=media_type, digest=digest)
+
+
+def manifest(name: str, reference: str) -> m.Manifest:
+    """By tag or by digest; a digest is confirmed to be in `name` (HEAD) before the cache answers."""
+    if is_digest(reference):
+        return manifest_by_digest(name, client().head_manifest(name, reference).digest)
+    return manifest_by_tag(name, reference)
+
+
+def config_by_digest(name: str, digest: str) -> m.ImageConfig:
+    key = _key("config", digest)
+    raw = cache.get(key)
+    cache_lookup("config", raw is not None, raw is None)
+    if raw is None:
+        raw = client().blob_bytes(name, digest)
+        cache.set(key, raw, DIGEST_TTL)
+    return parse_config(raw, digest=digest)
+
+
+def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Manifest | m.ImageConfig | RegistryError]:
+    """Manifests or configs by digest: one cache round trip for the hits, bounded concurrency
+    for the misses, failures returned in place."""
+    keys = {_key(kind, d): d for d in digests}
+    hits = cache.get_many(list(keys))
+    cache_lookup(kind, len(hits), len(keys) - len(hits))
+    found: dict[str, m.Manifest | m.ImageConfig | RegistryError] = {}
+    for key, value in hits.items():
+        digest = keys[key]
+        if kind == "manifest":
+            found[digest] = parse_manifest(value[0], media_type=value[1], digest=digest)
+        else:
+            found[digest] = parse_config(value, digest=digest)
+    missing = [d for d in digests if d not in found]
+    fetch = manifest_by_digest if kind == "manifest" else config_by_digest
+    found.update(zip(missing, run_bounded(lambda d: fetch(name, d), missing, concurrency())))
+    return found
+
+
+def catalog() -> list[str]:
+    """The whole catalog, re-read at most every CATALOG_TTL seconds."""
+    ttl = settings.REGISTRYUI["CATALOG_TTL"]
+    key = _key("catalog", "all")
+    if ttl > 0:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    names = sorted(client().catalog())
+    if ttl > 0:
+        cache.set(key, names, ttl)
+    return names
