@@ -40,7 +40,7 @@ from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
 from ..registry.models import INDEX_TYPES
-from . import parse as gcparse
+from .parse import GCReport, ManifestRef, Parser
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _storage_root() -> tuple[Path | None, str]:
     configured_path = str(_setting("STORAGE_PATH", "")).strip()
     if not configured_path:
         return None, "REGISTRYUI_STORAGE_PATH is not set: sizes are not measured"
-    root = gcparse.v2_root(configured_path)
+    root = disk.v2_root(configured_path)
     if root is None:
         return None, (f"REGISTRYUI_STORAGE_PATH={configured_path} holds no readable docker/registry/v2: "
                       "sizes are not measured")
@@ -252,7 +252,7 @@ def protected_manifests() -> dict[str, list[str]]:
     return protected
 
 
-def _hits(eligible: tuple[gcparse.ManifestRef, ...], protected: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _hits(eligible: tuple[ManifestRef, ...], protected: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Eligible manifests that a tagged index of the same repository references."""
     hits = []
     for ref in eligible:
@@ -328,7 +328,7 @@ class _Worker:
         self.phase = "queued"
         self.output = _Tail(GCRun.OUTPUT_LIMIT)
         self.hooks = _Tail(GCRun.OUTPUT_LIMIT // 4)
-        self.parser = gcparse.Parser()
+        self.parser = Parser()
         self.last_flush = 0.0
         self.env = {
             **os.environ,
@@ -385,7 +385,7 @@ class _Worker:
 
     # -- processes ------------------------------------------------------------------------------
 
-    def stream(self, argv: list[str], *, tail: _Tail, parser: gcparse.Parser | None, timeout: float,
+    def stream(self, argv: list[str], *, tail: _Tail, parser: Parser | None, timeout: float,
                env: dict[str, str] | None = None, follow_phase: bool = False) -> int:
         """Run argv, output (stdout and stderr, interleaved) into `tail` and `parser` as it comes,
         the row refreshed every FLUSH_INTERVAL. Returns the exit code (127: could not start)."""
@@ -478,7 +478,7 @@ class _Worker:
                 guard_argv = command_argv(command, dry_run=True, delete_untagged=True)
                 self.say(self.output,
                          f"$ {shlex.join(guard_argv)}    # safety check before deleting untagged manifests")
-                guard = gcparse.Parser()
+                guard = Parser()
                 code = self.stream(guard_argv, tail=self.output, parser=guard,
                                    timeout=float(_setting("GC_TIMEOUT", 0.0)))
                 hits = _hits(guard.report().eligible_manifests, protected)
@@ -509,7 +509,7 @@ class _Worker:
         if before_ok:
             # 3. Sizes before, then the command.
             self.set_phase("marking")
-            sizes_before = self.beating(lambda: gcparse.scan_blobs(root)) if root else None
+            sizes_before = self.beating(lambda: disk.scan_blobs(root)) if root else None
             if sizes_before is not None:
                 fields["bytes_before"] = sum(sizes_before.values())
             self.say(self.output, f"$ {shlex.join(argv)}")
@@ -542,7 +542,7 @@ class _Worker:
                 report["index_error"] = str(exc)
         self.finish(state, "; ".join(errors), report=report, exit_code=exit_code, **fields)
 
-    def figures(self, result: gcparse.GCReport, root: Path | None, sizes_before: dict[str, int] | None,
+    def figures(self, result: GCReport, root: Path | None, sizes_before: dict[str, int] | None,
                 protected: dict[str, list[str]] | None, report: dict[str, Any], exit_code: int) -> dict[str, Any]:
         """Counters and sizes from the parsed output and the disk; fills `report`."""
         run = self.run
@@ -566,17 +566,17 @@ class _Worker:
         if root is not None:
             sizes = dict(sizes_before or {})
             if run.dry_run:
-                sizes.update(gcparse.blob_sizes(root, [d for d in eligible_blobs if d not in sizes]))
+                sizes.update(disk.blob_sizes(root, [d for d in eligible_blobs if d not in sizes]))
             known = {d: sizes[d] for d in eligible_blobs if d in sizes}
             fields["bytes_eligible"] = sum(known.values())
             report["blob_sizes"] = dict(list(known.items())[:LIST_LIMIT])
         if not run.dry_run:
             if root is not None:
-                fields["bytes_after"] = self.beating(lambda: gcparse.storage_bytes(root))
+                fields["bytes_after"] = self.beating(lambda: disk.storage_bytes(root))
             fields["deleted_blobs"] = _deleted(result.deleted_blobs, eligible_blobs, exit_code, root and (
-                lambda d: not gcparse.blob_data_path(root, d).exists()))
+                lambda d: not disk.blob_data_path(root, d).exists()))
             deleted_manifests = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
-                lambda m: not gcparse.manifest_link_path(root, m.repo, m.digest).exists()))
+                lambda m: not disk.manifest_link_path(root, m.repo, m.digest).exists()))
             fields["deleted_manifests"] = deleted_manifests
         return fields
 
@@ -611,7 +611,7 @@ _HINTS = (
 )
 
 
-def _command_error(code: int, result: gcparse.GCReport, output: _Tail) -> str:
+def _command_error(code: int, result: GCReport, output: _Tail) -> str:
     if code == 127:
         said = next((line for line in reversed(output.lines) if line.startswith("cannot run ")), "")
         return said.strip() or "the garbage-collect command could not be started"
