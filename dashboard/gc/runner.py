@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.tasks import task
 from django.utils import timezone
 
-from .. import remote
+from .. import disk, remote
 from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
