@@ -14,6 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
+from . import conf
+
 BROWSE = "dashboard.browse_registry"
 DELETE = "dashboard.delete_from_registry"
 ROLES = {"viewer": ["browse_registry"], "maintainer": ["browse_registry", "delete_from_registry"]}
@@ -26,7 +28,7 @@ def can_browse(request: HttpRequest) -> bool:
     user = request.user
     if user.is_authenticated:
         return user.has_perm(BROWSE) or user.has_perm(DELETE)
-    return settings.REGISTRYUI["ANONYMOUS_READ"]
+    return conf.get().anonymous_read
 
 
 def can_delete(request: HttpRequest) -> bool:
@@ -53,7 +55,7 @@ class AccessMiddleware:
         if not getattr(view_func, "login_required", True) or request.path.startswith("/admin/"):
             return None
         anonymous = not request.user.is_authenticated
-        if anonymous and not (settings.REGISTRYUI["ANONYMOUS_READ"] and request.method in ("GET", "HEAD")):
+        if anonymous and not (conf.get().anonymous_read and request.method in ("GET", "HEAD")):
             login = f"{reverse('login')}?next={request.get_full_path()}"
             return HttpResponseClientRedirect(login) if getattr(request, "htmx", False) else redirect(login)
         if not can_browse(request):

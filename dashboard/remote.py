@@ -7,9 +7,9 @@ import hashlib
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.cache import cache
 
+from . import conf
 from .metrics import cache_lookup
 from .registry import RegistryClient
 from .registry import models as m
@@ -26,17 +26,17 @@ USER_AGENT_PREFIX = "registryui/"
 
 def client() -> RegistryClient:
     """The pooled client for the configured registry (a new one if the settings change)."""
-    cfg = settings.REGISTRYUI
+    cfg = conf.get()
     return _client_for(m.RegistryConfig(
-        url=cfg["REGISTRY_URL"],
-        username=cfg["USERNAME"],
-        password=cfg["PASSWORD"],
-        ca_bundle=cfg["CA_BUNDLE"],
-        insecure=cfg["INSECURE"],
-        connect_timeout=cfg["CONNECT_TIMEOUT"],
-        read_timeout=cfg["READ_TIMEOUT"],
-        pool_size=cfg["CONCURRENCY"],
-        user_agent=f"{USER_AGENT_PREFIX}{cfg['VERSION']}",
+        url=cfg.registry_url,
+        username=cfg.username,
+        password=cfg.password,
+        ca_bundle=cfg.ca_bundle,
+        insecure=cfg.insecure,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        pool_size=cfg.concurrency,
+        user_agent=f"{USER_AGENT_PREFIX}{cfg.version}",
     ))
 
 
@@ -48,15 +48,15 @@ def _client_for(config: m.RegistryConfig) -> RegistryClient:
 
 
 def concurrency() -> int:
-    return max(1, int(settings.REGISTRYUI["CONCURRENCY"]))
+    return max(1, conf.get().concurrency)
 
 
 def registry_url() -> str:
-    return settings.REGISTRYUI["REGISTRY_URL"]
+    return conf.get().registry_url
 
 
 def pull_host() -> str:
-    return settings.REGISTRYUI["PULL_HOST"] or urlsplit(registry_url()).netloc
+    return conf.get().pull_host or urlsplit(registry_url()).netloc
 
 
 def _key(kind: str, digest: str) -> str:
@@ -124,7 +124,7 @@ def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Mani
 
 def catalog() -> list[str]:
     """The whole catalog, re-read at most every CATALOG_TTL seconds."""
-    ttl = settings.REGISTRYUI["CATALOG_TTL"]
+    ttl = conf.get().catalog_ttl
     key = _key("catalog", "all")
     if ttl > 0:
         hit = cache.get(key)

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.utils.csp import CSP
 
-from registryui import __version__
+from dashboard import conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -246,60 +246,35 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }
 
-# -- the registry -------------------------------------------------------------------
+# -- the dashboard's own settings: their defaults and what each means are in dashboard/conf.py.
+D = conf.DEFAULTS
 REGISTRYUI = {
-    "REGISTRY_URL": env("REGISTRY_URL", "http://localhost:5000").rstrip("/"),
+    "REGISTRY_URL": env("REGISTRY_URL", D.registry_url).rstrip("/"),
     "USERNAME": env_secret("REGISTRY_USERNAME"),
     "PASSWORD": env_secret("REGISTRY_PASSWORD"),
-    "CA_BUNDLE": env("REGISTRY_CA_BUNDLE"),
-    "INSECURE": env_bool("REGISTRY_INSECURE"),
-    "CONNECT_TIMEOUT": env_float("REGISTRY_CONNECT_TIMEOUT", 5.0),
-    "READ_TIMEOUT": env_float("REGISTRY_READ_TIMEOUT", 30.0),
-    # How many registry requests one page may have in flight at once.
-    "CONCURRENCY": int(env_float("CONCURRENCY", 16)),
-    # The host people `docker pull` from, when it differs from the URL the dashboard uses.
-    "PULL_HOST": env("PULL_HOST"),
-    # The catalog is re-read at most this often while people filter it keystroke by keystroke.
-    "CATALOG_TTL": env_float("CATALOG_TTL", 10.0),
-    "VERSION": __version__,
-    # Off by default: a dashboard that can delete must not be open. On: anyone may browse (read-only).
-    "ANONYMOUS_READ": env_bool("ANONYMOUS_READ"),
-    # -- garbage collection: runs in the task worker (`manage.py db_worker`), never in a request.
-    # The registry's own command, e.g. `registry garbage-collect /etc/docker/registry/config.yml`;
-    # split like a shell would (no shell runs it). --dry-run / --delete-untagged go right after
-    # the word `garbage-collect`, or at the end when the command has no such word (a wrapper
-    # script gets them in "$@"). Unset: the dashboard explains how to set it.
-    "GC_COMMAND": env("GC_COMMAND"),
-    # Shell commands run before and after each run (e.g. switch the registry to read-only and
-    # back, restart it); they see REGISTRYUI_GC_DRY_RUN, REGISTRYUI_GC_DELETE_UNTAGGED,
-    # REGISTRYUI_GC_RUN_ID, and after the run REGISTRYUI_GC_EXIT_CODE. The after hook runs
-    # even when the before hook or the command failed.
-    "GC_BEFORE_COMMAND": env("GC_BEFORE_COMMAND"),
-    "GC_AFTER_COMMAND": env("GC_AFTER_COMMAND"),
-    "GC_HOOK_TIMEOUT": env_float("GC_HOOK_TIMEOUT", 600.0),
-    # Seconds the command may run before it is stopped; 0 means no limit.
-    "GC_TIMEOUT": env_float("GC_TIMEOUT", 0.0),
-    # A run whose worker has not reported for this long is marked failed and frees the lock.
-    "GC_STALE_SECONDS": env_float("GC_STALE_SECONDS", 60.0),
-    # The registry's storage root (the directory holding docker/registry/v2), readable by the
-    # dashboard: sizes of what a run would free and did free. Unset: counts only.
-    "STORAGE_PATH": env("STORAGE_PATH"),
-    # The registry's http.debug.addr (e.g. http://registry:5001): /debug/health and /metrics.
-    "DEBUG_URL": env("REGISTRY_DEBUG_URL").rstrip("/"),
-    # Warn when the storage volume is this full.
-    "STORAGE_WARN_PERCENT": env_float("STORAGE_WARN_PERCENT", 85.0),
-    # Seconds between refreshes of the health panels.
-    "HEALTH_INTERVAL": env_float("HEALTH_INTERVAL", 15.0),
-    # /metrics answers only to `Authorization: Bearer <token>`; unset, there is no /metrics.
-    "METRICS_TOKEN": env("METRICS_TOKEN"),
-    # -- the index (dashboard.index): registry events in, a reconcile sync on a schedule.
-    # The registry's notifications endpoint sends `Authorization: Bearer <token>` (its
-    # notifications.endpoints[].headers); unset, /-/events/ refuses every event.
+    "CA_BUNDLE": env("REGISTRY_CA_BUNDLE", D.ca_bundle),
+    "INSECURE": env_bool("REGISTRY_INSECURE", D.insecure),
+    "CONNECT_TIMEOUT": env_float("REGISTRY_CONNECT_TIMEOUT", D.connect_timeout),
+    "READ_TIMEOUT": env_float("REGISTRY_READ_TIMEOUT", D.read_timeout),
+    "CONCURRENCY": int(env_float("CONCURRENCY", D.concurrency)),
+    "PULL_HOST": env("PULL_HOST", D.pull_host),
+    "CATALOG_TTL": env_float("CATALOG_TTL", D.catalog_ttl),
+    "VERSION": D.version,
+    "ANONYMOUS_READ": env_bool("ANONYMOUS_READ", D.anonymous_read),
+    "GC_COMMAND": env("GC_COMMAND", D.gc_command),
+    "GC_BEFORE_COMMAND": env("GC_BEFORE_COMMAND", D.gc_before_command),
+    "GC_AFTER_COMMAND": env("GC_AFTER_COMMAND", D.gc_after_command),
+    "GC_HOOK_TIMEOUT": env_float("GC_HOOK_TIMEOUT", D.gc_hook_timeout),
+    "GC_TIMEOUT": env_float("GC_TIMEOUT", D.gc_timeout),
+    "GC_STALE_SECONDS": env_float("GC_STALE_SECONDS", D.gc_stale_seconds),
+    "STORAGE_PATH": env("STORAGE_PATH", D.storage_path),
+    "DEBUG_URL": env("REGISTRY_DEBUG_URL", D.debug_url).rstrip("/"),
+    "STORAGE_WARN_PERCENT": env_float("STORAGE_WARN_PERCENT", D.storage_warn_percent),
+    "HEALTH_INTERVAL": env_float("HEALTH_INTERVAL", D.health_interval),
+    "METRICS_TOKEN": env("METRICS_TOKEN", D.metrics_token),
     "EVENTS_TOKEN": env_secret("EVENTS_TOKEN"),
-    # Seconds between scheduled syncs (the worker runs them); 0 turns the schedule off.
-    "SYNC_INTERVAL": env_float("SYNC_INTERVAL", 900.0),
-    # A sync whose worker has not reported for this long is marked failed (a new one resumes it).
-    "SYNC_STALE_SECONDS": env_float("SYNC_STALE_SECONDS", 120.0),
+    "SYNC_INTERVAL": env_float("SYNC_INTERVAL", D.sync_interval),
+    "SYNC_STALE_SECONDS": env_float("SYNC_STALE_SECONDS", D.sync_stale_seconds),
 }
 
 # Background work (garbage collection) goes through Django's tasks framework into the

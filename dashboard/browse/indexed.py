@@ -42,6 +42,7 @@ from ..models import (
 from ..ordering import c_order, version_key
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest, is_name
+from ..web import ago
 from .live import GROUP_COLOURS, Attachment, PlatformRow, TagRow
 
 # -- a repository's tags ---------------------------------------------------------------------
@@ -374,21 +375,6 @@ def facets(name: str) -> Facets:
 
 
 # -- how fresh ---------------------------------------------------------------------------------
-
-
-def ago(when: datetime, now: datetime | None = None) -> str:
-    """“12 s ago”, “4 min ago”, “3 h ago”, “2 days ago”: short enough for a status line."""
-    seconds = int(((now or timezone.now()) - when).total_seconds())
-    if seconds < 1:
-        return "just now"
-    if seconds < 60:
-        return f"{seconds} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    days = seconds // 86400
-    return f"{days} day{'s' if days != 1 else ''} ago"
 
 
 _CAUSES = {TagHistory.Source.SYNC: "a sync", TagHistory.Source.DASHBOARD: "the dashboard",

@@ -9,19 +9,19 @@ from django.http import HttpRequest, QueryDict
 from ..auth import can_delete
 from ..deletion import actions
 from ..index import store
-from . import live
+from . import indexed, live
 
 TAG_PAGE_SIZE = 100
 def repository_context(request: HttpRequest, name: str, sort: str = "name", order: str = "",
                         detailed: bool = True, params: QueryDict | None = None,
-                        indexed: bool | None = None) -> dict[str, object]:
+                        in_index: bool | None = None) -> dict[str, object]:
     """The tag table's context: from the index when a sync has read the repository, else live.
     `params` (filters, page) default to those of the page the request came from, so a table
     re-rendered after an untag keeps what the user was looking at, and so do its links."""
     if params is None:
         origin = urlsplit(request.htmx.current_url or "").query if request.htmx else ""
         params = QueryDict(origin) if request.method != "GET" else request.GET
-    if store.is_indexed(name) if indexed is None else indexed:
+    if store.is_indexed(name) if in_index is None else in_index:
         page = indexed.tag_page(name, sort=sort, order=order, q=params.get("q", ""),
                                 platform=params.get("platform", ""), kind=params.get("kind", ""),
                                 page=params.get("page", 1), per_page=TAG_PAGE_SIZE)

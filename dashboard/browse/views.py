@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -12,7 +11,7 @@ from .. import remote
 from ..auth import can_delete
 from ..index import store
 from ..registry.names import check_digest, check_name, check_reference
-from ..web import wants_partial
+from ..web import page_of, wants_partial
 from . import indexed, live
 from .tags import repository_context
 
@@ -27,13 +26,13 @@ def catalog(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     if indexed.index_has_repositories():
         # The index knows every repository and its tag count: no registry call at all.
-        page = Paginator(indexed.catalog_repositories(query), CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        page = page_of(indexed.catalog_repositories(query), CATALOG_PAGE_SIZE, request.GET.get("page"))
         context = {"query": query, "page": page, "total": page.paginator.count, "with_counts": True,
                    "rows": indexed.catalog_entries(page), "indexed": True,
                    "freshness": indexed.registry_freshness()}
     else:
         names = live.filter_names(remote.catalog(), query)
-        page = Paginator(names, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+        page = page_of(names, CATALOG_PAGE_SIZE, request.GET.get("page"))
         with_counts = request.GET.get("counts") == "1"
         counts = live.tag_counts(list(page)) if with_counts else None
         context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
@@ -47,15 +46,15 @@ def catalog(request: HttpRequest) -> HttpResponse:
 def repository(request: HttpRequest, name: str) -> HttpResponse:
     check_name(name)
     sort, order = request.GET.get("sort", "name"), request.GET.get("order", "")
-    indexed = store.is_indexed(name)
+    in_index = store.is_indexed(name)
     # Live, names paint at once; details (one GET per tag, cached configs) follow via htmx,
     # or inline when a sort needs them or JavaScript is off (?details=1). The index has them all.
-    detailed = (indexed or bool(request.htmx) or sort in ("created", "size", "image")
+    detailed = (in_index or bool(request.htmx) or sort in ("created", "size", "image")
                 or request.GET.get("details") == "1")
-    context = repository_context(request, name, sort, order, detailed, params=request.GET, indexed=indexed)
+    context = repository_context(request, name, sort, order, detailed, params=request.GET, in_index=in_index)
     if wants_partial(request):
         return render(request, "browse/repository.html#tags", context)
-    if indexed:
+    if in_index:
         context["facets"] = indexed.facets(name)
     return render(request, "browse/repository.html", context)
 

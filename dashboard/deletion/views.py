@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -20,6 +19,7 @@ from ..models import Deletion
 from ..ordering import version_key
 from ..registry.errors import NotRestorable, RegistryError
 from ..registry.names import check_digest, check_name, check_tag
+from ..web import page_of
 from . import actions
 
 # -- deleting ------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
 def deleted(request: HttpRequest) -> HttpResponse:
     require_delete(request)
     records = Deletion.objects.filter(registry=remote.registry_url())
-    page = Paginator(records, 50).get_page(request.GET.get("page"))
+    page = page_of(records, 50, request.GET.get("page"))
     return render(request, "deletion/deleted.html", {"page": page, "can_delete": can_delete(request)})
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from .. import conf
 from ..auth import require_delete
 from ..models import GCRun
 from ..web import wants_partial
@@ -66,7 +66,7 @@ def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _gc_hooks() -> dict[str, str]:
-    cfg = settings.REGISTRYUI
-    return {"before": cfg.get("GC_BEFORE_COMMAND", ""), "after": cfg.get("GC_AFTER_COMMAND", "")}
+    cfg = conf.get()
+    return {"before": cfg.gc_before_command, "after": cfg.gc_after_command}
 
 

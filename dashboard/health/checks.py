@@ -11,15 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from .. import disk, remote
+from .. import conf, disk, remote
 from ..browse import live
 from ..deletion import actions
 from ..registry import errors as e
+from ..web import ago
 
 OK, WARNING, FAILING, OFF = "ok", "warning", "failing", "off"
 _RANK = {OK: 0, OFF: 0, WARNING: 1, FAILING: 2}
@@ -35,10 +35,6 @@ class Result:
     figure: str
     explanation: str
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def _cfg(key: str) -> Any:
-    return settings.REGISTRYUI.get(key)
 
 
 def _key(what: str) -> str:
@@ -60,7 +56,7 @@ class ApiCheck:
         samples = (cache.get(_key("latency")) or [])[-4:] + [ping.latency_ms]
         cache.set(_key("latency"), samples, None)
         median = statistics.median(samples)
-        auth = "credentials accepted" if settings.REGISTRYUI["USERNAME"] else "open, no credentials needed"
+        auth = "credentials accepted" if conf.get().username else "open, no credentials needed"
         version = ping.api_version or "no Docker-Distribution-Api-Version header"
         return Result(self.key, self.name, OK, f"{median:.0f} ms", f"GET {url}/v2/ answers · {version} · {auth}",
                       {"url": url, "latency_ms": round(median, 1), "api_version": ping.api_version, "auth": auth})
@@ -92,7 +88,7 @@ class DebugCheck:
     name: str = "Registry health endpoint"
 
     def run(self) -> Result:
-        base = _cfg("DEBUG_URL")
+        base = conf.get().debug_url
         if not base:
             return Result(self.key, self.name, OFF, "not configured",
                           "Set REGISTRYUI_REGISTRY_DEBUG_URL to the registry's http.debug.addr to see its storage "
@@ -152,7 +148,7 @@ class StorageCheck:
     name: str = "Storage"
 
     def run(self) -> Result:
-        path = _cfg("STORAGE_PATH")
+        path = conf.get().storage_path
         if not path:
             return Result(self.key, self.name, OFF, "not mounted",
                           "Mount the registry's storage into the dashboard and set REGISTRYUI_STORAGE_PATH to see "
@@ -168,7 +164,7 @@ class StorageCheck:
             blobs = (len(sizes), sum(sizes.values()))
             cache.set(_key("blobs"), blobs, 60)
         used = usage.used / usage.total * 100 if usage.total else 0.0
-        threshold = float(_cfg("STORAGE_WARN_PERCENT") or 85)
+        threshold = conf.get().storage_warn_percent
         from django.template.defaultfilters import filesizeformat
 
         figure = f"{used:.0f}% used"
@@ -259,9 +255,6 @@ class IndexCheck:
         active = SyncRun.objects.filter(active=True).first()
         event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
-        def ago(when) -> str:  # noqa: ANN001
-            return "just now" if (now - when).total_seconds() < 60 else f"{timesince(when, now)} ago"
-
         parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
         if last and last.finished_at:
             parts.append(f"last sync {ago(last.finished_at)}" + (" failed" if last.state == SyncRun.State.FAILED else ""))
@@ -271,7 +264,7 @@ class IndexCheck:
             parts.append(f"next sync in {timeuntil(active.not_before, now)}")
         elif active:
             parts.append("a sync is queued")
-        if not settings.REGISTRYUI.get("EVENTS_TOKEN"):
+        if not conf.get().events_token:
             parts.append("registry events off (set REGISTRYUI_EVENTS_TOKEN and the registry's notifications)")
         elif event:
             parts.append(f"last event {ago(event.received_at)}")

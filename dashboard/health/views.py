@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -10,7 +9,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import metrics
+from .. import conf, metrics
 from ..web import wants_partial
 from . import checks
 
@@ -19,7 +18,7 @@ from . import checks
 
 @require_GET
 def health_page(request: HttpRequest) -> HttpResponse:
-    context = {"report": checks.run_checks(), "interval": settings.REGISTRYUI["HEALTH_INTERVAL"],
+    context = {"report": checks.run_checks(), "interval": conf.get().health_interval,
                "compact": request.GET.get("compact") == "1"}
     return render(request, "health/health.html#panels" if wants_partial(request) else "health/health.html", context)
 
@@ -42,7 +41,7 @@ def live(request: HttpRequest) -> JsonResponse:
 @login_not_required
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = settings.REGISTRYUI["METRICS_TOKEN"]
+    token = conf.get().metrics_token
     if not token:
         raise Http404("metrics are off")
     given = request.headers.get("Authorization", "")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db import transaction
 from django.db.models import Q
 
@@ -22,6 +22,7 @@ from ..index import store
 from ..models import IndexedManifest, IndexedTag, Rollback, TagHistory
 from ..registry import errors as e
 from ..registry.client import run_bounded
+from ..web import page_of
 
 HISTORY_PAGE_SIZE = 50
 # Beyond this many tags, listing the tags of a digest live (one HEAD each) would hold the page
@@ -166,7 +167,7 @@ def history(name: str, tag: str, page_number: str | int | None = None) -> Histor
     """The tag's digests, newest first, one page at a time; only the page's digests are checked live."""
     state = tag_state(name, tag)
     rows = _history_rows(name, tag)
-    page = Paginator(rows, HISTORY_PAGE_SIZE).get_page(page_number)
+    page = page_of(rows, HISTORY_PAGE_SIZE, page_number)
     lines = list(page.object_list)
     digests = sorted({r.digest for r in lines if r.digest})
     manifests = {mf.digest: mf for mf in IndexedManifest.objects.filter(digest__in=digests)}

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
@@ -19,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from .. import conf
 from ..auth import can_delete
 from ..index import events, sync
 from ..models import (
@@ -28,40 +28,12 @@ from ..models import (
     RegistryEvent,
     SyncRun,
 )
-from ..web import wants_partial
+from ..web import ago, duration, wants_partial
 
 HISTORY = 20
 #: Seconds between polls of a run that is running or due, and of one waiting for its time.
 POLL_ACTIVE = 1
 POLL_WAITING = 30
-
-
-def duration(seconds: float | None) -> str:
-    """"4 s", "2 min 05 s", "1 h 03 min": precise while short, rounded when long."""
-    if seconds is None:
-        return ""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
-
-
-def ago(when: datetime | None) -> str:
-    """"just now", "5 min ago", "3 h ago", "2 days ago"."""
-    if when is None:
-        return ""
-    seconds = (timezone.now() - when).total_seconds()
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 2 * 86400:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} days ago"
 
 
 def _poll(run: SyncRun | None) -> int:
@@ -105,7 +77,7 @@ def _events_context(request: HttpRequest) -> dict[str, Any]:
         "      ignoredmediatypes:\n"
         "        - application/octet-stream\n"
     )
-    return {"events_token_set": bool(settings.REGISTRYUI.get("EVENTS_TOKEN")),
+    return {"events_token_set": bool(conf.get().events_token),
             "last_event": last.received_at if last else None, "last_event_ago": ago(last.received_at if last else None),
             "events_url": url, "events_yaml": snippet}
 
@@ -184,7 +156,7 @@ def _bearer(request: HttpRequest) -> str:
 def receive(request: HttpRequest) -> HttpResponse:
     """Store the envelope's events and answer at once: the registry holds every later event
     until this one gets a 2xx, and resends it forever. The index work happens in the worker."""
-    token = settings.REGISTRYUI.get("EVENTS_TOKEN", "")
+    token = conf.get().events_token
     if not token:
         return _plain("registry events are off: set REGISTRYUI_EVENTS_TOKEN, and send it from the registry's "
                       "notifications.endpoints[].headers as “Authorization: Bearer <token>”", 503)
