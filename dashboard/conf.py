@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from registryui import __version__
-
 
 @dataclass(frozen=True)
 class Config:
@@ -30,7 +28,8 @@ class Config:
     pull_host: str = ""
     #: The catalog is re-read at most this often while people filter it keystroke by keystroke.
     catalog_ttl: float = 10.0
-    version: str = __version__
+    #: registryui's own version (registryui/__init__.py), sent in the User-Agent.
+    version: str = ""
     #: Off by default: a dashboard that can delete must not be open. On: anyone may browse (read-only).
     anonymous_read: bool = False
     # -- garbage collection: runs in the task worker (`manage.py db_worker`), never in a request.

@@ -1,5 +1,5 @@
-"""The dashboard's way into the registry: one pooled client, and a cache for what is
-addressed by digest (a manifest or config never changes once pushed)."""
+"""The dashboard's way into the registry: one pooled client, a cache for what is addressed by
+digest (a manifest or config never changes once pushed), and what the registry allows (deletes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from . import conf
 from .metrics import cache_lookup
-from .registry import RegistryClient
+from .registry import RegistryClient, ops
 from .registry import models as m
 from .registry.client import run_bounded
 from .registry.errors import RegistryError
@@ -59,16 +59,16 @@ def pull_host() -> str:
     return conf.get().pull_host or urlsplit(registry_url()).netloc
 
 
-def _key(kind: str, digest: str) -> str:
-    # Digest-addressed content is the same on any registry, but the cache may be shared by
-    # dashboards of different registries: keep them apart.
+def cache_key(kind: str, what: str) -> str:
+    """The cache key of `what` for this registry. Digest-addressed content is the same on any
+    registry, but the cache may be shared by dashboards of different registries: keep them apart."""
     scope = hashlib.sha256(registry_url().encode()).hexdigest()[:12]
-    return f"rui:{scope}:{kind}:{digest}"
+    return f"rui:{scope}:{kind}:{what}"
 
 
 def manifest_by_digest(name: str, digest: str) -> m.Manifest:
     """The manifest, from the cache when known (the caller has confirmed it is in `name`)."""
-    key = _key("manifest", digest)
+    key = cache_key("manifest", digest)
     hit = cache.get(key)
     cache_lookup("manifest", hit is not None, hit is None)
     if hit is not None:
@@ -82,7 +82,7 @@ def manifest_by_digest(name: str, digest: str) -> m.Manifest:
 def manifest_by_tag(name: str, tag: str) -> m.Manifest:
     """A tag can move, so it is always read; what it points at is cached by digest."""
     raw, media_type, digest = client().manifest_bytes(name, tag)
-    cache.set(_key("manifest", digest), (raw, media_type), DIGEST_TTL)
+    cache.set(cache_key("manifest", digest), (raw, media_type), DIGEST_TTL)
     return parse_manifest(raw, media_type=media_type, digest=digest)
 
 
@@ -94,7 +94,7 @@ def manifest(name: str, reference: str) -> m.Manifest:
 
 
 def config_by_digest(name: str, digest: str) -> m.ImageConfig:
-    key = _key("config", digest)
+    key = cache_key("config", digest)
     raw = cache.get(key)
     cache_lookup("config", raw is not None, raw is None)
     if raw is None:
@@ -106,7 +106,7 @@ def config_by_digest(name: str, digest: str) -> m.ImageConfig:
 def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Manifest | m.ImageConfig | RegistryError]:
     """Manifests or configs by digest: one cache round trip for the hits, bounded concurrency
     for the misses, failures returned in place."""
-    keys = {_key(kind, d): d for d in digests}
+    keys = {cache_key(kind, d): d for d in digests}
     hits = cache.get_many(list(keys))
     cache_lookup(kind, len(hits), len(keys) - len(hits))
     found: dict[str, m.Manifest | m.ImageConfig | RegistryError] = {}
@@ -125,7 +125,7 @@ def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Mani
 def catalog() -> list[str]:
     """The whole catalog, re-read at most every CATALOG_TTL seconds."""
     ttl = conf.get().catalog_ttl
-    key = _key("catalog", "all")
+    key = cache_key("catalog", "all")
     if ttl > 0:
         hit = cache.get(key)
         if hit is not None:
@@ -134,3 +134,36 @@ def catalog() -> list[str]:
     if ttl > 0:
         cache.set(key, names, ttl)
     return names
+
+
+# -- what the registry allows --------------------------------------------------------------------
+
+# The registry's answer to a delete probe changes only when the operator reconfigures it.
+SUPPORT_TTL = 60
+
+
+def delete_support(name: str) -> ops.DeleteSupport:
+    """Whether the registry deletes at all, learned from its answer to a harmless probe."""
+    key = cache_key("registry", "delete-support")
+    hit = cache.get(key)
+    if hit is not None:
+        return ops.DeleteSupport(*hit)
+    try:
+        support = ops.probe_delete(client(), name)
+    except RegistryError as exc:
+        return ops.DeleteSupport(enabled=False, reason=f"cannot tell whether the registry allows deleting: {exc}")
+    cache.set(key, (support.enabled, support.reason, support.read_only), SUPPORT_TTL)
+    return support
+
+
+def forget_delete_support() -> None:
+    cache.delete(cache_key("registry", "delete-support"))
+
+
+def tag_delete_known() -> bool | None:
+    """Whether the registry deletes tags (3.x) or not (2.8), once a real untag has shown it."""
+    return cache.get(cache_key("registry", "tag-delete"))
+
+
+def learn_tag_delete(tag_delete: bool) -> None:
+    cache.set(cache_key("registry", "tag-delete"), tag_delete, None)

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 from django.utils.csp import CSP
 
 from dashboard import conf
+from registryui import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -259,7 +260,7 @@ REGISTRYUI = {
     "CONCURRENCY": int(env_float("CONCURRENCY", D.concurrency)),
     "PULL_HOST": env("PULL_HOST", D.pull_host),
     "CATALOG_TTL": env_float("CATALOG_TTL", D.catalog_ttl),
-    "VERSION": D.version,
+    "VERSION": __version__,
     "ANONYMOUS_READ": env_bool("ANONYMOUS_READ", D.anonymous_read),
     "GC_COMMAND": env("GC_COMMAND", D.gc_command),
     "GC_BEFORE_COMMAND": env("GC_BEFORE_COMMAND", D.gc_before_command),

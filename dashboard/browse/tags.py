@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from django.http import HttpRequest, QueryDict
 
+from .. import remote
 from ..auth import can_delete
-from ..deletion import actions
 from ..index import store
 from . import indexed, live
 
@@ -41,6 +41,6 @@ def delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[
     """May this user delete here, and does the registry allow it (with the reason if not)."""
     allowed = can_delete(request)
     return {"can_delete": allowed, "deletable": allowed and probe,
-            "support": actions.delete_support(name) if allowed and probe else None}
+            "support": remote.delete_support(name) if allowed and probe else None}
 
 

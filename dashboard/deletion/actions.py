@@ -5,10 +5,8 @@ Plain functions over the registry client and the audit model; views stay thin.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,9 +17,6 @@ from ..registry import errors as e
 from ..registry import ops
 from ..registry.client import run_bounded
 
-# The registry's answer to a delete probe changes only when the operator reconfigures it.
-SUPPORT_TTL = 60
-
 
 class TagsChanged(Exception):
     """The tags of an image changed between the confirmation and the delete: ask again."""
@@ -29,33 +24,6 @@ class TagsChanged(Exception):
     def __init__(self, current: list[str]) -> None:
         super().__init__("the tags pointing at this image changed since you confirmed")
         self.current = current
-
-
-def _registry_key(what: str) -> str:
-    return f"rui:{hashlib.sha256(remote.registry_url().encode()).hexdigest()[:12]}:{what}"
-
-
-def delete_support(name: str) -> ops.DeleteSupport:
-    """Whether the registry deletes at all, learned from its answer to a harmless probe."""
-    key = _registry_key("delete-support")
-    hit = cache.get(key)
-    if hit is not None:
-        return ops.DeleteSupport(*hit)
-    try:
-        support = ops.probe_delete(remote.client(), name)
-    except e.RegistryError as exc:
-        return ops.DeleteSupport(enabled=False, reason=f"cannot tell whether the registry allows deleting: {exc}")
-    cache.set(key, (support.enabled, support.reason, support.read_only), SUPPORT_TTL)
-    return support
-
-
-def _forget_support() -> None:
-    cache.delete(_registry_key("delete-support"))
-
-
-def _tag_delete_known() -> bool | None:
-    # Learned once per registry from a real untag; 3.x deletes tags, 2.8 does not.
-    return cache.get(_registry_key("tag-delete"))
 
 
 def tags_of(name: str, digest: str) -> list[str]:
@@ -79,13 +47,13 @@ def untag(user, name: str, tag: str, expected_digest: str = "") -> TagResult:  #
         raw, media_type, digest = client.manifest_bytes(name, tag)
         if expected_digest and digest != expected_digest:
             raise e.Conflict(f"“{tag}” now points at {digest[:19]}…, not at the image you confirmed; nothing was changed")
-        result, tag_delete = ops.untag(client, name, tag, expected_digest=digest, tag_delete=_tag_delete_known())
+        result, tag_delete = ops.untag(client, name, tag, expected_digest=digest, tag_delete=remote.tag_delete_known())
     except e.UnsupportedOperation as exc:
-        _forget_support()
+        remote.forget_delete_support()
         return TagResult(tag, False, str(exc))
     except e.RegistryError as exc:
         return TagResult(tag, False, str(exc))
-    cache.set(_registry_key("tag-delete"), tag_delete, None)
+    remote.learn_tag_delete(tag_delete)
     _record(user, name, Deletion.Action.UNTAG, [tag], digest, media_type, raw, result.method)
     # The index learns at once, events or not.
     store.remove_tag(name, tag, source="dashboard", actor=user.get_username())
@@ -111,7 +79,7 @@ def delete_image(user, name: str, digest: str, confirmed_tags: list[str]) -> Del
     try:
         client.delete_manifest(name, digest)
     except e.UnsupportedOperation:
-        _forget_support()
+        remote.forget_delete_support()
         raise
     record = _record(user, name, Deletion.Action.DELETE, current, digest, media_type, raw, "digest")
     store.remove_manifest(name, digest, source="dashboard", actor=user.get_username())

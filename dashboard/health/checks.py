@@ -17,7 +17,6 @@ from django.utils.timesince import timesince, timeuntil
 
 from .. import conf, disk, remote
 from ..browse import live
-from ..deletion import actions
 from ..registry import errors as e
 from ..web import ago
 
@@ -38,7 +37,7 @@ class Result:
 
 
 def _key(what: str) -> str:
-    return remote._key("health", what)
+    return remote.cache_key("health", what)
 
 
 @dataclass
@@ -205,7 +204,7 @@ class DeletionCheck:
     name: str = "Deletion"
 
     def run(self) -> Result:
-        support = actions.delete_support(PROBE_REPOSITORY)
+        support = remote.delete_support(PROBE_REPOSITORY)
         if support.enabled:
             return Result(self.key, self.name, OK, "enabled", "the registry accepts deletes (learned from its answer)")
         return Result(self.key, self.name, WARNING, "read-only" if support.read_only else "disabled", support.reason)

@@ -175,7 +175,7 @@ def stamp() -> str:
 
 
 def _cached(what: str, compute: Callable[[], T], version: str | None) -> T:
-    key = remote._key("storage", f"{what}:{version or stamp()}")
+    key = remote.cache_key("storage", f"{what}:{version or stamp()}")
     found = cache.get(key)
     if found is None:
         found = compute()

@@ -90,7 +90,7 @@ def _disk_files() -> tuple[int, int] | None:
     path = _storage_path()
     if not path or disk.v2_root(path) is None:
         return None
-    key = remote._key("storage", "blob-files")
+    key = remote.cache_key("storage", "blob-files")
     found = cache.get(key)
     if found is None:
         sizes = disk.scan_blobs(path)
@@ -241,7 +241,7 @@ def _pulls_context(*, compute: bool) -> dict[str, object]:
     """The pulls chart. A month of pulls on a busy registry is hundreds of thousands of rows to
     count, seconds on SQLite: then the chart is counted once every PULLS_TTL and arrives after the
     page (htmx), and a quiet registry's chart is counted fresh, in the page."""
-    key = remote._key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}")
+    key = remote.cache_key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}")
     counted_at, chart = cache.get(key) or (None, None)
     if chart is None:
         since = timezone.now() - timedelta(days=figures.PULL_DAYS)

@@ -1,13 +1,7 @@
-"""What a manifest *is*, from its media types: image, index, Helm chart, signature, SBOM…"""
+"""What a manifest *is*: the kinds (image, index, Helm chart, signature, SBOM…) and the media types
+that say so. `Manifest.kind` (registry.models) applies them."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from . import models as m
-
-if TYPE_CHECKING:
-    from .models import Manifest
 
 IMAGE = "image"
 INDEX = "index"
@@ -40,29 +34,8 @@ _ATTESTATION_TYPES = {
 _HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 
 
-def classify(manifest: Manifest) -> str:
-    if manifest.problem and not (manifest.is_index or manifest.is_image_manifest):
-        return UNKNOWN
-    if manifest.is_index:
-        if manifest.artifact_type:
-            return _by_type(manifest.artifact_type) or ARTIFACT
-        return INDEX
-    if not manifest.is_image_manifest:
-        return UNKNOWN
-    types = [manifest.artifact_type]
-    if manifest.config is not None:
-        types.append(manifest.config.media_type)
-    types.extend(layer.media_type for layer in manifest.layers)
-    for media_type in types:
-        kind = _by_type(media_type)
-        if kind:
-            return kind
-    if manifest.config is not None and manifest.config.media_type in m.IMAGE_CONFIG_TYPES:
-        return IMAGE
-    return ARTIFACT
-
-
-def _by_type(media_type: str) -> str:
+def by_media_type(media_type: str) -> str:
+    """The kind a media type alone says (a signature, an SBOM, …), or ""."""
     if not media_type:
         return ""
     if media_type == _HELM_CONFIG:

@@ -7,6 +7,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Mapping
 
+from . import kinds
+
 # The four manifest types a modern registry serves. Asking for fewer makes 2.8 answer
 # 404 or silently convert to schema1, whose digest differs from the stored one.
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -112,9 +114,23 @@ class Manifest:
 
     @property
     def kind(self) -> str:
-        from .kinds import classify
-
-        return classify(self)
+        if self.problem and not (self.is_index or self.is_image_manifest):
+            return kinds.UNKNOWN
+        if self.is_index:
+            return (kinds.by_media_type(self.artifact_type) or kinds.ARTIFACT) if self.artifact_type else kinds.INDEX
+        if not self.is_image_manifest:
+            return kinds.UNKNOWN
+        types = [self.artifact_type]
+        if self.config is not None:
+            types.append(self.config.media_type)
+        types.extend(layer.media_type for layer in self.layers)
+        for media_type in types:
+            kind = kinds.by_media_type(media_type)
+            if kind:
+                return kind
+        if self.config is not None and self.config.media_type in IMAGE_CONFIG_TYPES:
+            return kinds.IMAGE
+        return kinds.ARTIFACT
 
 
 @dataclass(frozen=True)
