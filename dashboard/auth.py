@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -19,6 +21,9 @@ from . import conf
 BROWSE = "dashboard.browse_registry"
 DELETE = "dashboard.delete_from_registry"
 ROLES = {"viewer": ["browse_registry"], "maintainer": ["browse_registry", "delete_from_registry"]}
+
+#: Who did something: a signed-in user, or anonymous (and None from the shell).
+User = AbstractBaseUser | AnonymousUser
 
 LOGIN_ATTEMPTS = 5
 LOGIN_WINDOW = 15 * 60

@@ -118,7 +118,7 @@ def many_by_digest(name: str, kind: str, digests: list[str]) -> dict[str, m.Mani
             found[digest] = parse_config(value, digest=digest)
     missing = [d for d in digests if d not in found]
     fetch = manifest_by_digest if kind == "manifest" else config_by_digest
-    found.update(zip(missing, run_bounded(lambda d: fetch(name, d), missing, concurrency())))
+    found.update(zip(missing, run_bounded(lambda d: fetch(name, d), missing, concurrency()), strict=True))
     return found
 
 

@@ -19,7 +19,7 @@ def wants_partial(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def page_of(items: Sequence[T], per_page: int, number: object) -> Page[T]:
+def page_of[T](items: Sequence[T], per_page: int, number: object) -> Page[T]:
     """One page of `items`; a missing, malformed or out-of-range number gives the first or last page."""
     return Paginator(items, per_page).get_page(number)
 

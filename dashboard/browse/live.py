@@ -118,7 +118,7 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
     configs = remote.many_by_digest(name, "config", config_digests)
 
     rows: list[TagRow] = []
-    for tag, got in zip(tags, tagged):
+    for tag, got in zip(tags, tagged, strict=True):
         if isinstance(got, e.RegistryError):
             rows.append(TagRow(tag=tag, problem=str(got)))
             continue
@@ -334,7 +334,7 @@ def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
             # A repository whose every tag was deleted stays in the catalog with no tags.
             return 0
 
-    return dict(zip(names, run_bounded(count, names, remote.concurrency())))
+    return dict(zip(names, run_bounded(count, names, remote.concurrency()), strict=True))
 
 
 def repository_tags(name: str) -> tuple[list[str], str]:

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import remote
+from ..auth import User
 from ..index import store
 from ..models import Deletion
 from ..registry import errors as e
@@ -30,7 +31,7 @@ def tags_of(name: str, digest: str) -> list[str]:
     """Every tag that points at `digest` now, read live."""
     tags = remote.client().tags(name)
     refs = run_bounded(lambda t: remote.client().head_manifest(name, t), tags, remote.concurrency())
-    return sorted(t for t, r in zip(tags, refs) if not isinstance(r, e.RegistryError) and r.digest == digest)
+    return sorted(t for t, r in zip(tags, refs, strict=True) if not isinstance(r, e.RegistryError) and r.digest == digest)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class TagResult:
     message: str
 
 
-def untag(user, name: str, tag: str, expected_digest: str = "") -> TagResult:  # noqa: ANN001
+def untag(user: User, name: str, tag: str, expected_digest: str = "") -> TagResult:
     """Remove exactly one tag, keep its manifest bytes in the audit log."""
     client = remote.client()
     try:
@@ -62,13 +63,13 @@ def untag(user, name: str, tag: str, expected_digest: str = "") -> TagResult:  #
     return TagResult(tag, True, "untagged")
 
 
-def untag_many(user, name: str, tags: list[str]) -> list[TagResult]:  # noqa: ANN001
+def untag_many(user: User, name: str, tags: list[str]) -> list[TagResult]:
     # One at a time: each untag reads, rewrites and deletes, and a failure of one must not hide
     # the others; a handful of tags takes well under a second.
     return [untag(user, name, tag) for tag in tags]
 
 
-def delete_image(user, name: str, digest: str, confirmed_tags: list[str]) -> Deletion:  # noqa: ANN001
+def delete_image(user: User, name: str, digest: str, confirmed_tags: list[str]) -> Deletion:
     """Delete a manifest by digest, which removes every tag on it: only if those are the tags
     the user was shown."""
     client = remote.client()
@@ -87,7 +88,7 @@ def delete_image(user, name: str, digest: str, confirmed_tags: list[str]) -> Del
     return record
 
 
-def restore(user, deletion: Deletion) -> None:  # noqa: ANN001
+def restore(user: User, deletion: Deletion) -> None:
     ops.restore(remote.client(), deletion.repository, bytes(deletion.manifest), deletion.media_type,
                 deletion.digest, list(deletion.tags))
     deletion.restored_at = timezone.now()
@@ -106,7 +107,7 @@ def restore(user, deletion: Deletion) -> None:  # noqa: ANN001
 
 
 @transaction.atomic
-def _record(user, name: str, action: str, tags: list[str], digest: str, media_type: str, raw: bytes,  # noqa: ANN001
+def _record(user: User, name: str, action: str, tags: list[str], digest: str, media_type: str, raw: bytes,
             method: str) -> Deletion:
     return Deletion.objects.create(
         user=user if user.is_authenticated else None, username=user.get_username(),

@@ -62,7 +62,7 @@ def tag_delete(request: HttpRequest, name: str, tag: str) -> HttpResponse:
 def bulk_untag(request: HttpRequest, name: str) -> HttpResponse:
     check_name(name)
     data = request.POST if request.method == "POST" else request.GET
-    tags = sorted(set(t for t in data.getlist("tag") if t), key=version_key)
+    tags = sorted({t for t in data.getlist("tag") if t}, key=version_key)
     for tag in tags:
         check_tag(tag)
     if request.method == "POST":

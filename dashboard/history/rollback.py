@@ -15,7 +15,7 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.paginator import Page
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from .. import remote
 from ..index import store
@@ -130,7 +130,7 @@ def _raise_not_found(name: str, tag: str) -> None:
     raise e.ManifestUnknown(f"there is no tag “{tag}” in {name}")
 
 
-def _history_rows(name: str, tag: str):  # noqa: ANN202 - a QuerySet of TagHistory
+def _history_rows(name: str, tag: str) -> QuerySet[TagHistory]:
     return TagHistory.objects.filter(repository=name, tag=tag).order_by("-at", "-id")
 
 
@@ -153,7 +153,7 @@ def presence(name: str, digests: list[str]) -> dict[str, Presence]:
     client = remote.client()
     answers = run_bounded(lambda d: client.head_manifest(name, d), digests, remote.concurrency())
     found: dict[str, Presence] = {}
-    for digest, got in zip(digests, answers):
+    for digest, got in zip(digests, answers, strict=True):
         if isinstance(got, e.NotFound):
             found[digest] = Presence(False)
         elif isinstance(got, BaseException):
@@ -228,7 +228,7 @@ def _siblings(name: str, tag: str, digests: list[str]) -> tuple[dict[str, list[s
     if len(tags) <= LIVE_TAG_LIMIT:
         others = [t for t in tags if t != tag]
         refs = run_bounded(lambda t: remote.client().head_manifest(name, t), others, remote.concurrency())
-        found = {d: sorted(t for t, r in zip(others, refs) if not isinstance(r, BaseException) and r.digest == d)
+        found = {d: sorted(t for t, r in zip(others, refs, strict=True) if not isinstance(r, BaseException) and r.digest == d)
                  for d in wanted}
         return found, "live"
     rows = IndexedTag.objects.filter(repository__name=name, digest__in=wanted).exclude(name=tag)

@@ -396,7 +396,7 @@ def _apply_one(event: RegistryEvent) -> _Outcome:
             _fetch_pushed(event, details)
         details.pop("error", None)
         details.pop("retry_at", None)
-    except Exception as exc:  # noqa: BLE001 - one bad event must not stop the rest
+    except Exception as exc:  # one bad event must not stop the rest
         if not isinstance(exc, (_Retry, e.RegistryError)):
             log.exception("applying registry event %s failed", event.event_id)
         attempts = int(details.get("attempts", 0)) + 1

@@ -382,7 +382,7 @@ class RegistryClient:
             try:
                 body = b"" if method == "HEAD" else resp.raw.read(64 * 1024, decode_content=True) \
                     if stream else resp.content[:64 * 1024]
-            except (requests.RequestException, OSError, Exception):  # a broken error body still is an error
+            except Exception:  # noqa: BLE001 - a broken error body still is an error
                 body = b""
             finally:
                 resp.close()
@@ -599,7 +599,7 @@ class RegistryClient:
             if resp.status_code >= 400:
                 try:
                     body = resp.raw.read(64 * 1024, decode_content=True)
-                except Exception:  # a broken error body still is an error
+                except Exception:  # noqa: BLE001 - a broken error body still is an error
                     body = b""
                 raise self._status_error(resp.status_code, body, url, not_found)
             if not 200 <= resp.status_code < 300:
@@ -685,7 +685,7 @@ def _discard(resp: requests.Response) -> None:
     try:
         if resp.request is not None and resp.request.method != "HEAD":
             resp.raw.read(64 * 1024, decode_content=False)
-    except Exception:  # the connection is closed below anyway
+    except Exception:  # noqa: BLE001 - the connection is closed below anyway
         pass
     finally:
         resp.close()
@@ -720,11 +720,11 @@ def _first_error(body: bytes) -> tuple[str, str, str]:
         detail = first.get("detail")
         return (str(first.get("code", ""))[:100], str(first.get("message", ""))[:500],
                 "" if detail is None else str(detail)[:500])
-    except Exception:  # no or a foreign error body: the status alone must do
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):  # no or a foreign error body: the status alone must do
         return "", "", ""
 
 
-def run_bounded(fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
+def run_bounded[T](fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
     """Run `fn` over items with at most `workers` in flight; failures are returned, not raised."""
     from concurrent.futures import ThreadPoolExecutor
 

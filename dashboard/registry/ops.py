@@ -301,7 +301,7 @@ def _collect_missing(client: RegistryClient, name: str, raw: bytes, media_type: 
             seen.add(d.digest)
             blobs.append(d.digest)
     results = run_bounded(lambda digest: client.head_blob(name, digest), blobs, client.conf.pool_size)
-    for digest, result in zip(blobs, results):
+    for digest, result in zip(blobs, results, strict=True):
         if isinstance(result, e.NotFound):
             missing.append(digest)
         elif isinstance(result, BaseException):

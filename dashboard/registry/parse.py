@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from . import models as m
 from .errors import IntegrityError, MalformedContent
@@ -139,7 +140,7 @@ def _valid_descriptor(value: Any, problems: list[str], what: str) -> m.Descripto
 
 def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
     """Never raises for bad content: a manifest we cannot read says why in `problem`."""
-    base = dict(raw=raw, digest=digest, size=len(raw))
+    base = {"raw": raw, "digest": digest, "size": len(raw)}
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
@@ -155,12 +156,12 @@ def parse_manifest(raw: bytes, *, media_type: str, digest: str) -> m.Manifest:
         elif "config" in doc and "layers" in doc:
             kind = m.OCI_MANIFEST
     problems: list[str] = []
-    common = dict(
-        schema_version=_int(doc.get("schemaVersion")),
-        annotations=_str_map(doc.get("annotations")),
-        subject=_valid_descriptor(doc.get("subject"), problems, "subject"),
-        artifact_type=_str(doc.get("artifactType")),
-    )
+    common = {
+        "schema_version": _int(doc.get("schemaVersion")),
+        "annotations": _str_map(doc.get("annotations")),
+        "subject": _valid_descriptor(doc.get("subject"), problems, "subject"),
+        "artifact_type": _str(doc.get("artifactType")),
+    }
     if kind in m.INDEX_TYPES:
         children = _descriptors(doc.get("manifests"), problems, "manifests")
         return m.Manifest(media_type=kind, manifests=children, problem="; ".join(problems), **common, **base)

@@ -7,17 +7,18 @@ when the run fails, is refused, or another run holds the lock.
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
 from dashboard.gc import runner
+from dashboard.models import GCRun
 
 
 class Command(BaseCommand):
     help = ("Run the registry's garbage collection (REGISTRYUI_GC_COMMAND) now, here, with the dashboard's "
             "lock, hooks and safety checks; --dry-run only reports what it would delete.")
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="delete nothing; report what would be deleted")
         parser.add_argument("--delete-untagged", action="store_true",
                             help="also delete manifests no tag points at (refused when that would delete the "
@@ -44,7 +45,7 @@ def _size(n: int | None) -> str:
     return f" ({filesizeformat(n)})" if n is not None else ""
 
 
-def summary(run) -> str:  # noqa: ANN001
+def summary(run: GCRun) -> str:
     """One line: what a preview would delete, or what a run deleted and freed."""
     if run.dry_run:
         text = f"preview #{run.pk}: {run.marked} in use, {run.eligible_blobs} blobs{_size(run.bytes_eligible)}"

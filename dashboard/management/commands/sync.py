@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.index import sync
 from dashboard.models import SyncRun
@@ -31,7 +31,7 @@ class Command(BaseCommand):
     help = ("Reconcile the index with the registry now: every repository's tags, one HEAD per tag, and only "
             "the manifests the index does not know yet. --repository limits it to the repositories named.")
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--repository", action="append", default=[], metavar="NAME",
                             help="sync only this repository (repeat for more)")
 
