@@ -11,34 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import (
-    Case,
-    CharField,
-    Count,
-    Exists,
-    F,
-    Max,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    TextField,
-    Value,
-    When,
-)
+from django.db.models import (Case, CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, TextField, Value,
+                              When)
 from django.db.models.expressions import Combinable, OrderBy
 from django.db.models.functions import Coalesce, Concat, Substr
 from django.utils import timezone
 
-from ..models import (
-    IndexedManifest,
-    IndexedRepository,
-    IndexedTag,
-    ManifestChild,
-    RegistryEvent,
-    SyncRun,
-    TagHistory,
-)
+from ..models import IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, SyncRun, TagHistory
 from ..ordering import c_order, version_key
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest, is_name

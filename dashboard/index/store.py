@@ -18,16 +18,8 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from .. import remote
-from ..models import (
-    IndexedBlob,
-    IndexedManifest,
-    IndexedRepository,
-    IndexedTag,
-    ManifestBlob,
-    ManifestChild,
-    RepositoryManifest,
-    TagHistory,
-)
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
+                      RepositoryManifest, TagHistory)
 from ..registry import kinds
 from ..registry import models as m
 from ..registry.parse import parse_time

@@ -28,16 +28,8 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .. import remote
-from ..models import (
-    IndexedBlob,
-    IndexedManifest,
-    IndexedRepository,
-    IndexedTag,
-    ManifestBlob,
-    ManifestChild,
-    RegistryEvent,
-    RepositoryManifest,
-)
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
+                      RegistryEvent, RepositoryManifest)
 
 T = TypeVar("T")
 

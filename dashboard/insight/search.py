@@ -8,15 +8,8 @@ from datetime import datetime
 
 from django.db.models import Case, Count, F, Q, Value, When
 
-from ..models import (
-    IndexedBlob,
-    IndexedManifest,
-    IndexedRepository,
-    IndexedTag,
-    ManifestBlob,
-    ManifestChild,
-    RepositoryManifest,
-)
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
+                      RepositoryManifest)
 from ..ordering import c_order, version_key
 from ..registry.names import is_digest, is_name, is_tag
 

@@ -21,13 +21,7 @@ from django.views.decorators.vary import vary_on_headers
 from .. import conf
 from ..auth import can_delete
 from ..index import events, sync
-from ..models import (
-    IndexedManifest,
-    IndexedRepository,
-    IndexedTag,
-    RegistryEvent,
-    SyncRun,
-)
+from ..models import IndexedManifest, IndexedRepository, IndexedTag, RegistryEvent, SyncRun
 from ..web import ago, duration, wants_partial
 
 HISTORY = 20
