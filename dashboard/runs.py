@@ -29,8 +29,8 @@ from .models import BackgroundRun
 State = BackgroundRun.State
 
 #: The start of what a run whose worker stopped reporting says; the job adds the rest.
-NO_SIGN_OF_LIFE = "the worker stopped: no sign of life for {seconds:.0f} s (stopped or crashed mid-run), so the run " \
-                  "was marked failed"
+NO_SIGN_OF_LIFE = ("the worker stopped: no sign of life for {seconds:.0f} s (stopped or crashed mid-run), so the run "
+                   "was marked failed")
 
 
 class AlreadyRunning(Exception):
@@ -45,8 +45,8 @@ class Lost(Exception):
     """The row is no longer ours (marked stale by someone else): stop at once."""
 
 
-def finished(state: str, error: str = "") -> dict[str, Any]:
-    """The fields that end a run (with the kind's own `DONE`, see `Job.done`)."""
+def outcome(state: str, error: str = "") -> dict[str, Any]:
+    """The fields that end a run (the kind's own `DONE` are the worker's to add: see `Job.done`)."""
     return {"state": state, "error": error, "finished_at": timezone.now(), "active": False}
 
 
@@ -98,7 +98,7 @@ class Job[R: BackgroundRun]:
 
     @property
     def done(self) -> dict[str, Any]:
-        """What is set with every finished state besides `finished()` (GC: phase "done")."""
+        """What is set with every finished state besides `outcome()` (GC: phase "done")."""
         return dict(self.model.DONE)
 
     # -- the lock ------------------------------------------------------------------------------
@@ -222,4 +222,4 @@ class Heartbeat:
             self.save()
 
 
-__all__ = ["NO_SIGN_OF_LIFE", "AlreadyRunning", "Heartbeat", "Job", "Lost", "beating", "elapsed", "finished"]
+__all__ = ["NO_SIGN_OF_LIFE", "AlreadyRunning", "Heartbeat", "Job", "Lost", "beating", "elapsed", "outcome"]

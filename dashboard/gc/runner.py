@@ -523,7 +523,7 @@ class _Worker:
         self.phase = "done"
         if report is not None:
             fields["report"] = report
-        self.flush(**runs.finished(state, error), **fields)
+        self.flush(**runs.outcome(state, error), **fields)
 
 
 def _deleted(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> int:

@@ -663,7 +663,7 @@ class _Runner:
             self.details["removed_count"] = len(gone)
 
     def finish(self, state: str, error: str = "") -> None:
-        self.save(**runs.finished(state, error), details=self.details)
+        self.save(**runs.outcome(state, error), details=self.details)
 
 
 def _analyze() -> None:
