@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, ClassVar
+
 from django.conf import settings
 from django.db import models
 
@@ -41,11 +44,12 @@ class Deletion(models.Model):
         return f"{self.get_action_display()} {self.repository}: {what}"
 
 
-class GCRun(models.Model):
-    """One garbage collection (or preview), start to end: who, what it would or did delete, and
-    the command's output. Doubles as the lock: at most one row is `active`, enforced by the
-    database (a partial unique index, on SQLite and PostgreSQL alike), so one run at a time
-    across every process and instance."""
+class BackgroundRun(models.Model):
+    """What every long job run in the background records (dashboard.runs works on it): when it
+    was queued, started, last heard of and finished, who asked, how it ended. The row doubles as
+    the lock: at most one row of a kind is `active`, enforced by the database (a partial unique
+    index on `active`, which each kind names in its Meta), so one run at a time across every
+    process and instance."""
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -53,22 +57,64 @@ class GCRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    #: What `phase` says, in order ("checking" only with --delete-untagged).
-    PHASES = ("queued", "checking", "before hook", "marking", "sweeping", "after hook", "done")
-    #: How much output is kept: the last ~200 KB (a big registry prints a line per blob).
-    OUTPUT_LIMIT = 200_000
+    #: Set together with a finished state whenever a run of this kind ends (GC: its phase).
+    DONE: ClassVar[dict[str, Any]] = {}
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="+")
-    # Kept as text too: the record must outlive the user account ("manage.py" from the shell).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Kept as text: the record must outlive the user account ("manage.py" from the shell).
     username = models.CharField(max_length=150, blank=True)
-    dry_run = models.BooleanField(default=True)
-    delete_untagged = models.BooleanField(default=False)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     active = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran, for the history."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def described(self) -> str:
+        """What "… is already running" names."""
+        return f"run #{self.pk}"
+
+    @classmethod
+    def overdue(cls, cutoff: datetime) -> models.Q:
+        """A queued run nobody picked up by `cutoff` (with the row's own `due_at`)."""
+        return models.Q(created_at__lt=cutoff)
+
+    @property
+    def due_at(self) -> datetime:
+        """Since when a queued run waits for a worker."""
+        return self.created_at
+
+
+class GCRun(BackgroundRun):
+    """One garbage collection (or preview), start to end: who, what it would or did delete, and
+    the command's output. Doubles as the lock (BackgroundRun): one run at a time."""
+
+    #: What `phase` says, in order ("checking" only with --delete-untagged).
+    PHASES = ("queued", "checking", "before hook", "marking", "sweeping", "after hook", "done")
+    #: How much output is kept: the last ~200 KB (a big registry prints a line per blob).
+    OUTPUT_LIMIT = 200_000
+    DONE: ClassVar[dict[str, Any]] = {"phase": "done"}
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    dry_run = models.BooleanField(default=True)
+    delete_untagged = models.BooleanField(default=False)
     phase = models.CharField(max_length=20, default="queued")
     exit_code = models.IntegerField(null=True, blank=True)
     output = models.TextField(blank=True)
@@ -82,13 +128,10 @@ class GCRun(models.Model):
     bytes_before = models.BigIntegerField(null=True, blank=True)
     bytes_after = models.BigIntegerField(null=True, blank=True)
     report = models.JSONField(default=dict, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
     preview = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                 help_text="The dry run this run was offered from")
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(BackgroundRun.Meta):
         verbose_name = "garbage collection run"
         constraints = [
             models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="gc_one_active_run"),
@@ -99,15 +142,9 @@ class GCRun(models.Model):
         return f"{kind} #{self.pk} by {self.username or '?'}: {self.state}"
 
     @property
-    def finished(self) -> bool:
-        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
-
-    @property
-    def seconds(self) -> float | None:
-        """How long it ran, for the history."""
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
+    def described(self) -> str:
+        kind = "preview" if self.dry_run else "garbage collection"
+        return f"a {kind} (#{self.pk}, started by {self.username or 'someone'})"
 
     @property
     def bytes_freed(self) -> int | None:
@@ -309,28 +346,15 @@ class RegistryEvent(models.Model):
         return f"{self.action} {self.repository}:{self.tag or self.digest}"
 
 
-class SyncRun(models.Model):
+class SyncRun(BackgroundRun):
     """One reconcile of the index with the registry. Like GCRun, doubles as the lock: at most one
-    queued or running sync across every process (a partial unique index)."""
+    queued or running sync across every process (BackgroundRun)."""
 
-    class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     #: A scheduled sync waits until then; "Sync now" brings it forward.
     not_before = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     trigger = models.CharField(max_length=20, default="manual")  # manual, schedule, command, change
-    username = models.CharField(max_length=150, blank=True)
     #: Only these repositories (empty: the whole catalog).
     repositories = models.JSONField(default=list, blank=True)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    active = models.BooleanField(default=True)
     #: The last repository finished, in catalog order: a resumed sync starts after it.
     cursor = models.CharField(max_length=255, blank=True)
     repositories_total = models.IntegerField(default=0)
@@ -339,12 +363,10 @@ class SyncRun(models.Model):
     heads = models.IntegerField(default=0)
     manifests_fetched = models.IntegerField(default=0)
     tags_changed = models.IntegerField(default=0)
-    error = models.TextField(blank=True)
     #: Whatever else the run reports (per-repository problems, timings).
     details = models.JSONField(default=dict, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(BackgroundRun.Meta):
         constraints = [
             models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="sync_one_active_run"),
         ]
@@ -353,8 +375,17 @@ class SyncRun(models.Model):
         return f"sync #{self.pk} ({self.trigger}): {self.state}"
 
     @property
-    def finished(self) -> bool:
-        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+    def described(self) -> str:
+        return f"sync #{self.pk} ({self.trigger}{', by ' + self.username if self.username else ''})"
+
+    @classmethod
+    def overdue(cls, cutoff: datetime) -> models.Q:
+        # A scheduled sync waits for its time first.
+        return models.Q(created_at__lt=cutoff) & (models.Q(not_before__isnull=True) | models.Q(not_before__lt=cutoff))
+
+    @property
+    def due_at(self) -> datetime:
+        return max(self.created_at, self.not_before or self.created_at)
 
 
 class Rollback(models.Model):

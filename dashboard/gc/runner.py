@@ -5,7 +5,8 @@
   sizes on disk, the outcome. The request never waits for the command.
 - The lock is the database: a partial unique index allows one `active` row, so two requests,
   two workers or two dashboards on one database cannot run two at once. A run whose worker
-  died stops sending heartbeats; `active_run()` marks it failed and frees the lock.
+  died stops sending heartbeats; `active_run()` marks it failed and frees the lock (both in
+  dashboard.runs, shared with the index sync).
 - `--delete-untagged` is off unless asked for, and a real run with it must come from a
   preview that shows it spares every manifest a tagged index references (registry 2.8
   deletes the untagged platform manifests of tagged multi-arch images, distribution#3178).
@@ -25,17 +26,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.tasks import task
-from django.utils import timezone
 
-from .. import disk, remote
+from .. import disk, remote, runs
 from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
@@ -64,14 +61,7 @@ NEEDS_PREVIEW = (
     "whether it would.")
 
 
-class AlreadyRunning(Exception):
-    """One run at a time: `.run` is the one holding the lock."""
-
-    def __init__(self, run: GCRun) -> None:
-        kind = "preview" if run.dry_run else "garbage collection"
-        super().__init__(f"a {kind} (#{run.pk}, started by {run.username or 'someone'}) is already {run.state}; "
-                         "only one runs at a time")
-        self.run = run
+AlreadyRunning = runs.AlreadyRunning
 
 
 class Refused(Exception):
@@ -129,37 +119,21 @@ def _storage_root() -> tuple[Path | None, str]:
 # -- the lock ------------------------------------------------------------------------------------
 
 
-def _expire_stale() -> None:
-    stale = float(_setting("GC_STALE_SECONDS", 60.0))
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=stale)
-    # Pages poll this every second: a read in the usual case, writes only for a dead run. The
-    # updates re-check their condition, so a heartbeat that lands in between wins.
-    current = GCRun.objects.filter(active=True).values_list("state", "heartbeat_at", "created_at").first()
-    if current is None:
-        return
-    state, heartbeat_at, created_at = current
-    if state == State.RUNNING and (heartbeat_at or created_at) >= cutoff:
-        return
-    if state == State.QUEUED and created_at >= cutoff:
-        return
-    done = {"active": False, "finished_at": now, "phase": "done", "state": State.FAILED}
-    GCRun.objects.filter(active=True, state=State.RUNNING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff),
-    ).update(**done, error=(
-        f"the worker stopped: no sign of life for {stale:.0f} s (stopped or crashed mid-run), so the run was "
-        "marked failed and the lock freed. A real run may have deleted part of what it listed; run it again."))
-    GCRun.objects.filter(active=True, state=State.QUEUED, created_at__lt=cutoff).update(**done, error=(
-        f"the worker stopped or is not running: nobody picked this run up within {stale:.0f} s. "
-        "Start it with `python manage.py db_worker`."))
-    # A finished run never holds the lock (both are set together; this only mends a crash).
-    GCRun.objects.filter(active=True, state__in=[State.SUCCEEDED, State.FAILED]).update(active=False)
+def stale_seconds() -> float:
+    return float(_setting("GC_STALE_SECONDS", 60.0))
+
+
+JOB = runs.Job(
+    GCRun, log, stale_seconds,
+    dead=lambda run: " and the lock freed. A real run may have deleted part of what it listed; run it again.",
+    unpicked=lambda stale: (f"the worker stopped or is not running: nobody picked this run up within {stale:.0f} s. "
+                            "Start it with `python manage.py db_worker`."),
+    placeholder={"username": "?"})
 
 
 def active_run() -> GCRun | None:
     """The run holding the lock, after marking runs whose worker died as failed."""
-    _expire_stale()
-    return GCRun.objects.filter(active=True).first()
+    return JOB.active()
 
 
 def create_run(user=None, *, dry_run: bool, delete_untagged: bool = False,  # noqa: ANN001
@@ -168,20 +142,8 @@ def create_run(user=None, *, dry_run: bool, delete_untagged: bool = False,  # no
     authenticated = user is not None and getattr(user, "is_authenticated", False)
     if username is None:
         username = user.get_username() if authenticated else ""
-    for _ in range(3):
-        _expire_stale()
-        try:
-            with transaction.atomic():
-                return GCRun.objects.create(
-                    user=user if authenticated else None, username=username, dry_run=dry_run,
-                    delete_untagged=delete_untagged, preview=preview, state=State.QUEUED, active=True,
-                    phase="queued")
-        except IntegrityError:
-            current = GCRun.objects.filter(active=True).first()
-            if current is not None:
-                raise AlreadyRunning(current) from None
-            # It finished between the insert and the look: try again.
-    raise AlreadyRunning(GCRun.objects.filter(active=True).first() or GCRun(username="?"))
+    return JOB.take(user=user if authenticated else None, username=username, dry_run=dry_run,
+                    delete_untagged=delete_untagged, preview=preview, phase="queued")
 
 
 def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun | None = None) -> GCRun:  # noqa: ANN001
@@ -204,9 +166,7 @@ def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun 
         run_gc.enqueue(run.pk)
     except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the lock must be freed
         log.exception("could not enqueue GC run #%s", run.pk)
-        GCRun.objects.filter(pk=run.pk, state=State.QUEUED).update(
-            state=State.FAILED, active=False, finished_at=timezone.now(), phase="done",
-            error=f"could not hand the run to the task worker: {exc}")
+        JOB.fail_queued(run.pk, f"could not hand the run to the task worker: {exc}")
     run.refresh_from_db()
     return run
 
@@ -316,10 +276,6 @@ class _Tail:
         return head + "".join(self.lines)
 
 
-class _Lost(Exception):
-    """The row is no longer ours (marked stale by someone else): stop at once."""
-
-
 class _Worker:
     def __init__(self, run: GCRun, on_line: Callable[[str], None] | None) -> None:
         self.run = run
@@ -329,7 +285,7 @@ class _Worker:
         self.output = _Tail(GCRun.OUTPUT_LIMIT)
         self.hooks = _Tail(GCRun.OUTPUT_LIMIT // 4)
         self.parser = Parser()
-        self.last_flush = 0.0
+        self.heart = runs.Heartbeat(JOB, run.pk, FLUSH_INTERVAL, last=0.0)
         self.env = {
             **os.environ,
             "REGISTRYUI_GC_RUN_ID": str(run.pk),
@@ -340,7 +296,7 @@ class _Worker:
     # -- the row ------------------------------------------------------------------------------
 
     def flush(self, **fields: Any) -> None:
-        fields.update(heartbeat_at=timezone.now(), phase=self.phase)
+        fields.update(phase=self.phase)
         if self.output.changed:
             fields["output"] = self.output.text()
             self.output.changed = False
@@ -351,9 +307,7 @@ class _Worker:
         fields.setdefault("marked", marked)
         fields.setdefault("eligible_blobs", blobs)
         fields.setdefault("eligible_manifests", manifests)
-        self.last_flush = time.monotonic()
-        if not GCRun.objects.filter(pk=self.pk, active=True, state=State.RUNNING).update(**fields):
-            raise _Lost
+        self.heart.save(**fields)
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase
@@ -366,22 +320,7 @@ class _Worker:
 
     def beating(self, fn: Callable[[], T]) -> T:
         """fn() in a thread (no database there) while this thread keeps the heartbeat."""
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(FLUSH_INTERVAL)
-            self.flush()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        return runs.beating(fn, FLUSH_INTERVAL, self.flush)
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -411,7 +350,7 @@ class _Worker:
         try:
             while True:
                 try:
-                    line = lines.get(timeout=max(0.01, FLUSH_INTERVAL - (time.monotonic() - self.last_flush)))
+                    line = lines.get(timeout=max(0.01, FLUSH_INTERVAL - (time.monotonic() - self.heart.last)))
                 except queue.Empty:
                     line = ""
                 if line is None:
@@ -423,7 +362,7 @@ class _Worker:
                         if follow_phase and parser.sweeping and self.phase == "marking":
                             self.phase = "sweeping"
                 now = time.monotonic()
-                if now - self.last_flush >= FLUSH_INTERVAL:
+                if now - self.heart.last >= FLUSH_INTERVAL:
                     self.flush()
                 if timeout and not timed_out and now - began > timeout:
                     timed_out = True
@@ -584,7 +523,7 @@ class _Worker:
         self.phase = "done"
         if report is not None:
             fields["report"] = report
-        self.flush(state=state, error=error, finished_at=timezone.now(), active=False, **fields)
+        self.flush(**runs.outcome(state, error), **fields)
 
 
 def _deleted(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> int:
@@ -641,32 +580,19 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 def execute(run_id: int, *, on_line: Callable[[str], None] | None = None) -> GCRun:
     """Run a queued GCRun to the end (the task worker's side, and `manage.py gc`'s). Always
     releases the lock; a run that is not queued (already run, or marked stale) is left alone."""
-    now = timezone.now()
-    claimed = GCRun.objects.filter(pk=run_id, state=State.QUEUED, active=True).update(
-        state=State.RUNNING, started_at=now, heartbeat_at=now)
-    run = GCRun.objects.get(pk=run_id)
+    run, claimed = JOB.claim(run_id)
     if not claimed:
         log.warning("GC run #%s is %s, not queued: not running it", run_id, run.state)
         return run
     worker = _Worker(run, on_line)
-    try:
-        worker.execute()
-    except _Lost:
-        log.error("GC run #%s was marked stale while running: stopped", run_id)
+
+    def lost() -> None:
         GCRun.objects.filter(pk=run_id).update(
             output=worker.output.text() + "[stopped: this run was marked failed meanwhile (no heartbeat seen), "
                                           "and the lock may be someone else's now]\n")
-    except BaseException as exc:
-        log.exception("GC run #%s failed", run_id)
-        GCRun.objects.filter(pk=run_id, state=State.RUNNING).update(
-            state=State.FAILED, finished_at=timezone.now(), phase="done", output=worker.output.text(),
-            hook_output=worker.hooks.text(), error=f"the worker failed: {type(exc).__name__}: {exc}")
-        if not isinstance(exc, Exception):
-            raise
-    finally:
-        GCRun.objects.filter(pk=run_id).update(active=False)
-        GCRun.objects.filter(pk=run_id, state=State.RUNNING).update(
-            state=State.FAILED, finished_at=timezone.now(), phase="done", error="the worker stopped mid-run")
+
+    JOB.drive(run_id, worker.execute, name=f"GC run #{run_id}", on_lost=lost,
+              salvage=lambda: {"output": worker.output.text(), "hook_output": worker.hooks.text()})
     run.refresh_from_db()
     return run
 

@@ -6,9 +6,9 @@ nothing changed costs the catalog, the tag lists and one HEAD per tag, and nothi
 
 - `request_sync()` (a request, the schedule) records a queued `SyncRun` and hands it to the task
   worker; `execute()` (the worker, `run_now()` for `manage.py sync`) runs it. Like garbage
-  collection, the row is the lock: a partial unique index allows one queued or running sync
-  across every process, and a run whose worker died stops sending heartbeats and is marked
-  failed by whoever looks next.
+  collection, the row is the lock (dashboard.runs): a partial unique index allows one queued or
+  running sync across every process, and a run whose worker died stops sending heartbeats and
+  is marked failed by whoever looks next.
 - Resumable: repositories go in catalog order and `cursor` names the last one finished. A run
   after a failed one starts after that cursor and does the repositories before it at the end
   (a rotation), so the repositories the failed run never reached come first, and a run that
@@ -35,12 +35,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.tasks import task
 from django.utils import timezone
 
-from .. import remote
+from .. import remote, runs
 from ..models import IndexedRepository, IndexedTag, SyncRun
 from ..registry import errors as e
 from ..registry import models as m
@@ -73,17 +72,7 @@ _FATAL = (e.RegistryUnreachable, e.RegistryTimeout, e.RegistryTLSError)
 _FATAL_STATUS = frozenset({429, 502, 503, 504})
 
 
-class AlreadyRunning(Exception):
-    """A sync is running (`.run`); only one runs at a time."""
-
-    def __init__(self, run: SyncRun) -> None:
-        super().__init__(f"sync #{run.pk} ({run.trigger}{', by ' + run.username if run.username else ''}) is "
-                         f"already {run.state}; only one runs at a time")
-        self.run = run
-
-
-class _Lost(Exception):
-    """The row is no longer ours (marked stale meanwhile): stop at once."""
+AlreadyRunning = runs.AlreadyRunning
 
 
 class _Stop(Exception):
@@ -420,39 +409,18 @@ def sync_repository(name: str) -> RepoResult:
 # -- the lock ---------------------------------------------------------------------------------------------
 
 
-def _expire_stale() -> None:
-    stale = stale_seconds()
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=stale)
-    # Pages poll this every second: a read in the usual case, writes only for a dead run. The
-    # updates re-check their condition, so a heartbeat that lands in between wins.
-    current = SyncRun.objects.filter(active=True).values_list(
-        "pk", "state", "heartbeat_at", "created_at", "not_before", "cursor").first()
-    if current is None:
-        return
-    pk, state, heartbeat_at, created_at, not_before, cursor = current
-    done = {"active": False, "finished_at": now, "state": State.FAILED}
-    if state == State.RUNNING and (heartbeat_at or created_at) < cutoff:
-        resume = f" The next sync resumes after {cursor}." if cursor else ""
-        SyncRun.objects.filter(pk=pk, active=True, state=State.RUNNING).filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff),
-        ).update(**done, error=(f"the worker stopped: no sign of life for {stale:.0f} s (stopped or crashed "
-                                f"mid-run), so the run was marked failed.{resume}"))
-    elif state == State.QUEUED and max(created_at, not_before or created_at) < cutoff:
-        SyncRun.objects.filter(pk=pk, active=True, state=State.QUEUED, created_at__lt=cutoff).filter(
-            Q(not_before__isnull=True) | Q(not_before__lt=cutoff),
-        ).update(**done, error=(f"nobody picked this sync up within {stale:.0f} s of when it was due: is the task "
-                                "worker running? Start it with `python manage.py db_worker`."))
-    elif state in (State.SUCCEEDED, State.FAILED):
-        # A finished run never holds the lock (both are set together; this only mends a crash).
-        SyncRun.objects.filter(pk=pk).update(active=False)
+JOB = runs.Job(
+    SyncRun, log, stale_seconds,
+    dead=lambda run: "." + (f" The next sync resumes after {run.cursor}." if run.cursor else ""),
+    unpicked=lambda stale: (f"nobody picked this sync up within {stale:.0f} s of when it was due: is the task "
+                            "worker running? Start it with `python manage.py db_worker`."),
+    reads=("not_before", "cursor"), placeholder={"trigger": "?", "state": State.RUNNING})
 
 
 def active_run() -> SyncRun | None:
     """The run holding the lock (queued, possibly for later, or running), after marking a run
     whose worker died as failed."""
-    _expire_stale()
-    return SyncRun.objects.filter(active=True).first()
+    return JOB.active()
 
 
 def _merged(current: list[str], wanted: list[str] | None) -> list[str]:
@@ -471,17 +439,8 @@ def _take(*, trigger: str, username: str, repositories: list[str] | None, not_be
     """A queued active run: a new one, or the waiting one brought forward (the request's trigger
     and user then stand for it). Raises AlreadyRunning when one is running."""
     now = timezone.now()
-    for _ in range(5):
-        _expire_stale()
-        try:
-            with transaction.atomic():
-                return SyncRun.objects.create(trigger=trigger, username=username, repositories=repositories or [],
-                                              not_before=not_before, state=State.QUEUED, active=True)
-        except IntegrityError:
-            pass
-        current = SyncRun.objects.filter(active=True).first()
-        if current is None:
-            continue  # it finished between the insert and the look
+
+    def busy(current: SyncRun) -> SyncRun | None:
         if current.state != State.QUEUED:
             raise AlreadyRunning(current)
         due = current.not_before is None or current.not_before <= now
@@ -498,7 +457,10 @@ def _take(*, trigger: str, username: str, repositories: list[str] | None, not_be
         if SyncRun.objects.filter(pk=current.pk, state=State.QUEUED, active=True).update(**fields):
             current.refresh_from_db()
             return current
-    raise AlreadyRunning(SyncRun.objects.filter(active=True).first() or SyncRun(trigger="?", state=State.RUNNING))
+        return None
+
+    return JOB.take(attempts=5, busy=busy, trigger=trigger, username=username, repositories=repositories or [],
+                    not_before=not_before)
 
 
 def _enqueue(run: SyncRun) -> None:
@@ -515,9 +477,7 @@ def _enqueue(run: SyncRun) -> None:
         (run_sync if due else run_sync.using(run_after=run.not_before)).enqueue(run.pk)
     except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the lock must be freed
         log.exception("could not enqueue sync #%s", run.pk)
-        SyncRun.objects.filter(pk=run.pk, state=State.QUEUED).update(
-            state=State.FAILED, active=False, finished_at=timezone.now(),
-            error=f"could not hand the sync to the task worker: {exc}")
+        JOB.fail_queued(run.pk, f"could not hand the sync to the task worker: {exc}")
 
 
 def _enqueued_for(run: SyncRun) -> datetime | None:
@@ -617,20 +577,13 @@ class _Runner:
         self.run = run
         self.pk = run.pk
         self.on_progress = on_progress
-        self.last_beat = time.monotonic()
+        self.heart = runs.Heartbeat(JOB, run.pk, HEARTBEAT)
         self.details: dict[str, Any] = dict(run.details or {})
         self.problems: dict[str, str] = {}
         self.problem_count = 0
 
     def save(self, **fields: Any) -> None:
-        fields["heartbeat_at"] = timezone.now()
-        self.last_beat = time.monotonic()
-        if not SyncRun.objects.filter(pk=self.pk, active=True, state=State.RUNNING).update(**fields):
-            raise _Lost
-
-    def beat(self) -> None:
-        if time.monotonic() - self.last_beat >= HEARTBEAT:
-            self.save()
+        self.heart.save(**fields)
 
     def after_chunk(self, results: list[RepoResult]) -> None:
         run = self.run
@@ -673,7 +626,7 @@ class _Runner:
         run.repositories_total = len(order)
         self.save(repositories_total=len(order), details=self.details)
         try:
-            _Engine(self.beat).run(order, self.after_chunk)
+            _Engine(self.heart.beat).run(order, self.after_chunk)
         except _Stop as stop:
             done = run.repositories_done
             why = str(stop.error).rstrip()
@@ -710,7 +663,7 @@ class _Runner:
             self.details["removed_count"] = len(gone)
 
     def finish(self, state: str, error: str = "") -> None:
-        self.save(state=state, error=error, finished_at=timezone.now(), active=False, details=self.details)
+        self.save(**runs.outcome(state, error), details=self.details)
 
 
 def _analyze() -> None:
@@ -734,32 +687,14 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
     """Run a queued, due SyncRun to the end (the task worker's side, and `run_now`'s). Always
     releases the lock; a run that is not queued (already run, marked stale, a duplicate task)
     or not yet due is left alone. Schedules the next sync at the end."""
-    _expire_stale()
-    now = timezone.now()
-    claimed = SyncRun.objects.filter(pk=run_id, state=State.QUEUED, active=True).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=now),
-    ).update(state=State.RUNNING, started_at=now, heartbeat_at=now)
-    run = SyncRun.objects.get(pk=run_id)
+    JOB.expire_stale()
+    run, claimed = JOB.claim(run_id, Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()))
     if not claimed:
         log.info("sync #%s is %s%s: not running it", run_id, run.state,
                  " and not due yet" if run.state == State.QUEUED else "")
         return run
     runner = _Runner(run, on_progress)
-    try:
-        runner.execute()
-    except _Lost:
-        log.error("sync #%s was marked stale while running: stopped", run_id)
-    except BaseException as exc:
-        log.exception("sync #%s failed", run_id)
-        SyncRun.objects.filter(pk=run_id, state=State.RUNNING).update(
-            state=State.FAILED, finished_at=timezone.now(), cursor=runner.run.cursor,
-            error=f"the worker failed: {type(exc).__name__}: {exc}")
-        if not isinstance(exc, Exception):
-            raise
-    finally:
-        SyncRun.objects.filter(pk=run_id).update(active=False)
-        SyncRun.objects.filter(pk=run_id, state=State.RUNNING).update(
-            state=State.FAILED, finished_at=timezone.now(), error="the worker stopped mid-run")
+    JOB.drive(run_id, runner.execute, name=f"sync #{run_id}", salvage=lambda: {"cursor": runner.run.cursor})
     try:
         ensure_scheduled()
     except Exception:  # noqa: BLE001 - the run is done; the schedule is retried by the next look
@@ -794,10 +729,9 @@ class Progress:
 
 def progress(run: SyncRun) -> Progress:
     """Elapsed seconds, an estimate of the rest (from the pace so far), and how far along."""
-    if run.started_at is None:
+    elapsed = runs.elapsed(run)
+    if elapsed is None:
         return Progress(None, None, None)
-    end = run.finished_at or timezone.now()
-    elapsed = max(0.0, (end - run.started_at).total_seconds())
     total, done = run.repositories_total, run.repositories_done
     percent = int(100 * done / total) if total else None
     remaining = None
