@@ -262,7 +262,7 @@ class IndexedTag(models.Model):
     #: Null until the manifest is indexed (an event names the digest before it is fetched).
     manifest = models.ForeignKey(IndexedManifest, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="tags")
-    #: dashboard.index.store.version_sort_key: semver-aware order as a plain string, so the
+    #: dashboard.ordering.version_sort_key: semver-aware order as a plain string, so the
     #: database sorts 20,000 tags without Python.
     is_version = models.BooleanField(default=False)
     version_key = models.TextField(default="")

@@ -11,14 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import (Case, CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, TextField, Value,
-                              When)
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import Combinable, OrderBy
 from django.db.models.functions import Coalesce, Concat, Substr
 from django.utils import timezone
 
 from ..models import IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, SyncRun, TagHistory
-from ..ordering import c_order, version_key
+from ..ordering import DESC, INDEXED_TAGS, by_name, by_version, c_order, version_key
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest, is_name
 from ..web import ago
@@ -32,33 +31,14 @@ _ATTACHMENT_REGEX = r"^sha256-[a-f0-9]{64}(\.(sig|att|sbom))?$"
 ATTACHMENT_TAG = Q(name__startswith="sha256-") & Q(name__regex=_ATTACHMENT_REGEX)
 ATTACHMENT_SUFFIXES = ("", ".sig", ".att", ".sbom")
 
-#: Column → is it newest/largest first when first clicked. "image" groups the tags of one image.
-SORTS = {"name": True, "created": True, "size": True, "platform": False, "kind": False, "image": True}
 #: How many tags sharing a row's image are named before "and N more".
 SHARED_SHOWN = 12
 ORPHANS_SHOWN = 50
 
 
-def effective_order(sort: str, order: str) -> str:
-    if order in ("asc", "desc"):
-        return order
-    return "desc" if SORTS.get(sort, True) else "asc"
-
-
-def next_orders(sort: str, order: str) -> dict[str, str]:
-    """For each sortable column, the order a click on its header asks for."""
-    current = effective_order(sort, order)
-    return {f"{col}_next": ("asc" if current == "desc" else "desc") if col == sort else effective_order(col, "")
-            for col in SORTS}
-
-
 def _ordering(sort: str, descending: bool) -> list[OrderBy]:
     """ORDER BY for a sort: the database's version of dashboard.browse.live.sort_rows."""
-    key = c_order("version_key")
     name = c_order("name").asc()  # last resort: names whose version keys tie keep the registry's order
-
-    def by_version(desc: bool) -> list[OrderBy]:
-        return [F("is_version").desc() if desc else F("is_version").asc(), key.desc() if desc else key.asc()]
 
     def column(expr: Combinable) -> OrderBy:
         return expr.desc(nulls_last=True) if descending else expr.asc(nulls_first=True)
@@ -75,12 +55,7 @@ def _ordering(sort: str, descending: bool) -> list[OrderBy]:
                 *by_version(descending), name]
     if sort == "image":
         return [column(F("manifest__created")), column(c_order("digest")), *by_version(descending), name]
-    # By name: names that are not versions (latest, main) head the list in either direction,
-    # only the versions below them turn around.
-    if not descending:
-        return [F("is_version").asc(), key.asc(), name]
-    names_first = Case(When(is_version=False, then=F("version_key")), default=Value(""), output_field=TextField())
-    return [F("is_version").asc(), c_order(names_first).asc(), key.desc(), name]
+    return [*by_name(descending), name]
 
 
 @dataclass(frozen=True)
@@ -182,8 +157,7 @@ _ROW_FIELDS = ("name", "digest", "manifest_id", "updated_at", "last_pulled_at", 
 def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", platform: str = "", kind: str = "",
              page: int | str = 1, per_page: int = 100) -> TagPage:
     """One page of `name`'s tags from the index, sorted, filtered and paged by the database."""
-    sort = sort if sort in SORTS else "name"
-    order = effective_order(sort, order)
+    sort, order = INDEXED_TAGS.parse(sort, order)
     q, platform, kind = q.strip()[:128], platform.strip()[:100], kind.strip()[:20]
     repo = IndexedRepository.objects.filter(name=name).values("id", "tag_count").first()
     if repo is None:
@@ -201,7 +175,7 @@ def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", pla
     offset = (number - 1) * per_page
     # Sort and cut narrow rows (ids), then read the page's hundred rows whole: the database
     # never carries every column of 20,000 tags through the sort.
-    ids = list(matching.order_by(*_ordering(sort, order == "desc")).values_list("id", flat=True)
+    ids = list(matching.order_by(*_ordering(sort, order == DESC)).values_list("id", flat=True)
                [offset:offset + per_page])
     by_id = {r["id"]: r for r in IndexedTag.objects.filter(id__in=ids).values("id", *_ROW_FIELDS)}
     found = [by_id[pk] for pk in ids if pk in by_id]

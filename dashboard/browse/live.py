@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from .. import remote
-from ..ordering import version_key
+from ..ordering import DESC, LIVE_TAGS, sort_by_name, version_key
 from ..registry import errors as e
 from ..registry import kinds
 from ..registry import models as m
@@ -205,39 +205,20 @@ def _group(rows: list[TagRow]) -> list[TagRow]:
             for r in rows]
 
 
-SORTS = {
-    # Newest version first by default; see sort_rows for names like `latest`.
-    "name": (lambda r: version_key(r.tag), True),
-    "created": (lambda r: (r.created is not None, r.created or datetime.min, version_key(r.tag)), True),
-    "size": (lambda r: (r.size, version_key(r.tag)), True),
+# How each column but the name sorts (ordering.sort_by_name sorts by name).
+_KEYS = {
+    "created": lambda r: (r.created is not None, r.created or datetime.min, version_key(r.tag)),
+    "size": lambda r: (r.size, version_key(r.tag)),
     # Newest image first, its tags together.
-    "image": (lambda r: (r.created is not None, r.created or datetime.min, r.digest, version_key(r.tag)), True),
+    "image": lambda r: (r.created is not None, r.created or datetime.min, r.digest, version_key(r.tag)),
 }
 
 
-def effective_order(sort: str, order: str) -> str:
-    if order in ("asc", "desc"):
-        return order
-    return "desc" if SORTS.get(sort, SORTS["name"])[1] else "asc"
-
-
 def sort_rows(rows: list[TagRow], sort: str, order: str) -> list[TagRow]:
-    key, _ = SORTS.get(sort, SORTS["name"])
-    descending = effective_order(sort, order) == "desc"
-    if sort not in SORTS or sort == "name":
-        # Names that are not versions (latest, main, stable) head the list either way: they are
-        # what people look for first; only the versions below them turn around.
-        named = sorted((r for r in rows if version_key(r.tag)[0] == 0), key=key)
-        versions = sorted((r for r in rows if version_key(r.tag)[0] == 1), key=key, reverse=descending)
-        return named + versions
-    return sorted(rows, key=key, reverse=descending)
-
-
-def next_orders(sort: str, order: str) -> dict[str, str]:
-    """For each sortable column, the order a click on its header asks for."""
-    current = effective_order(sort, order)
-    return {f"{col}_next": ("asc" if current == "desc" else "desc") if col == sort
-            else effective_order(col, "") for col in SORTS}
+    sort, order = LIVE_TAGS.parse(sort, order)
+    if sort == "name":
+        return sort_by_name(rows, lambda r: r.tag, order == DESC)
+    return sorted(rows, key=_KEYS[sort], reverse=order == DESC)
 
 
 # -- manifest page ---------------------------------------------------------------------

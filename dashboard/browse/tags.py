@@ -9,6 +9,7 @@ from django.http import HttpRequest, QueryDict
 from .. import remote
 from ..auth import can_delete
 from ..index import store
+from ..ordering import INDEXED_TAGS, LIVE_TAGS
 from . import indexed, live
 
 TAG_PAGE_SIZE = 100
@@ -29,12 +30,12 @@ def repository_context(request: HttpRequest, name: str, sort: str = "name", orde
                                           "Its data stays until garbage collection.")
         return {"name": name, "indexed": True, "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
                 "sort": page.sort, "order": page.order, "note": note, "freshness": indexed.freshness(name),
-                **indexed.next_orders(page.sort, page.order), **delete_context(request, name)}
+                **INDEXED_TAGS.next_orders(page.sort, page.order), **delete_context(request, name)}
     tags, note = live.repository_tags(name)
     view = live.resolve(name, tags) if detailed else live.names_only(name, tags)
     return {"name": name, "view": view, "rows": live.sort_rows(view.rows, sort, order), "sort": sort,
-            "order": live.effective_order(sort, order), "note": note, "tagquery": params,
-            **live.next_orders(sort, order), **delete_context(request, name, probe=detailed)}
+            "order": LIVE_TAGS.order(sort, order), "note": note, "tagquery": params,
+            **LIVE_TAGS.next_orders(sort, order), **delete_context(request, name, probe=detailed)}
 
 
 def delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[str, object]:

@@ -8,7 +8,6 @@ Reads of the registry happen here only through `fetch_and_index`, which goes thr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,45 +19,10 @@ from django.utils import timezone
 from .. import remote
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RepositoryManifest, TagHistory)
+from ..ordering import version_sort_key
 from ..registry import kinds
 from ..registry import models as m
 from ..registry.parse import parse_time
-
-# -- semver-aware order as a string ---------------------------------------------------------
-
-_VERSION_RE = re.compile(r"v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
-_CHUNK_RE = re.compile(r"(\d+)")
-# Numbers are zero-padded to this width; longer ones (a 25-digit build id) still sort by length.
-_WIDTH = 20
-# Below every character a tag may contain, so "1.2" + _SEP sorts before "1.2.0".
-_SEP = " "
-
-
-def _number(text: str) -> str:
-    text = text.lstrip("0") or "0"
-    if len(text) > _WIDTH:
-        # Longer than the pad: a length prefix above any padded digit keeps the order.
-        return "~" + str(len(text)).zfill(3) + text
-    return text.zfill(_WIDTH)
-
-
-def _natural(text: str) -> str:
-    return _SEP.join(("0" + _number(p)) if p.isdigit() else ("1" + p) for p in _CHUNK_RE.split(text) if p)
-
-
-def version_sort_key(tag: str) -> tuple[bool, str]:
-    """(is it a version, a string whose order is dashboard.ordering.version_key's order).
-
-    A database sorts by this column as Python sorts by version_key: 1.10.0 after 1.9.0,
-    1.0.0-rc.1 before 1.0.0; names that are not versions (latest, main) form their own group.
-    """
-    match = _VERSION_RE.fullmatch(tag)
-    if not match:
-        return False, _natural(tag)
-    numbers = ".".join(_number(n) for n in match.group(1).split("."))
-    pre = match.group(2)
-    return True, f"{numbers}{_SEP}{'0' if pre else '1'}{_SEP}{_natural(pre or '')}{_SEP}{_SEP}{tag}"
-
 
 # -- manifests, blobs -----------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Case, Count, Q, Value, When
 
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RepositoryManifest)
-from ..ordering import c_order, version_key
+from ..ordering import by_version, c_order, version_key
 from ..registry.names import is_digest, is_name, is_tag
 
 # -- search ------------------------------------------------------------------------------------
@@ -267,8 +267,7 @@ def _place(hits: list[ManifestHit], limit: int) -> None:
     tags: dict[tuple[int, str], list[str]] = {}  # (manifest id, repository) -> tags
     wanted = set(ids.values()) | set(parent_digest)
     for manifest_id, repo, tag in (IndexedTag.objects.filter(manifest_id__in=wanted)
-                                   .order_by(c_order("repository__name"), F("is_version").desc(),
-                                             c_order("version_key").desc())
+                                   .order_by(c_order("repository__name"), *by_version(descending=True))
                                    .values_list("manifest_id", "repository__name", "name")[:limit * 20]):
         if is_tag(tag):
             tags.setdefault((manifest_id, repo), []).append(tag)

@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
+from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS, Columns
 from ..registry.names import is_digest, is_name, is_tag
 from ..web import wants_partial
 from . import figures
@@ -32,45 +33,35 @@ PULLS_TTL = 5 * 60
 # The registry's blob files, walked at most once a minute: a big storage takes a while.
 DISK_TTL = 60
 
-# column -> (what to sort by, descending unless asked otherwise)
-REPOSITORY_SORTS: dict[str, tuple[Callable[[figures.RepositoryUsage], Any], bool]] = {
-    "name": (lambda r: r.name, False),
-    "total": (lambda r: r.total, True),
-    "unique": (lambda r: r.unique, True),
-    "shared": (lambda r: r.shared, True),
-    "reclaimable": (lambda r: r.reclaimable, True),
+# What each column of ordering.STORAGE_REPOSITORIES and ordering.STORAGE_TAGS sorts by.
+REPOSITORY_KEYS: dict[str, Callable[[figures.RepositoryUsage], Any]] = {
+    "name": lambda r: r.name,
+    "total": lambda r: r.total,
+    "unique": lambda r: r.unique,
+    "shared": lambda r: r.shared,
+    "reclaimable": lambda r: r.reclaimable,
 }
-TAG_SORTS: dict[str, tuple[Callable[[figures.TagUsage], Any], bool]] = {
-    "name": (lambda t: t.version_key, False),
-    "total": (lambda t: t.total, True),
-    "unique": (lambda t: t.unique, True),
-    "shared": (lambda t: t.shared, True),
+TAG_KEYS: dict[str, Callable[[figures.TagUsage], Any]] = {
+    "name": lambda t: t.version_key,
+    "total": lambda t: t.total,
+    "unique": lambda t: t.unique,
+    "shared": lambda t: t.shared,
 }
 
 
-def _sorting(request: HttpRequest, sorts: dict[str, tuple[Callable[[Any], Any], bool]],
-             default: str) -> tuple[str, str, dict[str, str]]:
+def _sorting(request: HttpRequest, columns: Columns) -> tuple[str, str, dict[str, str]]:
     """(column, "asc"/"desc", the order a click on each header asks for)."""
-    sort = request.GET.get("sort", default)
-    if sort not in sorts:
-        sort = default
-    order = request.GET.get("order", "")
-    if order not in ("asc", "desc"):
-        order = "desc" if sorts[sort][1] else "asc"
-    following = {col: ("asc" if order == "desc" else "desc") if col == sort else ("desc" if desc else "asc")
-                 for col, (_, desc) in sorts.items()}
-    return sort, order, following
+    sort, order = columns.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
+    return sort, order, columns.following(sort, order)
 
 
-def _sorted(rows: Sequence[Any], sorts: dict[str, tuple[Callable[[Any], Any], bool]], sort: str,
-            order: str) -> list[Any]:
-    key = sorts[sort][0]
+def _sorted(rows: Sequence[Any], key: Callable[[Any], Any], order: str) -> list[Any]:
     # Rows with nothing to count (a manifest not indexed yet) stay at the end either way.
     known = [r for r in rows if key(r) is not None]
     unknown = [r for r in rows if key(r) is None]
     # Ties fall back to the name, so a page never reshuffles between two loads.
     known.sort(key=lambda r: getattr(r, "name", getattr(r, "tag", "")))
-    return sorted(known, key=key, reverse=order == "desc") + unknown
+    return sorted(known, key=key, reverse=order == DESC) + unknown
 
 
 def _freshness() -> dict[str, object]:
@@ -111,8 +102,8 @@ def storage(request: HttpRequest) -> HttpResponse:
     overview = figures.overview()
     query = request.GET.get("q", "").strip()[:200]
     rows = [r for r in overview.repositories if query.lower() in r.name.lower()] if query else overview.repositories
-    sort, order, following = _sorting(request, REPOSITORY_SORTS, "total")
-    page = Paginator(_sorted(rows, REPOSITORY_SORTS, sort, order), REPOSITORIES_PER_PAGE).get_page(
+    sort, order, following = _sorting(request, STORAGE_REPOSITORIES)
+    page = Paginator(_sorted(rows, REPOSITORY_KEYS[sort], order), REPOSITORIES_PER_PAGE).get_page(
         request.GET.get("page"))
     biggest = max((r.total for r in overview.repositories), default=0)
     context = {
@@ -156,8 +147,8 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
             "error": f"The index holds nothing for “{name}”: no such repository, or its manifests were removed by "
                      "garbage collection. A sync brings the index up to date."}, status=404)
     tags = figures.tag_usage(repo, version)
-    sort, order, following = _sorting(request, TAG_SORTS, "unique")
-    page = Paginator(_sorted(tags, TAG_SORTS, sort, order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
+    sort, order, following = _sorting(request, STORAGE_TAGS)
+    page = Paginator(_sorted(tags, TAG_KEYS[sort], order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
