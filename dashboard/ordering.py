@@ -1,10 +1,5 @@
-"""How tables are ordered.
-
-Tags are version-aware (1.10 after 1.9, 1.0.0-rc.1 before 1.0.0, names like `latest` first), the
-same in Python (`version_key`) and in the database (`version_sort_key`, stored on each indexed tag).
-Every sortable table reads `?sort=&order=` through its column table (`Columns`), which also says
-the order a click on each header asks for.
-"""
+"""How tags are ordered: version-aware (1.10 after 1.9, 1.0.0-rc.1 before 1.0.0, names like
+`latest` first), the same in Python and in the database; and how each table reads ?sort=&order=."""
 
 from __future__ import annotations
 
@@ -82,10 +77,7 @@ def version_sort_key(tag: str) -> tuple[bool, str]:
 
 def by_version(descending: bool) -> list[OrderBy]:
     """ORDER BY an indexed tag's `is_version`, `version_key`: version_key's order, or its reverse."""
-    key = c_order("version_key")
-    if descending:
-        return [F("is_version").desc(), key.desc()]
-    return [F("is_version").asc(), key.asc()]
+    return [OrderBy(F("is_version"), descending=descending), OrderBy(c_order("version_key"), descending=descending)]
 
 
 def by_name(descending: bool) -> list[OrderBy]:
@@ -120,8 +112,7 @@ class Columns:
     default: str
 
     def order(self, sort: str, order: str) -> str:
-        """`order` when it is "asc" or "desc", else the column's first order (an unknown column's
-        is the default column's)."""
+        """`order` if valid, else the column's first order (an unknown column's: the default's)."""
         if order in (ASC, DESC):
             return order
         return DESC if self.descending.get(sort, self.descending[self.default]) else ASC
@@ -143,10 +134,8 @@ class Columns:
         return {f"{col}_next": o for col, o in self.following(sort, order).items()}
 
 
-#: A repository's tags read live: sorting by date or size needs every tag's details first.
-#: "image" groups the tags of one image, newest image first.
+#: A repository's tags, live and from the index (which sorts by platform and kind too). "image": by image.
 LIVE_TAGS = Columns({"name": True, "created": True, "size": True, "image": True}, default="name")
-#: From the index the database sorts, by platform and kind too.
 INDEXED_TAGS = Columns({"name": True, "created": True, "size": True, "platform": False, "kind": False,
                         "image": True}, default="name")
 #: The storage page's repositories, and one repository's tags.

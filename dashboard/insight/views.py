@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
-from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS, Columns
+from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
 from ..registry.names import is_digest, is_name, is_tag
 from ..web import wants_partial
 from . import figures
@@ -33,29 +34,8 @@ PULLS_TTL = 5 * 60
 # The registry's blob files, walked at most once a minute: a big storage takes a while.
 DISK_TTL = 60
 
-# What each column of ordering.STORAGE_REPOSITORIES and ordering.STORAGE_TAGS sorts by.
-REPOSITORY_KEYS: dict[str, Callable[[figures.RepositoryUsage], Any]] = {
-    "name": lambda r: r.name,
-    "total": lambda r: r.total,
-    "unique": lambda r: r.unique,
-    "shared": lambda r: r.shared,
-    "reclaimable": lambda r: r.reclaimable,
-}
-TAG_KEYS: dict[str, Callable[[figures.TagUsage], Any]] = {
-    "name": lambda t: t.version_key,
-    "total": lambda t: t.total,
-    "unique": lambda t: t.unique,
-    "shared": lambda t: t.shared,
-}
-
-
-def _sorting(request: HttpRequest, columns: Columns) -> tuple[str, str, dict[str, str]]:
-    """(column, "asc"/"desc", the order a click on each header asks for)."""
-    sort, order = columns.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
-    return sort, order, columns.following(sort, order)
-
-
-def _sorted(rows: Sequence[Any], key: Callable[[Any], Any], order: str) -> list[Any]:
+def _sorted(rows: Sequence[Any], column: str, order: str) -> list[Any]:
+    key = attrgetter(column)  # each column sorts by the row's attribute of that name
     # Rows with nothing to count (a manifest not indexed yet) stay at the end either way.
     known = [r for r in rows if key(r) is not None]
     unknown = [r for r in rows if key(r) is None]
@@ -102,13 +82,13 @@ def storage(request: HttpRequest) -> HttpResponse:
     overview = figures.overview()
     query = request.GET.get("q", "").strip()[:200]
     rows = [r for r in overview.repositories if query.lower() in r.name.lower()] if query else overview.repositories
-    sort, order, following = _sorting(request, STORAGE_REPOSITORIES)
-    page = Paginator(_sorted(rows, REPOSITORY_KEYS[sort], order), REPOSITORIES_PER_PAGE).get_page(
+    sort, order = STORAGE_REPOSITORIES.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
+    page = Paginator(_sorted(rows, sort, order), REPOSITORIES_PER_PAGE).get_page(
         request.GET.get("page"))
     biggest = max((r.total for r in overview.repositories), default=0)
     context = {
         "overview": overview, "totals": overview.totals, "page": page, "query": query, "matching": len(rows),
-        "sort": sort, "order": order, "following": following, "biggest": biggest,
+        "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order), "biggest": biggest,
         "rows": [_Proportion.of(r, biggest) for r in page],
         "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(_storage_path()),
         "measured": request.GET.get("measure") == "1", **_freshness(),
@@ -147,14 +127,15 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
             "error": f"The index holds nothing for “{name}”: no such repository, or its manifests were removed by "
                      "garbage collection. A sync brings the index up to date."}, status=404)
     tags = figures.tag_usage(repo, version)
-    sort, order, following = _sorting(request, STORAGE_TAGS)
-    page = Paginator(_sorted(tags, TAG_KEYS[sort], order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
+    sort, order = STORAGE_TAGS.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
+    column = "version_key" if sort == "name" else sort  # by name: in version order, as the index stores it
+    page = Paginator(_sorted(tags, column, order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
         "name": name, "usage": usage, "linkable": is_name(name), "page": page, "tag_count": len(tags),
         "rows": [_TagRow(_Proportion.of(t, biggest), is_tag(t.tag), is_digest(t.digest)) for t in page],
-        "sort": sort, "order": order, "following": following, "unreached": unreached,
+        "sort": sort, "order": order, "following": STORAGE_TAGS.following(sort, order), "unreached": unreached,
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
         **_freshness(),
     }
