@@ -43,18 +43,15 @@ def _ordering(sort: str, descending: bool) -> list[OrderBy]:
     def column(expr: Combinable) -> OrderBy:
         return expr.desc(nulls_last=True) if descending else expr.asc(nulls_first=True)
 
-    if sort == "created":
-        return [column(F("manifest__created")), *by_version(descending), name]
-    if sort == "size":
-        return [column(Coalesce(F("manifest__image_size"), Value(0))), *by_version(descending), name]
-    if sort == "platform":
-        return [column(c_order(Coalesce(F("manifest__platforms"), Value(""), output_field=CharField()))),
-                *by_version(descending), name]
-    if sort == "kind":
-        return [column(c_order(Coalesce(F("manifest__kind"), Value(""), output_field=CharField()))),
-                *by_version(descending), name]
-    if sort == "image":
-        return [column(F("manifest__created")), column(c_order("digest")), *by_version(descending), name]
+    def text(field: str) -> Combinable:
+        return c_order(Coalesce(F(field), Value(""), output_field=CharField()))
+
+    # Each column's own order first; tags that tie on it, by version.
+    columns = {"created": [F("manifest__created")], "size": [Coalesce(F("manifest__image_size"), Value(0))],
+               "platform": [text("manifest__platforms")], "kind": [text("manifest__kind")],
+               "image": [F("manifest__created"), c_order("digest")]}
+    if sort in columns:
+        return [*map(column, columns[sort]), *by_version(descending), name]
     return [*by_name(descending), name]
 
 
