@@ -8,8 +8,10 @@ settings always allow). Django's own settings (hosts, cookies, HTTPS) stay in se
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from .registry.models import RegistryConfig
 
 
 @dataclass(frozen=True)
@@ -17,14 +19,9 @@ class Config:
     """What each setting means is written once, in .env.example (the README and a test keep the
     three in step). GC_* commands run in the task worker, never in a request."""
 
-    registry_url: str = "http://localhost:5000"
-    username: str = ""
-    password: str = ""
-    ca_bundle: str = ""
-    insecure: bool = False
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    concurrency: int = 16
+    #: How to reach the registry: REGISTRY_URL, USERNAME, PASSWORD, CA_BUNDLE, INSECURE,
+    #: CONNECT_TIMEOUT, READ_TIMEOUT and CONCURRENCY (requests one page may have in flight).
+    registry: RegistryConfig = RegistryConfig(url="http://localhost:5000")
     pull_host: str = ""
     catalog_ttl: float = 10.0
     #: registryui's own version (registryui/__init__.py), sent in the User-Agent.
@@ -49,18 +46,25 @@ class Config:
     def from_mapping(cls, raw: Mapping[str, Any]) -> Config:
         """From `settings.REGISTRYUI` (upper-case keys); a missing key or a value of the wrong
         type gets the default, so a typo in an override cannot break a page."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = raw.get(f.name.upper())
-            if value is None:
-                continue
-            kind = type(f.default)
-            try:
-                values[f.name] = value if kind is bool and isinstance(value, bool) else (
-                    str(value).strip() if kind is str and f.name != "password" else kind(value))
-            except (TypeError, ValueError):
-                pass
-        return cls(**values)
+        registry = replace(DEFAULTS.registry, **_typed(DEFAULTS.registry, raw, {"url": "REGISTRY_URL",
+                                                                              "pool_size": "CONCURRENCY"}))
+        return cls(**_typed(DEFAULTS, raw, {}), registry=registry)
+
+
+def _typed(defaults: object, raw: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
+    """The values `raw` has for the fields of `defaults` (key: the field's name in upper case, or
+    `keys[name]`), each of its default's type; skipped when missing or not convertible."""
+    values: dict[str, Any] = {}
+    for f in fields(defaults):  # type: ignore[arg-type]
+        value, kind = raw.get(keys.get(f.name, f.name.upper())), type(getattr(defaults, f.name))
+        if value is None or kind not in (str, bool, int, float):
+            continue
+        try:
+            values[f.name] = value if kind is bool and isinstance(value, bool) else (
+                str(value).strip() if kind is str and f.name != "password" else kind(value))
+        except (TypeError, ValueError):
+            pass
+    return values
 
 
 DEFAULTS = Config()

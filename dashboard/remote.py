@@ -4,6 +4,7 @@ digest (a manifest or config never changes once pushed), and what the registry a
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -27,17 +28,7 @@ USER_AGENT_PREFIX = "registryui/"
 def client() -> RegistryClient:
     """The pooled client for the configured registry (a new one if the settings change)."""
     cfg = conf.get()
-    return _client_for(m.RegistryConfig(
-        url=cfg.registry_url,
-        username=cfg.username,
-        password=cfg.password,
-        ca_bundle=cfg.ca_bundle,
-        insecure=cfg.insecure,
-        connect_timeout=cfg.connect_timeout,
-        read_timeout=cfg.read_timeout,
-        pool_size=cfg.concurrency,
-        user_agent=f"{USER_AGENT_PREFIX}{cfg.version}",
-    ))
+    return _client_for(replace(cfg.registry, user_agent=f"{USER_AGENT_PREFIX}{cfg.version}"))
 
 
 @lru_cache(maxsize=4)
@@ -48,11 +39,11 @@ def _client_for(config: m.RegistryConfig) -> RegistryClient:
 
 
 def concurrency() -> int:
-    return max(1, conf.get().concurrency)
+    return max(1, conf.get().registry.pool_size)
 
 
 def registry_url() -> str:
-    return conf.get().registry_url
+    return conf.get().registry.url
 
 
 def pull_host() -> str:

@@ -250,14 +250,14 @@ LOGGING = {
 # -- the dashboard's own settings: their defaults and what each means are in dashboard/conf.py.
 D = conf.DEFAULTS
 REGISTRYUI = {
-    "REGISTRY_URL": env("REGISTRY_URL", D.registry_url).rstrip("/"),
+    "REGISTRY_URL": env("REGISTRY_URL", D.registry.url).rstrip("/"),
     "USERNAME": env_secret("REGISTRY_USERNAME"),
     "PASSWORD": env_secret("REGISTRY_PASSWORD"),
-    "CA_BUNDLE": env("REGISTRY_CA_BUNDLE", D.ca_bundle),
-    "INSECURE": env_bool("REGISTRY_INSECURE", D.insecure),
-    "CONNECT_TIMEOUT": env_float("REGISTRY_CONNECT_TIMEOUT", D.connect_timeout),
-    "READ_TIMEOUT": env_float("REGISTRY_READ_TIMEOUT", D.read_timeout),
-    "CONCURRENCY": int(env_float("CONCURRENCY", D.concurrency)),
+    "CA_BUNDLE": env("REGISTRY_CA_BUNDLE", D.registry.ca_bundle),
+    "INSECURE": env_bool("REGISTRY_INSECURE", D.registry.insecure),
+    "CONNECT_TIMEOUT": env_float("REGISTRY_CONNECT_TIMEOUT", D.registry.connect_timeout),
+    "READ_TIMEOUT": env_float("REGISTRY_READ_TIMEOUT", D.registry.read_timeout),
+    "CONCURRENCY": int(env_float("CONCURRENCY", D.registry.pool_size)),
     "PULL_HOST": env("PULL_HOST", D.pull_host),
     "CATALOG_TTL": env_float("CATALOG_TTL", D.catalog_ttl),
     "VERSION": __version__,

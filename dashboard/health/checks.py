@@ -55,7 +55,7 @@ class ApiCheck:
         samples = (cache.get(_key("latency")) or [])[-4:] + [ping.latency_ms]
         cache.set(_key("latency"), samples, None)
         median = statistics.median(samples)
-        auth = "credentials accepted" if conf.get().username else "open, no credentials needed"
+        auth = "credentials accepted" if conf.get().registry.username else "open, no credentials needed"
         version = ping.api_version or "no Docker-Distribution-Api-Version header"
         return Result(self.key, self.name, OK, f"{median:.0f} ms", f"GET {url}/v2/ answers · {version} · {auth}",
                       {"url": url, "latency_ms": round(median, 1), "api_version": ping.api_version, "auth": auth})
