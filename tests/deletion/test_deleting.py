@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,33 +12,9 @@ import requests
 from django.contrib.auth.models import Group, User
 
 from testbed import RegistryServer
-from testbed.push import MANIFEST_ACCEPT, build_image, get_manifest, push_image
+from testbed.push import get_manifest
 from testbed.server import free_port
-
-REPO = "team/app"
-
-
-@dataclass
-class Fixture:
-    server: RegistryServer
-    digests: dict[str, str]  # tag -> digest as pushed
-
-    def tags(self) -> list[str]:
-        r = requests.get(f"{self.server.url}/v2/{REPO}/tags/list", timeout=5)
-        return sorted(r.json().get("tags") or [])
-
-    def digest(self, tag: str) -> str | None:
-        r = requests.head(f"{self.server.url}/v2/{REPO}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT},
-                          timeout=5)
-        return r.headers.get("Docker-Content-Digest") if r.status_code == 200 else None
-
-
-def _seed(server: RegistryServer) -> dict[str, str]:
-    images = {v: build_image([{f"v{v}.txt": f"version {v}\n".encode() * 50}], created=f"2024-0{i + 1}-01T00:00:00Z")
-              for i, v in enumerate(["1.0.0", "1.2.4", "2.0.0", "3.0.0"])}
-    digests = {v: push_image(server.url, REPO, img, v) for v, img in images.items()}
-    digests["latest"] = push_image(server.url, REPO, images["1.2.4"], "latest")
-    return digests
+from tests.helpers.deletion import REPO, Fixture, seed_versions
 
 
 def _configure(settings, server: RegistryServer) -> None:  # noqa: ANN001
@@ -55,7 +30,7 @@ def _configure(settings, server: RegistryServer) -> None:  # noqa: ANN001
 def reg(tmp_path: Path, settings, db) -> Iterator[Fixture]:  # noqa: ANN001
     # A fixed port, so the registry can be restarted after garbage collection at the same URL.
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
-        fixture = Fixture(server, _seed(server))
+        fixture = Fixture(server, seed_versions(server))
         _configure(settings, server)
         yield fixture
 
@@ -192,7 +167,7 @@ def test_restore__after_garbage_collection__refused_with_the_reason(client, reg,
 
 def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, settings, maintainer) -> None:  # noqa: ANN001
     with RegistryServer(tmp_path / "ro", delete_enabled=False) as server:
-        digests = _seed(server)
+        digests = seed_versions(server)
         _configure(settings, server)
         page = client.get(f"/r/{REPO}/?details=1").content.decode()
         assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in page and "disabled" in page

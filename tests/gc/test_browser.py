@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
-from test_browser import Watch, browser, new_context  # noqa: F401 - `browser` is a fixture
-from test_browser_delete import make_user, shots, sign_in
 
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
+from tests.helpers.browser import Watch, make_user, new_context, shots, sign_in
 
 pytestmark = pytest.mark.browser
 REPO = "team/gc"
@@ -34,7 +33,7 @@ def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[
         settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": srv.url, "ANONYMOUS_READ": False,
                               "STORAGE_PATH": str(srv.storage_dir), "GC_COMMAND": command,
                               "GC_BEFORE_COMMAND": "", "GC_AFTER_COMMAND": ""}
-        settings.TASKS = {"default": {"BACKEND": "task_backends.ThreadBackend"}}
+        settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         yield srv

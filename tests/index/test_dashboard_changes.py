@@ -14,6 +14,8 @@ from testbed import RegistryServer
 from testbed import push as p
 from testbed.server import free_port, registry_binary
 
+pytestmark = pytest.mark.postgres
+
 REPO = "team/app"
 
 

@@ -17,6 +17,8 @@ from django.db import connections
 
 from testbed.server import free_port
 
+pytestmark = pytest.mark.postgres
+
 REPO = "team/app"
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -418,8 +420,15 @@ def test_two_writers__same_sync_at_once_leaves_one_row_each(dashboard) -> None: 
     """Two dashboard processes sync the same repository at the same moment (a schedule on
     each, or an event during a sync): every tag, manifest, blob and link exists once."""
     from dashboard.index import store
-    from dashboard.models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob,
-                                  ManifestChild, RepositoryManifest)
+    from dashboard.models import (
+        IndexedBlob,
+        IndexedManifest,
+        IndexedRepository,
+        IndexedTag,
+        ManifestBlob,
+        ManifestChild,
+        RepositoryManifest,
+    )
 
     seeded = dashboard.seeded
     tags = {f"{repo}:{tag}": digest for repo in ("acme/web", "acme/multi") for tag, digest in seeded.tags[repo].items()}

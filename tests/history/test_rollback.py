@@ -22,6 +22,9 @@ from django.test import Client
 
 from testbed import RegistryServer
 from testbed import push as p
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, Watch, make_user, new_context, shot, sign_in
+
+pytestmark = pytest.mark.postgres
 
 REPO = "app"
 SKOPEO_TIMEOUT_S = 120
@@ -442,8 +445,6 @@ def live_reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterato
 @pytest.mark.browser
 def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[str, Reg]) -> None:
     from playwright.sync_api import expect, sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, Watch, new_context, shot
-    from test_browser_delete import make_user, sign_in
 
     base, reg = live_reg
     mia = make_user("mia", "maintainer")

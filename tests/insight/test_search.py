@@ -16,13 +16,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
-from test_browser import (  # noqa: F401 - the browser fixtures, reused
-    App, Watch, app, browser, mark_document, new_context, same_document, shot, watch)
-from test_pages import dom, get, manifest_url
 
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_MULTI, REPO_WEB, XSS_LABEL
+from tests.helpers.browser import App, Watch, mark_document, new_context, same_document, shot
+from tests.helpers.html import dom
+from tests.helpers.pages import get, manifest_url
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
 def index(*names: str) -> None:

@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in ROOT.glob("compose.*.yml"))
 # The compose files' ${…:?} variables, as a user's .env would set them.
 COMPOSE_ENV = {"POSTGRES_PASSWORD": "compose-test-password", "REGISTRYUI_SECRET_KEY": "k" * 60}

@@ -9,11 +9,13 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
-from test_browser import Watch, browser, new_context, shot  # noqa: F401 - `browser` is a fixture
-from test_index_sync import Recorder
 
 from dashboard.index import sync
 from dashboard.models import RegistryEvent, SyncRun
+from tests.helpers.browser import Watch, new_context, shot
+from tests.helpers.recorder import Recorder
+
+pytestmark = pytest.mark.postgres
 
 IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
@@ -202,7 +204,7 @@ def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live
     with Recorder(registry.url, delay=0.02) as proxy:
         settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": proxy.url, "ANONYMOUS_READ": False,
                               "SYNC_INTERVAL": 0, "CONCURRENCY": 4, "EVENTS_TOKEN": ""}
-        settings.TASKS = {"default": {"BACKEND": "task_backends.ThreadBackend"}}
+        settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         watch = Watch()

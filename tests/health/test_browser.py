@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from test_browser import Watch, browser, mark_document, new_context, same_document, shot  # noqa: F401
 
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
+from tests.helpers.browser import Watch, mark_document, new_context, same_document, shot
 
 pytestmark = pytest.mark.browser
 

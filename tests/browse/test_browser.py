@@ -10,184 +10,29 @@ Screenshots land in ``test-artifacts/screenshots/`` (git-ignored) for a human to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from testbed import Kind, Seeded, SeededRegistry
+from testbed import Kind
 from testbed.seed import REPO_ALPINE, REPO_MULTI, REPO_WEB, XSS_HISTORY, XSS_LABEL
+from tests.helpers.browser import (
+    App,
+    Watch,
+    is_semver,
+    mark_document,
+    new_context,
+    no_sideways_scroll,
+    parse_iso,
+    same_document,
+    semver,
+    shot,
+    shown_tags,
+    wait_for_details,
+)
+from tests.helpers.pages import plain_tags
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
-TIMEOUT_MS = 10_000
-
-# Records CSP violations into window (per document) and forwards them to the test (across navigations).
-WATCH_SCRIPT = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  var text = e.violatedDirective + " blocked " + (e.blockedURI || "inline") + " at " + e.sourceFile + ":" +
-             e.lineNumber + " sample=" + JSON.stringify(e.sample || "");
-  window.__cspViolations.push(text);
-  if (window.__reportCsp) window.__reportCsp(text);
-}, true);
-"""
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@dataclass
-class App:
-    url: str
-    registry: SeededRegistry
-
-    @property
-    def seeded(self) -> Seeded:
-        return self.registry.seeded
-
-    @property
-    def host(self) -> str:
-        return self.registry.host
-
-    def repo_url(self, name: str, query: str = "") -> str:
-        return f"{self.url}/r/{name}/{query}"
-
-
-@pytest.fixture
-def app(live_server, transactional_db, registry: SeededRegistry, settings) -> Iterator[App]:  # noqa: ANN001
-    """pytest-django's in-process live server, pointed at the seeded registry like ``dashboard``."""
-    from django.core.cache import cache
-
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0, "PULL_HOST": "",
-                          "ANONYMOUS_READ": True}
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
-    yield App(url=live_server.url, registry=registry)
-    cache.clear()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an asyncio loop marked running on this thread, so Django would
-    # refuse the live server's database flush between tests; allowed only while the browser lives.
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@dataclass
-class Watch:
-    """What went wrong on any page of one context."""
-
-    problems: list[str] = field(default_factory=list)
-    csp: list[str] = field(default_factory=list)
-
-    def attach(self, page: Page) -> None:
-        page.on("console", lambda m: self.problems.append(f"console.{m.type}: {m.text} @ {page.url}")
-                if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc} @ {page.url}"))
-        # An htmx request cut short by the user following a link is not a problem.
-        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.method} {r.url} {r.failure}")
-                if r.failure != "net::ERR_ABORTED" else None)
-        page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.request.method} {r.url}")
-                if r.status >= 400 else None)
-
-        def on_dialog(dialog) -> None:  # noqa: ANN001
-            self.problems.append(f"dialog {dialog.type}: {dialog.message!r} @ {page.url}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-
-    def assert_clean(self, page: Page | None = None) -> None:
-        in_window = page.evaluate("window.__cspViolations || []") if page is not None and not page.is_closed() else []
-        assert not self.csp and not in_window, f"CSP violations: {self.csp + in_window}"
-        assert not self.problems, "browser problems:\n" + "\n".join(self.problems)
-
-
-def new_context(browser: Browser, watch: Watch, **kwargs) -> BrowserContext:  # noqa: ANN003
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, **kwargs)
-    ctx.set_default_timeout(TIMEOUT_MS)
-    ctx.expose_binding("__reportCsp", lambda source, text: watch.csp.append(f"{text} @ {source['page'].url}"))
-    ctx.add_init_script(WATCH_SCRIPT)
-    ctx.on("page", watch.attach)
-    return ctx
-
-
-@pytest.fixture
-def watch() -> Watch:
-    return Watch()
-
-
-@pytest.fixture
-def context(browser: Browser, app: App, watch: Watch) -> Iterator[BrowserContext]:
-    ctx = new_context(browser, watch)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext, watch: Watch) -> Iterator[Page]:
-    pg = context.new_page()
-    yield pg
-    watch.assert_clean(pg)
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-def mark_document(page: Page) -> None:
-    """Tag the current document; `same_document` tells whether a full reload happened since."""
-    page.evaluate("window.__sameDocument = true")
-
-
-def same_document(page: Page) -> bool:
-    return page.evaluate("window.__sameDocument === true")
-
-
-def shown_tags(page: Page) -> list[str]:
-    return page.locator("#tags tr.tag-row").evaluate_all("rows => rows.map(r => r.dataset.tag)")
-
-
-def wait_for_details(page: Page) -> None:
-    expect(page.locator("#tags")).to_have_attribute("aria-busy", "false")
-
-
-def plain_tags(seeded: Seeded, repo: str) -> list[str]:
-    kinds = {a.tag for a in seeded.attachments if a.repo == repo}
-    return [t for t in seeded.tags[repo] if t not in kinds]
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def is_semver(tag: str) -> bool:
-    return re.fullmatch(r"\d+\.\d+\.\d+", tag) is not None
-
-
-def semver(tag: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in tag.split("."))
-
-
-def shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=full_page, animations="disabled")
-
-
-def no_sideways_scroll(page: Page) -> None:
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {page.url}"
-
 
 # -- 1. catalog -------------------------------------------------------------------------------
 

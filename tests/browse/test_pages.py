@@ -10,16 +10,12 @@ import hashlib
 import html
 import json
 import re
-import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
-from datetime import datetime
-from html.parser import HTMLParser
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import pytest
-import requests
 from django.template.defaultfilters import filesizeformat
 from django.test import Client
 
@@ -34,174 +30,32 @@ from testbed.seed import (
     REPO_WEB,
     XSS_HISTORY,
     XSS_LABEL,
-    ManifestFact,
+)
+from tests.helpers.html import Node, dom
+from tests.helpers.pages import (
+    HTMX,
+    KIND_LABEL,
+    after,
+    blob_url,
+    catalog_order,
+    closed_port,
+    facts_of,
+    get,
+    manifest_url,
+    plain_tags,
+    registry_json,
+    repo_url,
+    row_order,
+    rows,
+    when,
 )
 
-HTMX = {"HX-Request": "true"}
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 MANIFEST_ACCEPT = ", ".join([
     "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
-# What the seed meant each manifest to be -> the label a user reads in the kind chip.
-KIND_LABEL = {Kind.IMAGE: "image", Kind.INDEX: "multi-arch", Kind.MANIFEST_LIST: "multi-arch",
-              Kind.HELM_CHART: "helm chart", Kind.ARTIFACT: "artifact"}
-
-
-# -- a small DOM on the standard library's parser ------------------------------------------
-
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-
-class Node:
-    def __init__(self, tag: str, attrs: dict[str, str], parent: Node | None = None) -> None:
-        self.tag, self.attrs, self.parent = tag, attrs, parent
-        self.children: list[Node | str] = []
-
-    @property
-    def classes(self) -> set[str]:
-        return set(self.attrs.get("class", "").split())
-
-    def iter(self) -> Iterator[Node]:
-        yield self
-        for child in self.children:
-            if isinstance(child, Node):
-                yield from child.iter()
-
-    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if n is not self and (tag is None or n.tag == tag)
-                and (cls is None or cls in n.classes)
-                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
-
-    def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node | None:
-        found = self.find_all(tag, cls, **attrs)
-        return found[0] if found else None
-
-    def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node:
-        found = self.find_all(tag, cls, **attrs)
-        assert len(found) == 1, f"expected one <{tag} class={cls} {attrs}>, found {len(found)}"
-        return found[0]
-
-    @property
-    def text(self) -> str:
-        """Visible text with whitespace collapsed (non-breaking spaces kept as they are)."""
-        parts: list[str] = []
-        for n in self.children:
-            parts.append(n.text if isinstance(n, Node) else n)
-        return re.sub(r"[ \t\r\n]+", " ", "".join(parts)).strip()
-
-    def __repr__(self) -> str:
-        return f"<{self.tag} {self.attrs}>"
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs}, self.stack[-1])
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.stack[-1].children.append(Node(tag, {k: v or "" for k, v in attrs}, self.stack[-1]))
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def dom(response) -> Node:  # noqa: ANN001 - a Django test response
-    builder = _Builder()
-    builder.feed(response.content.decode())
-    builder.close()
-    return builder.root
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def get(client, url: str, *, htmx: bool = False, status: int = 200):  # noqa: ANN001, ANN201
-    response = client.get(url, headers=HTMX if htmx else None)
-    assert response.status_code == status, (url, response.status_code, response.content[:2000])
-    return response
-
-
-def repo_url(name: str, query: str = "") -> str:
-    return f"/r/{name}/" + (f"?{query}" if query else "")
-
-
-def manifest_url(name: str, ref: str) -> str:
-    return f"/r/{name}/-/manifests/{ref}/"
-
-
-def blob_url(name: str, digest: str) -> str:
-    return f"/r/{name}/-/blobs/{digest}/"
-
-
-def after(doc: Node, heading: str, tag: str, cls: str | None = None) -> Node:
-    """The first <tag> after the heading that reads ``heading``, in document order."""
-    seen = False
-    for node in doc.iter():
-        if node.tag in ("h1", "h2", "h3") and node.text == heading:
-            seen = True
-        elif seen and node.tag == tag and (cls is None or cls in node.classes):
-            return node
-    raise AssertionError(f"no <{tag}> after “{heading}”")
-
-
-def catalog_order(repos) -> list[str]:  # noqa: ANN001
-    """The catalog's order: by namespace, so each namespace's repositories stand together."""
-    return sorted(repos, key=lambda n: (n.rpartition("/")[0], n))
-
-
-def rows(doc: Node) -> dict[str, Node]:
-    return {tr.attrs["data-tag"]: tr for tr in doc.find_all("tr", cls="tag-row")}
-
-
-def row_order(doc: Node) -> list[str]:
-    return [tr.attrs["data-tag"] for tr in doc.find_all("tr", cls="tag-row")]
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def facts_of(seeded, repo: str) -> dict[str, ManifestFact]:  # noqa: ANN001
-    """Every manifest of a repository that a user can reach: tagged ones and their children."""
-    out: dict[str, ManifestFact] = {}
-    stack = [seeded.manifests[d] for d in seeded.tags[repo].values()]
-    while stack:
-        fact = stack.pop()
-        out[fact.digest] = fact
-        stack.extend(fact.children)
-    return out
-
-
-def registry_json(registry: SeededRegistry, path: str, accept: str = "") -> dict:
-    r = requests.get(f"{registry.url}{path}", headers={"Accept": accept} if accept else {}, timeout=10)
-    assert r.status_code == 200, (path, r.status_code)
-    return json.loads(r.content)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def plain_tags(seeded, repo: str) -> list[str]:  # noqa: ANN001
-    attached = {a.tag for a in seeded.attachments if a.repo == repo}
-    return [t for t in seeded.tags[repo] if t not in attached]
 
 
 # -- the crawl ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from testbed import RegistryServer, registry_binary
 from testbed import push as p
 from testbed.server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPO = "team/app"
 OTHER = "team/other"
 MULTI = "acme/multi"

@@ -16,29 +16,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
-from test_browser import (  # noqa: F401 - `browser` is the module-scoped fixture, reused
+
+from testbed import RegistryServer
+from tests.helpers.browser import (
     Watch,
-    browser,
+    make_user,
     mark_document,
     new_context,
     same_document,
     semver,
-    shot,
+    shots,
     shown_tags,
+    sign_in,
     wait_for_details,
 )
-from test_deleting import REPO, Fixture, _seed
-
-from testbed import RegistryServer
+from tests.helpers.deletion import REPO, Fixture, seed_versions
 
 pytestmark = pytest.mark.browser
 
 TAGS = ["1.0.0", "1.2.4", "2.0.0", "3.0.0", "latest"]
 # The default order: names that are not versions on top, then the newest version first.
 DEFAULT_ORDER = ["latest", "3.0.0", "2.0.0", "1.2.4", "1.0.0"]
-PASSWORDS = {"mia": "pw-mia-browser-1", "vic": "pw-vic-browser-1"}
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Fix
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry") as server:
-        fixture = Fixture(server, _seed(server))
+        fixture = Fixture(server, seed_versions(server))
         settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
                               "PULL_HOST": "", "ANONYMOUS_READ": False}
         settings.ALLOWED_HOSTS = ["*"]
@@ -80,15 +80,6 @@ def page(browser: Browser, reg: Fixture, watch: Watch) -> Iterator[Page]:  # noq
         ctx.close()
 
 
-def make_user(username: str, group: str) -> User:
-    from dashboard.auth import ensure_roles
-
-    ensure_roles()  # the groups come from post_migrate; make sure after a flush, too
-    user = User.objects.create_user(username, password=PASSWORDS[username])
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
 @pytest.fixture
 def maintainer(transactional_db) -> User:
     return make_user("mia", "maintainer")
@@ -100,28 +91,6 @@ def viewer(transactional_db) -> User:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def shots(page: Page, name: str, *, full_page: bool = True) -> None:
-    """The same state in light and in dark."""
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        shot(page, f"delete-{name}-{scheme}", full_page=full_page)
-    page.emulate_media(color_scheme="light")
-
-
-def sign_in(page: Page, base: str, user: User, path: str, *, screenshot: bool = False) -> None:
-    """Open `path`, get sent to the login form, sign in there and land back on `path`."""
-    page.goto(base + path)
-    expect(page).to_have_url(re.compile(re.escape(f"{base}/-/login/?next=") + ".+"))
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    if screenshot:
-        shots(page, "login")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORDS[user.username])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(base + path)
-    expect(page.locator(".usernav .who")).to_have_text(user.username)
 
 
 def repo_path() -> str:

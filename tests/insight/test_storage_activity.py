@@ -18,7 +18,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from test_browser import browser  # noqa: F401 - the module-scoped Chromium, reused by the browser tests
+
+from tests.helpers.browser import Watch, mark_document, new_context, no_sideways_scroll, same_document, shot
+
+pytestmark = pytest.mark.postgres
 
 HTMX = {"HX-Request": "true"}
 XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
@@ -605,7 +608,6 @@ def live(live_server, transactional_db, settings):  # noqa: ANN001, ANN201
 
 @pytest.fixture
 def page(browser, live):  # noqa: ANN001, ANN201, F811
-    from test_browser import Watch, new_context
 
     watch = Watch()
     ctx = new_context(browser, watch)
@@ -618,7 +620,6 @@ def page(browser, live):  # noqa: ANN001, ANN201, F811
 
 
 def shots(page, name: str) -> None:  # noqa: ANN001
-    from test_browser import shot
 
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
@@ -629,7 +630,6 @@ def shots(page, name: str) -> None:  # noqa: ANN001
 @pytest.mark.browser
 def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
-    from test_browser import mark_document, no_sideways_scroll, same_document
 
     realistic_index()
     page.goto(live + "/-/storage/")
@@ -662,7 +662,6 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
 @pytest.mark.browser
 def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(page, live) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
-    from test_browser import mark_document, no_sideways_scroll, same_document
 
     from dashboard.models import RegistryEvent
 

@@ -33,6 +33,8 @@ from testbed.push import (
 )
 from testbed.server import free_port
 
+pytestmark = pytest.mark.postgres
+
 T = TypeVar("T")
 REPO = "team/app"
 TOKEN = "events-token-for-tests-0123456789"
@@ -103,7 +105,7 @@ def _wait_for_quiet() -> None:
 def flow(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Flow]:  # noqa: ANN001
     from django.core.cache import cache
 
-    settings.TASKS = {"default": {"BACKEND": "task_backends.ThreadBackend"}}
+    settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
     settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token=TOKEN)
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:
@@ -251,7 +253,7 @@ def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, tran
 
     from dashboard.index.sync import sync_repository
 
-    settings.TASKS = {"default": {"BACKEND": "task_backends.ThreadBackend"}}
+    settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
     settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token="not-the-token")
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:

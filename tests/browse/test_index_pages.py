@@ -20,18 +20,36 @@ from django.template.defaultfilters import filesizeformat
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
-from test_browser import (  # noqa: F401 - the browser fixtures, reused
-    App, Watch, app, browser, context, mark_document, new_context, no_sideways_scroll, page, same_document, shot,
-    shown_tags, watch)
-from test_pages import (HTMX, KIND_LABEL, catalog_order, dom, get, manifest_url, plain_tags, repo_url, row_order,
-                        rows, when)
 
 from testbed import Kind, RegistryServer, seed_many_tags
 from testbed.push import build_image, push_image, put_manifest
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WEB
 from testbed.server import free_port
+from tests.helpers.browser import (
+    App,
+    Watch,
+    mark_document,
+    new_context,
+    no_sideways_scroll,
+    same_document,
+    shot,
+    shown_tags,
+)
+from tests.helpers.html import dom
+from tests.helpers.pages import (
+    HTMX,
+    KIND_LABEL,
+    catalog_order,
+    get,
+    manifest_url,
+    plain_tags,
+    repo_url,
+    row_order,
+    rows,
+    when,
+)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 MANY = "team/many"
 

@@ -18,6 +18,8 @@ import pytest
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
 
+pytestmark = pytest.mark.postgres
+
 GC_TIMEOUT_S = 120
 
 
