@@ -82,7 +82,7 @@ def _run_as() -> pwd.struct_passwd | None:
 class PostgresCluster:
     """initdb, start, a database and a password; `url` is a DATABASE_URL for it."""
 
-    def __init__(self, parent: Path | None = None, *, dir: Path | None = None) -> None:  # noqa: A002
+    def __init__(self, parent: Path | None = None, *, dir: Path | None = None) -> None:  # noqa: A002 - tempfile's name for the parent directory
         self.bindir = postgres_bindir()
         self.user = _run_as()
         self._parent = parent

@@ -8,22 +8,14 @@ tests would prove nothing.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-# The repo root holds `testbed/`; pytest-django puts it on sys.path (next to manage.py), but
-# `-p no:django` runs and plain `pytest` from elsewhere would not find it.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402 - after the path fix above
-
-from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries  # noqa: E402 - idem
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, App, Watch, new_context  # noqa: E402 - idem
+from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, App, Watch, new_context
 
 
 def _require_tools() -> None:

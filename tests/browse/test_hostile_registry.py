@@ -96,7 +96,7 @@ class Hostile(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hostile(settings, db) -> Iterator[str]:  # noqa: ANN001
+def hostile(settings, db) -> Iterator[str]:
     from django.core.cache import cache
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)

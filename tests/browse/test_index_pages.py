@@ -63,7 +63,7 @@ def index(*names: str) -> None:
         assert not result.problem, (name, result.problem)
 
 
-def point_at(server: RegistryServer, settings) -> None:  # noqa: ANN001
+def point_at(server: RegistryServer, settings) -> None:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
@@ -73,7 +73,7 @@ def point_at(server: RegistryServer, settings) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def many(empty_registry: RegistryServer, settings) -> Iterator[dict[str, str]]:  # noqa: ANN001
+def many(empty_registry: RegistryServer, settings) -> Iterator[dict[str, str]]:
     """250 tags v1.0.0 … v1.249.0 in one indexed repository, created a minute apart (v1.249.0 newest)."""
     point_at(empty_registry, settings)
     tags = seed_many_tags(empty_registry.url, MANY, 250)
@@ -88,7 +88,7 @@ ODD_TAGS = ["latest", "main", "stable", "1.0.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.
 
 
 @pytest.fixture
-def odd(empty_registry: RegistryServer, settings) -> Iterator[list[str]]:  # noqa: ANN001
+def odd(empty_registry: RegistryServer, settings) -> Iterator[list[str]]:
     point_at(empty_registry, settings)
     image = build_image([{"odd.txt": b"odd\n"}])
     push_image(empty_registry.url, "team/odd", image, ODD_TAGS[0])
@@ -98,7 +98,7 @@ def odd(empty_registry: RegistryServer, settings) -> Iterator[list[str]]:  # noq
     yield ODD_TAGS
 
 
-def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str]:  # noqa: ANN001
+def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str]:
     return row_order(dom(get(client, repo_url(name, query), htmx=htmx)))
 
 
@@ -106,7 +106,7 @@ def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str
 
 
 @pytest.mark.parametrize("order", ["", "asc", "desc"])
-def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> None:  # noqa: ANN001
+def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> None:
     from dashboard.browse.live import TagRow, sort_rows
 
     expected = [r.tag for r in sort_rows([TagRow(tag=t) for t in odd], "name", order)]
@@ -115,7 +115,7 @@ def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> 
     assert set(expected[:7]) == {"a01", "a1", "feature-x", "latest", "main", "stable", "1.0.0-beta_2"}
 
 
-def test_name_order__seeded_repositories_match_the_live_order(client, dashboard) -> None:  # noqa: ANN001
+def test_name_order__seeded_repositories_match_the_live_order(client, dashboard) -> None:
     from dashboard.browse.live import TagRow, sort_rows
 
     index(REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART)
@@ -127,7 +127,7 @@ def test_name_order__seeded_repositories_match_the_live_order(client, dashboard)
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_sort_by_created__newest_first_by_default_and_turns_around(client, dashboard, order) -> None:  # noqa: ANN001
+def test_sort_by_created__newest_first_by_default_and_turns_around(client, dashboard, order) -> None:
     index(REPO_WEB)
     seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_WEB, f"sort=created&order={order}")))
@@ -140,7 +140,7 @@ def test_sort_by_created__newest_first_by_default_and_turns_around(client, dashb
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_sort_by_size__largest_first_by_default_and_turns_around(client, dashboard, order) -> None:  # noqa: ANN001
+def test_sort_by_size__largest_first_by_default_and_turns_around(client, dashboard, order) -> None:
     index(REPO_WEB)
     seeded = dashboard.seeded
     got = shown(client, REPO_WEB, f"sort=size&order={order}")
@@ -149,14 +149,14 @@ def test_sort_by_size__largest_first_by_default_and_turns_around(client, dashboa
     assert shown(client, REPO_WEB, "sort=size") == shown(client, REPO_WEB, "sort=size&order=desc")
 
 
-def test_sort_by_created_across_pages__page_two_continues_page_one(client, many) -> None:  # noqa: ANN001
+def test_sort_by_created_across_pages__page_two_continues_page_one(client, many) -> None:
     newest_first = [f"v1.{i}.0" for i in range(249, -1, -1)]
     assert shown(client, MANY, "sort=created") == newest_first[:100]
     assert shown(client, MANY, "sort=created&page=2") == newest_first[100:200]
     assert shown(client, MANY, "sort=created&order=asc&page=3") == newest_first[::-1][200:]
 
 
-def test_group_by_image__tags_of_one_digest_stand_together(client, dashboard) -> None:  # noqa: ANN001
+def test_group_by_image__tags_of_one_digest_stand_together(client, dashboard) -> None:
     index(REPO_WEB)
     seeded = dashboard.seeded
     digests = [seeded.digest(REPO_WEB, t) for t in shown(client, REPO_WEB, "sort=image")]
@@ -166,7 +166,7 @@ def test_group_by_image__tags_of_one_digest_stand_together(client, dashboard) ->
         (when(seeded.manifests[d].created) for d in runs), reverse=True)
 
 
-def test_sort_by_platform__each_platform_set_together_and_turns_around(client, dashboard) -> None:  # noqa: ANN001
+def test_sort_by_platform__each_platform_set_together_and_turns_around(client, dashboard) -> None:
     index(REPO_MULTI)
     seeded = dashboard.seeded
     tags = plain_tags(seeded, REPO_MULTI)
@@ -178,7 +178,7 @@ def test_sort_by_platform__each_platform_set_together_and_turns_around(client, d
     assert shown(client, REPO_MULTI, "sort=platform&order=desc") == by_platform[::-1]
 
 
-def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboard) -> None:  # noqa: ANN001
+def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboard) -> None:
     from dashboard.models import IndexedManifest, IndexedTag
 
     index(REPO_WEB)
@@ -198,7 +198,7 @@ def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboa
 
 
 @pytest.mark.parametrize("repo", [REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART])
-def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(client, dashboard, repo) -> None:  # noqa: ANN001
+def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(client, dashboard, repo) -> None:
     index(repo)
     seeded = dashboard.seeded
     doc = dom(get(client, repo_url(repo)))
@@ -219,7 +219,7 @@ def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(cl
         assert tr.one("a", cls="tag-history").attrs["href"] == f"/r/{repo}/-/tags/{tag}/history/"
 
 
-def test_rows__multi_arch_lists_every_platform_with_its_own_size(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__multi_arch_lists_every_platform_with_its_own_size(client, dashboard) -> None:
     index(REPO_MULTI)
     seeded = dashboard.seeded
     for tag, tr in rows(dom(get(client, repo_url(REPO_MULTI)))).items():
@@ -232,7 +232,7 @@ def test_rows__multi_arch_lists_every_platform_with_its_own_size(client, dashboa
         assert "unknown/unknown" not in tr.one("td", cls="platforms").text
 
 
-def test_rows__shared_digest_tags_say_so_and_share_a_colour(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__shared_digest_tags_say_so_and_share_a_colour(client, dashboard) -> None:
     index(REPO_WEB, REPO_ALPINE)
     for repo, (a, b) in ((REPO_WEB, ("1.10.0", "latest")), (REPO_ALPINE, ("3.19", "latest"))):
         found = rows(dom(get(client, repo_url(repo))))
@@ -244,7 +244,7 @@ def test_rows__shared_digest_tags_say_so_and_share_a_colour(client, dashboard) -
     assert lone.find("span", cls="same") is None and "shared" not in lone.classes
 
 
-def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) -> None:
     index(REPO_WEB)
     seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_WEB)))
@@ -261,7 +261,7 @@ def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) 
     assert f"{len(attachments)} attachment tags" in doc.one("p", cls="summary").text
 
 
-def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, settings) -> None:  # noqa: ANN001
+def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, settings) -> None:
     point_at(empty_registry, settings)
     image = build_image([{"app": b"app\n"}])
     push_image(empty_registry.url, "team/ref", image, "1.0")
@@ -281,7 +281,7 @@ def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client
     assert "sha256-" + "0" * 64 + ".sig" in orphans.text
 
 
-def test_rows__pull_commands_name_the_registry_host(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__pull_commands_name_the_registry_host(client, dashboard) -> None:
     index(REPO_WEB, REPO_CHART)
     seeded, host = dashboard.seeded, dashboard.host
     for tag, tr in rows(dom(get(client, repo_url(REPO_WEB)))).items():
@@ -292,7 +292,7 @@ def test_rows__pull_commands_name_the_registry_host(client, dashboard) -> None: 
         f"helm pull oci://{host}/{REPO_CHART} --version {tag}"]
 
 
-def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard) -> None:
     from dashboard.index import store
 
     index(REPO_ALPINE)
@@ -303,7 +303,7 @@ def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard
     assert tr.one("td", cls="digest").one("a").attrs["title"] == "sha256:" + "a" * 64
 
 
-def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, dashboard) -> None:  # noqa: ANN001
+def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, dashboard) -> None:
     from dashboard.index import store
 
     index(REPO_ALPINE)
@@ -317,7 +317,7 @@ def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, dashb
     assert tr.find("a", cls="tag-history") is None and tr.find("a", href=manifest_url(REPO_ALPINE, hostile)) is None
 
 
-def test_tagless_repository__says_so(client, dashboard) -> None:  # noqa: ANN001
+def test_tagless_repository__says_so(client, dashboard) -> None:
     index(REPO_GONE)
     doc = dom(get(client, repo_url(REPO_GONE)))
     assert not rows(doc)
@@ -327,7 +327,7 @@ def test_tagless_repository__says_so(client, dashboard) -> None:  # noqa: ANN001
 # -- paging and filters -----------------------------------------------------------------------------
 
 
-def test_paging__page_two_shows_the_next_hundred_and_links_both_ways(client, many) -> None:  # noqa: ANN001
+def test_paging__page_two_shows_the_next_hundred_and_links_both_ways(client, many) -> None:
     newest_version_first = [f"v1.{i}.0" for i in range(249, -1, -1)]
     first = dom(get(client, repo_url(MANY)))
     assert row_order(first) == newest_version_first[:100]
@@ -348,7 +348,7 @@ def test_paging__page_two_shows_the_next_hundred_and_links_both_ways(client, man
     assert row_order(dom(get(client, repo_url(MANY, "page=abc")))) == newest_version_first[:100]
 
 
-def test_paging__links_keep_the_sort_and_a_new_sort_starts_at_page_one(client, many) -> None:  # noqa: ANN001
+def test_paging__links_keep_the_sort_and_a_new_sort_starts_at_page_one(client, many) -> None:
     doc = dom(get(client, repo_url(MANY, "sort=created&order=asc&page=2")))
     nxt = dict(parse_qsl(urlsplit(doc.one("a", rel="next").attrs["href"]).query))
     assert nxt == {"sort": "created", "order": "asc", "page": "3"}
@@ -356,7 +356,7 @@ def test_paging__links_keep_the_sort_and_a_new_sort_starts_at_page_one(client, m
     assert "page" not in dict(parse_qsl(urlsplit(size_header.attrs["href"]).query))
 
 
-def test_paging__htmx_gets_only_the_table_region(client, many) -> None:  # noqa: ANN001
+def test_paging__htmx_gets_only_the_table_region(client, many) -> None:
     response = get(client, repo_url(MANY, "page=2"), htmx=True)
     body = response.content.decode()
     assert body.lstrip().startswith('<section id="tags"') and "<html" not in body
@@ -367,7 +367,7 @@ def test_paging__htmx_gets_only_the_table_region(client, many) -> None:  # noqa:
     assert dom(response).one("a", rel="next").attrs["hx-get"] == f"/r/{MANY}/?page=3"
 
 
-def test_filter__by_tag_substring_counts_and_pages_the_matches(client, many) -> None:  # noqa: ANN001
+def test_filter__by_tag_substring_counts_and_pages_the_matches(client, many) -> None:
     matching = sorted((t for t in many if "1.1" in t), key=lambda t: -int(t.split(".")[1]))
     doc = dom(get(client, repo_url(MANY, "q=1.1")))
     assert row_order(doc) == matching[:100]
@@ -380,7 +380,7 @@ def test_filter__by_tag_substring_counts_and_pages_the_matches(client, many) -> 
         "p", cls="empty").text
 
 
-def test_filter__by_platform_and_kind(client, dashboard) -> None:  # noqa: ANN001
+def test_filter__by_platform_and_kind(client, dashboard) -> None:
     index(REPO_MULTI, REPO_WEB)
     seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_MULTI)))
@@ -396,7 +396,7 @@ def test_filter__by_platform_and_kind(client, dashboard) -> None:  # noqa: ANN00
     assert shown(client, REPO_WEB, "kind=index") == []
 
 
-def test_filter__form_works_without_javascript_and_carries_the_sort(client, many) -> None:  # noqa: ANN001
+def test_filter__form_works_without_javascript_and_carries_the_sort(client, many) -> None:
     doc = dom(get(client, repo_url(MANY, "sort=created&order=asc")))
     form = doc.one("form", id="tag-filter")
     assert (form.attrs["method"], form.attrs["action"]) == ("get", f"/r/{MANY}/")
@@ -408,11 +408,11 @@ def test_filter__form_works_without_javascript_and_carries_the_sort(client, many
 # -- freshness --------------------------------------------------------------------------------------
 
 
-def freshness_text(client, name: str) -> str:  # noqa: ANN001
+def freshness_text(client, name: str) -> str:
     return dom(get(client, repo_url(name))).one("p", cls="freshness").text
 
 
-def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:  # noqa: ANN001
+def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:
     from dashboard.browse import indexed
     from dashboard.index import store
     from dashboard.models import IndexedRepository, RegistryEvent
@@ -436,7 +436,7 @@ def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dash
         "· last registry event (pull) 3 s ago")
 
 
-def test_freshness__a_repository_known_from_events_only_is_read_live_with_a_note(client, dashboard) -> None:  # noqa: ANN001
+def test_freshness__a_repository_known_from_events_only_is_read_live_with_a_note(client, dashboard) -> None:
     from dashboard.index import store
 
     store.set_tags(REPO_WEB, {"1.2.0": dashboard.seeded.digest(REPO_WEB, "1.2.0")}, source="event")
@@ -451,14 +451,14 @@ def test_freshness__a_repository_known_from_events_only_is_read_live_with_a_note
 
 
 @pytest.fixture
-def maintainer(client, db):  # noqa: ANN001
+def maintainer(client, db):
     user = User.objects.create_user("mia", password="pw-mia-123")
     user.groups.add(Group.objects.get(name="maintainer"))
     client.force_login(user)
     return user
 
 
-def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_filter(client, many, maintainer) -> None:  # noqa: ANN001
+def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_filter(client, many, maintainer) -> None:
     response = client.post(f"/r/{MANY}/-/tags/v1.149.0/delete/", {"digest": many["v1.149.0"]},
                            headers={**HTMX, "HX-Current-URL": f"http://testserver/r/{MANY}/?q=1.14&sort=created"})
     assert response.status_code == 200
@@ -476,7 +476,7 @@ def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_fi
 # -- the catalog --------------------------------------------------------------------------------------
 
 
-def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, settings) -> None:
     from dashboard.index import sync
 
     seeded = dashboard.seeded
@@ -502,14 +502,14 @@ def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, 
     assert get(client, "/?q=acme", htmx=True).content.decode().lstrip().startswith('<section id="repo-list"')
 
 
-def test_catalog__before_a_full_sync_finished__says_repositories_may_be_missing(client, dashboard) -> None:  # noqa: ANN001
+def test_catalog__before_a_full_sync_finished__says_repositories_may_be_missing(client, dashboard) -> None:
     index(REPO_WEB)
     doc = dom(get(client, "/"))
     assert [a.attrs["href"][3:-1] for a in doc.find_all("a", cls="repo-link")] == [REPO_WEB]
     assert "no full sync has finished yet: some repositories may be missing" in doc.one("p", cls="freshness").text
 
 
-def test_catalog__empty_index__read_live_as_before(client, dashboard) -> None:  # noqa: ANN001
+def test_catalog__empty_index__read_live_as_before(client, dashboard) -> None:
     doc = dom(get(client, "/"))
     assert [a.attrs["href"][3:-1] for a in doc.find_all("a", cls="repo-link")] == catalog_order(
         dashboard.seeded.repos)[:100]
@@ -519,7 +519,7 @@ def test_catalog__empty_index__read_live_as_before(client, dashboard) -> None:  
 # -- speed --------------------------------------------------------------------------------------------
 
 
-def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, many) -> None:  # noqa: ANN001
+def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, many) -> None:
     from django.db import connection
 
     def count(query: str) -> int:
@@ -540,7 +540,7 @@ def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, ma
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_browser__sort_by_created_and_page_swap_the_table_and_back_restores(
-        page: Page, app: App, empty_registry: RegistryServer, settings) -> None:  # noqa: ANN001
+        page: Page, app: App, empty_registry: RegistryServer, settings) -> None:
     point_at(empty_registry, settings)
     seed_many_tags(empty_registry.url, MANY, 250)
     index(MANY)

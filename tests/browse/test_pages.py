@@ -210,7 +210,7 @@ def test_crawl__every_repo_tag_platform_layer_and_attachment_is_reachable_from_t
     # Download links: every blob page has one; fetch a few and check the bytes are the blob.
     assert {(m["name"], m["digest"]) for u in downloads if (m := _DOWNLOAD_PATH.match(u))} \
         >= {(REPO_WEB, d) for d in seeded.fact(REPO_WEB, "1.10.0").layer_digests}
-    sample = sorted(u for u in downloads if u.startswith(f"/r/{REPO_WEB}/") or u.startswith(f"/r/{REPO_ALPINE}/"))[:4]
+    sample = sorted(u for u in downloads if u.startswith((f"/r/{REPO_WEB}/", f"/r/{REPO_ALPINE}/")))[:4]
     assert sample
     for url in sample:
         digest = _DOWNLOAD_PATH.match(url)["digest"]

@@ -70,7 +70,7 @@ def watch() -> Watch:
 
 
 @pytest.fixture
-def page(browser: Browser, reg: Fixture, watch: Watch) -> Iterator[Page]:  # noqa: F811
+def page(browser: Browser, reg: Fixture, watch: Watch) -> Iterator[Page]:
     ctx = new_context(browser, watch)
     try:
         pg = ctx.new_page()

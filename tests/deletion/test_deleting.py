@@ -17,7 +17,7 @@ from testbed.server import free_port
 from tests.helpers.deletion import REPO, Fixture, seed_versions
 
 
-def _configure(settings, server: RegistryServer) -> None:  # noqa: ANN001
+def _configure(settings, server: RegistryServer) -> None:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
@@ -27,7 +27,7 @@ def _configure(settings, server: RegistryServer) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def reg(tmp_path: Path, settings, db) -> Iterator[Fixture]:  # noqa: ANN001
+def reg(tmp_path: Path, settings, db) -> Iterator[Fixture]:
     # A fixed port, so the registry can be restarted after garbage collection at the same URL.
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
         fixture = Fixture(server, seed_versions(server))
@@ -36,18 +36,18 @@ def reg(tmp_path: Path, settings, db) -> Iterator[Fixture]:  # noqa: ANN001
 
 
 @pytest.fixture
-def maintainer(client, db):  # noqa: ANN001
+def maintainer(client, db):
     user = User.objects.create_user("mia", password="pw-mia-123")
     user.groups.add(Group.objects.get(name="maintainer"))
     client.force_login(user)
     return user
 
 
-def _messages(response) -> list[str]:  # noqa: ANN001
+def _messages(response) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
 
 
-def test_untag__shared_digest_keeps_the_sibling_tag(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_untag__shared_digest_keeps_the_sibling_tag(client, reg, maintainer) -> None:
     from dashboard.models import Deletion
 
     original, _ = get_manifest(reg.server.url, REPO, "latest")
@@ -63,7 +63,7 @@ def test_untag__shared_digest_keeps_the_sibling_tag(client, reg, maintainer) -> 
     assert record.registry == reg.server.url and record.repository == REPO
 
 
-def test_untag__htmx_swaps_the_table_and_says_so(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_untag__htmx_swaps_the_table_and_says_so(client, reg, maintainer) -> None:
     response = client.post(f"/r/{REPO}/-/tags/2.0.0/delete/", {"digest": reg.digests["2.0.0"]},
                            headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver/r/{REPO}/?sort=size"})
     body = response.content.decode()
@@ -76,7 +76,7 @@ def test_untag__htmx_swaps_the_table_and_says_so(client, reg, maintainer) -> Non
     assert 'aria-sort="descending"' in body.split('>Size')[0].rsplit("<th", 1)[1]
 
 
-def test_untag__confirmation_names_what_stays(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_untag__confirmation_names_what_stays(client, reg, maintainer) -> None:
     shared = client.get(f"/r/{REPO}/-/tags/latest/delete/").content.decode()
     assert "only the tag latest" in shared and "still tagged <strong>1.2.4</strong>" in shared
     alone = client.get(f"/r/{REPO}/-/tags/3.0.0/delete/").content.decode()
@@ -84,13 +84,13 @@ def test_untag__confirmation_names_what_stays(client, reg, maintainer) -> None: 
     assert reg.tags() == ["1.0.0", "1.2.4", "2.0.0", "3.0.0", "latest"]
 
 
-def test_untag__tag_moved_since_confirmation__nothing_changes(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_untag__tag_moved_since_confirmation__nothing_changes(client, reg, maintainer) -> None:
     response = client.post(f"/r/{REPO}/-/tags/latest/delete/", {"digest": reg.digests["1.0.0"]}, follow=True)
     assert any("nothing was changed" in m for m in _messages(response))
     assert reg.digest("latest") == reg.digests["latest"]
 
 
-def test_bulk__untag_three_of_five__exactly_two_remain(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_bulk__untag_three_of_five__exactly_two_remain(client, reg, maintainer) -> None:
     from dashboard.models import Deletion
 
     confirm = client.get(f"/r/{REPO}/-/untag/", {"tag": ["latest", "1.0.0", "3.0.0"]}).content.decode()
@@ -105,7 +105,7 @@ def test_bulk__untag_three_of_five__exactly_two_remain(client, reg, maintainer) 
     assert Deletion.objects.count() == 3
 
 
-def test_bulk__one_failure_does_not_stop_or_hide_the_others(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_bulk__one_failure_does_not_stop_or_hide_the_others(client, reg, maintainer) -> None:
     response = client.post(f"/r/{REPO}/-/untag/", {"tag": ["1.0.0", "gone-already", "2.0.0"]},
                            headers={"HX-Request": "true"})
     body = response.content.decode()
@@ -114,14 +114,14 @@ def test_bulk__one_failure_does_not_stop_or_hide_the_others(client, reg, maintai
     assert "gone-already" in body and "there is no tag" in body
 
 
-def test_delete__shared_digest_lists_every_tag(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_delete__shared_digest_lists_every_tag(client, reg, maintainer) -> None:
     digest = reg.digests["latest"]
     body = client.get(f"/r/{REPO}/-/manifests/{digest}/delete/").content.decode()
     assert "<li><code>1.2.4</code></li>" in body and "<li><code>latest</code></li>" in body
     assert "Delete image and 2 tags" in body
 
 
-def test_delete__tags_changed_since_confirmation__asks_again(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_delete__tags_changed_since_confirmation__asks_again(client, reg, maintainer) -> None:
     digest = reg.digests["latest"]
     response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", {"tag": ["latest"]})
     assert response.status_code == 409
@@ -129,7 +129,7 @@ def test_delete__tags_changed_since_confirmation__asks_again(client, reg, mainta
     assert reg.digest("latest") == reg.digest("1.2.4") == digest
 
 
-def test_delete_then_restore__manifest_and_every_tag_come_back(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_delete_then_restore__manifest_and_every_tag_come_back(client, reg, maintainer) -> None:
     from dashboard.models import Deletion
 
     digest = reg.digests["latest"]
@@ -148,7 +148,7 @@ def test_delete_then_restore__manifest_and_every_tag_come_back(client, reg, main
     assert record.restored_at is not None and record.restored_by == "mia"
 
 
-def test_restore__after_garbage_collection__refused_with_the_reason(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_restore__after_garbage_collection__refused_with_the_reason(client, reg, maintainer) -> None:
     from dashboard.models import Deletion
 
     client.post(f"/r/{REPO}/-/tags/3.0.0/delete/", {"digest": reg.digests["3.0.0"]})
@@ -165,7 +165,7 @@ def test_restore__after_garbage_collection__refused_with_the_reason(client, reg,
     assert record.restored_at is None
 
 
-def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, settings, maintainer) -> None:  # noqa: ANN001
+def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, settings, maintainer) -> None:
     with RegistryServer(tmp_path / "ro", delete_enabled=False) as server:
         digests = seed_versions(server)
         _configure(settings, server)
@@ -181,14 +181,14 @@ def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path,
         assert "latest" in tags
 
 
-def test_delete__invalid_tag_or_digest_in_url__404_and_nothing_changes(client, reg, maintainer) -> None:  # noqa: ANN001
+def test_delete__invalid_tag_or_digest_in_url__404_and_nothing_changes(client, reg, maintainer) -> None:
     assert client.post(f"/r/{REPO}/-/tags/-x/delete/").status_code == 404
     assert client.post(f"/r/{REPO}/-/manifests/sha256:nothex/delete/").status_code == 404
     assert client.post(f"/r/{REPO}/-/untag/", {"tag": ["ok", "bad tag"]}).status_code == 404
     assert reg.tags() == ["1.0.0", "1.2.4", "2.0.0", "3.0.0", "latest"]
 
 
-def test_audit__admin_sees_the_log_read_only(client, reg, maintainer, admin_client) -> None:  # noqa: ANN001
+def test_audit__admin_sees_the_log_read_only(client, reg, maintainer, admin_client) -> None:
     client.post(f"/r/{REPO}/-/tags/1.0.0/delete/", {"digest": reg.digests["1.0.0"]})
     page = admin_client.get("/admin/dashboard/deletion/").content.decode()
     assert "team/app" in page and "1.0.0" in page

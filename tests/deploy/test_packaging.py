@@ -740,13 +740,13 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     assert "0 blobs marked, 3 blobs and 0 manifests eligible for deletion" in result.stdout, result.stdout
 
 
-def _listener(received: list[tuple[dict[str, str], dict]]):  # noqa: ANN202
+def _listener(received: list[tuple[dict[str, str], dict]]):
     """A local HTTP server that records each POST's headers and JSON body and answers 200."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             received.append((dict(self.headers), json.loads(body)))
             self.send_response(200)
@@ -760,7 +760,7 @@ def _listener(received: list[tuple[dict[str, str], dict]]):  # noqa: ANN202
     return server
 
 
-def _wait_for(predicate, what: str, timeout: float = 20) -> None:  # noqa: ANN001
+def _wait_for(predicate, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -40,7 +40,7 @@ def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[
 
 
 @pytest.fixture
-def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:  # noqa: F811
+def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:
     watch = Watch()
     ctx = new_context(browser, watch)
     try:

@@ -43,7 +43,7 @@ SUBPROCESS_TIMEOUT_S = 120
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def configure(settings, server: RegistryServer, **extra: object) -> None:  # noqa: ANN001
+def configure(settings, server: RegistryServer, **extra: object) -> None:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {
@@ -56,7 +56,7 @@ def configure(settings, server: RegistryServer, **extra: object) -> None:  # noq
 
 
 @pytest.fixture
-def server(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:  # noqa: ANN001
+def server(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as srv:
         configure(settings, srv)
         yield srv
@@ -70,7 +70,7 @@ def seeded(server: RegistryServer) -> RegistryServer:
 
 
 @pytest.fixture
-def mia(db) -> User:  # noqa: ANN001
+def mia(db) -> User:
     user = User.objects.create_user("mia")
     user.groups.add(Group.objects.get(name="maintainer"))
     return user
@@ -133,7 +133,7 @@ def test_command_argv__flags_after_garbage_collect__else_at_the_end() -> None:
         ["/usr/local/bin/gc-wrapper", "/etc/r.yml", "--dry-run"]
 
 
-def test_configured__unset__says_how_and_start_is_refused(settings, mia) -> None:  # noqa: ANN001
+def test_configured__unset__says_how_and_start_is_refused(settings, mia) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": ""}
     ok, reason = gc.configured()
     assert not ok and "REGISTRYUI_GC_COMMAND" in reason and "garbage-collect" in reason and "db_worker" in reason
@@ -232,7 +232,7 @@ def test_repush_after_gc__no_blob_cache__the_pushed_image_is_complete(server: Re
 
 
 def test_repush_after_gc__inmemory_blob_cache__the_trap_broken_image_until_restart_and_repush(
-        tmp_path: Path, settings, mia: User) -> None:  # noqa: ANN001
+        tmp_path: Path, settings, mia: User) -> None:
     """Why the shipped config has no `storage.cache`: registry:2's default `inmemory` cache still
     says the collected blobs exist (the manifest's own blob too), so the re-push uploads nothing,
     every PUT answers 201, and what was pushed cannot be pulled: the tag is 404 and each blob GET
@@ -308,7 +308,7 @@ def test_delete_untagged__tagged_index_children_eligible_on_2_8__refused_and_a_p
 
 
 def test_gc_command__delete_untagged_with_a_tagged_index__the_worker_refuses_before_deleting_anything(
-        server: RegistryServer, capsys) -> None:  # noqa: ANN001
+        server: RegistryServer, capsys) -> None:
     index, loose = _multi_arch(server)
     before = disk_bytes(server.storage_dir)
     with pytest.raises(CommandError) as failed:
@@ -421,7 +421,7 @@ def _rows(tmp_path: Path) -> list[dict]:
         return [dict(r) for r in conn.execute("SELECT * FROM dashboard_gcrun ORDER BY id")]
 
 
-def _poll(condition, what: str):  # noqa: ANN001, ANN202
+def _poll(condition, what: str):
     deadline = time.monotonic() + POLL_TIMEOUT_S
     while time.monotonic() < deadline:
         value = condition()
@@ -489,7 +489,7 @@ def test_queued_from_the_web_side__a_real_db_worker_process_runs_it(tmp_path: Pa
 
 
 def test_worker__its_run_marked_stale_meanwhile__stops_the_command_at_once(
-        seeded: RegistryServer, settings, tmp_path: Path) -> None:  # noqa: ANN001
+        seeded: RegistryServer, settings, tmp_path: Path) -> None:
     script = _gate_script(tmp_path)
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{script} {seeded.config_path}"}
     run = gc.create_run(None, username="worker-a", dry_run=True)
@@ -509,7 +509,7 @@ def test_worker__its_run_marked_stale_meanwhile__stops_the_command_at_once(
 
 
 def test_timeout__a_hung_command_is_stopped_and_the_run_failed(seeded: RegistryServer, mia: User, settings,
-                                                               tmp_path: Path) -> None:  # noqa: ANN001
+                                                               tmp_path: Path) -> None:
     script = _gate_script(tmp_path)
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{script} {seeded.config_path}", "GC_TIMEOUT": 1}
     run = gc.start(mia, dry_run=True)
@@ -522,7 +522,7 @@ def test_timeout__a_hung_command_is_stopped_and_the_run_failed(seeded: RegistryS
 
 
 def test_failing_command__bad_config_path__failed_with_its_stderr_and_the_lock_is_free(
-        seeded: RegistryServer, mia: User, settings, tmp_path: Path) -> None:  # noqa: ANN001
+        seeded: RegistryServer, mia: User, settings, tmp_path: Path) -> None:
     good = settings.REGISTRYUI["GC_COMMAND"]
     settings.REGISTRYUI = {**settings.REGISTRYUI,
                            "GC_COMMAND": f"{registry_binary()} garbage-collect {tmp_path}/missing.yml"}
@@ -563,7 +563,7 @@ def test_stale_run__old_heartbeat__marked_failed_and_the_lock_freed(seeded: Regi
     assert gc.start(mia, dry_run=True).state == "succeeded"
 
 
-def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryServer, mia: User, settings) -> None:  # noqa: ANN001
+def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryServer, mia: User, settings) -> None:
     script = "for i in range(30000): print(f'line {i} ' + 'x' * 40)"
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{sys.executable} -c \"{script}\""}
     run = gc.start(mia, dry_run=True)
@@ -576,7 +576,7 @@ def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryS
 # -- hooks -----------------------------------------------------------------------------------------------
 
 
-def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User, settings) -> None:  # noqa: ANN001
+def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User, settings) -> None:
     settings.REGISTRYUI = {
         **settings.REGISTRYUI,
         "GC_BEFORE_COMMAND": "echo before dry=$REGISTRYUI_GC_DRY_RUN run=$REGISTRYUI_GC_RUN_ID",
@@ -590,7 +590,7 @@ def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User
 
 
 def test_hooks__failing_before_hook__gc_does_not_run_and_the_after_hook_still_does(
-        server: RegistryServer, mia: User, settings) -> None:  # noqa: ANN001
+        server: RegistryServer, mia: User, settings) -> None:
     gone = p.build_image([layer("gone.bin", 4000)], labels={"v": "gone"})
     p.push_image(server.url, REPO, gone, "old")
     p.delete_manifest(server.url, REPO, gone.digest)
@@ -611,14 +611,14 @@ def test_hooks__failing_before_hook__gc_does_not_run_and_the_after_hook_still_do
 
 
 def test_hooks__failing_after_hook__run_failed_but_says_gc_itself_succeeded(
-        seeded: RegistryServer, mia: User, settings) -> None:  # noqa: ANN001
+        seeded: RegistryServer, mia: User, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_AFTER_COMMAND": "echo restart failed; exit 1"}
     run = gc.start(mia, dry_run=True)
     assert (run.state, run.exit_code) == ("failed", 0)
     assert "after hook failed (exit code 1)" in run.error and "garbage collection itself succeeded" in run.error
 
 
-def test_admin__gc_runs_are_an_audit_read_only(seeded: RegistryServer, mia: User, admin_client) -> None:  # noqa: ANN001
+def test_admin__gc_runs_are_an_audit_read_only(seeded: RegistryServer, mia: User, admin_client) -> None:
     run = gc.start(mia, dry_run=True)
     page = admin_client.get("/admin/dashboard/gcrun/").content.decode()
     assert "mia" in page and "preview" in page and "Succeeded" in page

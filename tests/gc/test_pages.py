@@ -17,7 +17,7 @@ REPO = "team/gc"
 
 
 @pytest.fixture
-def gc_registry(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:  # noqa: ANN001
+def gc_registry(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
@@ -36,14 +36,14 @@ def gc_registry(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:  # no
         yield server
 
 
-def _login(client, group: str) -> User:  # noqa: ANN001
+def _login(client, group: str) -> User:
     user = User.objects.create_user(f"{group}-user")
     user.groups.add(Group.objects.get(name=group))
     client.force_login(user)
     return user
 
 
-def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:  # noqa: ANN001
+def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
     _login(client, "viewer")
@@ -52,7 +52,7 @@ def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:  # noqa: A
     assert GCRun.objects.count() == 0
 
 
-def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc_registry) -> None:  # noqa: ANN001
+def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
     _login(client, "maintainer")
@@ -73,7 +73,7 @@ def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc
     assert "freed" in history and "maintainer-user" in history
 
 
-def test_gc__run_without_a_preview_is_refused(client, gc_registry) -> None:  # noqa: ANN001
+def test_gc__run_without_a_preview_is_refused(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
     _login(client, "maintainer")
@@ -81,7 +81,7 @@ def test_gc__run_without_a_preview_is_refused(client, gc_registry) -> None:  # n
     assert GCRun.objects.count() == 0
 
 
-def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registry) -> None:  # noqa: ANN001
+def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registry) -> None:
     from django.utils import timezone
 
     from dashboard.models import GCRun
@@ -95,7 +95,7 @@ def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registr
     assert GCRun.objects.count() == 1
 
 
-def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> None:  # noqa: ANN001
+def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
     _login(client, "maintainer")
@@ -107,7 +107,7 @@ def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> N
     assert "<html" not in body and 'hx-trigger="every 1s"' not in body and "Succeeded" in body
 
 
-def test_gc__not_configured__says_how(client, gc_registry, settings) -> None:  # noqa: ANN001
+def test_gc__not_configured__says_how(client, gc_registry, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": ""}
     _login(client, "maintainer")
     assert "REGISTRYUI_GC_COMMAND" in client.get("/-/gc/").content.decode()

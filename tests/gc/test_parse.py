@@ -46,7 +46,7 @@ acme/multi: marking blob sha256:19724265370326a4db0d6876ff4d3d93d5f703c3ac7f4846
 blob eligible for deletion: sha256:2b58d1cd3ebfa5652e47b400467fb722d8c6ce7a054e06a68a0aaa63c685823b
 blob eligible for deletion: sha256:45258f3e3f93765819315c5fccc21d9565e90a7785b2617c2dc814b5a1e9b369
 blob eligible for deletion: sha256:88cd8bbf4b614b0e2c6aaf71dd1a1469bbd432f7a644500c7efe7df3fe54eaa9
-"""
+"""  # noqa: W291 - verbatim output: the registry ends some lines with a space
 
 # `--dry-run --delete-untagged`: the index's platform manifests are untagged, so 2.8 does not
 # mark them, nor their blobs (distribution#3178).
@@ -71,7 +71,7 @@ blob eligible for deletion: sha256:2b58d1cd3ebfa5652e47b400467fb722d8c6ce7a054e0
 blob eligible for deletion: sha256:45258f3e3f93765819315c5fccc21d9565e90a7785b2617c2dc814b5a1e9b369
 blob eligible for deletion: sha256:88cd8bbf4b614b0e2c6aaf71dd1a1469bbd432f7a644500c7efe7df3fe54eaa9
 blob eligible for deletion: sha256:b34ef51f1116405abeaeeb55378f917e4e481014577cce102a998c9078d86db8
-"""
+"""  # noqa: W291 - verbatim output: the registry ends some lines with a space
 
 # A real `--delete-untagged` run with `log.level: info`: stdout, then the registry's log on stderr.
 REAL_UNTAGGED_INFO_LOG = """\
@@ -100,7 +100,7 @@ time="2026-11-29T05:00:11.269525299Z" level=info msg="Deleting blob: /docker/reg
 time="2026-11-29T05:00:11.269734032Z" level=info msg="Deleting blob: /docker/registry/v2/blobs/sha256/f1/f1ea50f0ab2e1d2faa47b5fc2d9191879421dd208aa79303c24bdb3f0b5bcd69" go.version=go1.19.8 instance.id=98858ef3-9c2e-4395-93e5-47b008ced1a7 service=registry
 time="2026-11-29T05:00:11.269931387Z" level=info msg="Deleting blob: /docker/registry/v2/blobs/sha256/f5/f53498fe6099a4448e1462ee8aef5053ce9a52c2d442d4fd1fa8938544e43027" go.version=go1.19.8 instance.id=98858ef3-9c2e-4395-93e5-47b008ced1a7 service=registry
 time="2026-11-29T05:00:11.27012217Z" level=info msg="Deleting blob: /docker/registry/v2/blobs/sha256/19/19724265370326a4db0d6876ff4d3d93d5f703c3ac7f48468e77d020da95bc3c" go.version=go1.19.8 instance.id=98858ef3-9c2e-4395-93e5-47b008ced1a7 service=registry
-"""
+"""  # noqa: W291 - verbatim output: the registry ends some lines with a space
 
 # `garbage-collect /nonexistent.yml`: exit code 1, stderr only.
 BAD_CONFIG = """\

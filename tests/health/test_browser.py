@@ -32,7 +32,7 @@ def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[
 
 
 @pytest.fixture
-def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:  # noqa: F811
+def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:
     # The stopped registry makes the health JSON and partials answer with failures on purpose;
     # only console errors and CSP violations count here.
     watch = Watch()

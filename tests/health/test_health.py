@@ -14,7 +14,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "STORAGE_PATH": str(dashboard.server.storage_dir),
                           "ANONYMOUS_READ": False}
     response = client.get("/-/health.json")
@@ -30,7 +30,7 @@ def test_health_json__healthy_registry__every_check_and_overall_status(client, d
     assert doc["status"] == "ok"
 
 
-def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, settings) -> None:
     port = _closed_port()
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{port}"}
     response = client.get("/-/health.json")
@@ -41,14 +41,14 @@ def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, s
     assert response.json()["status"] == "failing"
 
 
-def test_live__answers_without_registry_or_login(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_live__answers_without_registry_or_login(client, dashboard, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{_closed_port()}",
                           "ANONYMOUS_READ": False}
     response = client.get("/-/live")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, dashboard, settings) -> None:
     body = client.get("/-/health/").content.decode()
     assert body.count('class="check status-') == 7
     assert 'data-check="api"' in body and "registry/2.0" in body
@@ -59,7 +59,7 @@ def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, d
     assert "is the registry running?" in partial and "Failing" in partial
 
 
-def test_gc_panel__deletions_since_the_last_run_recommend_gc(client, dashboard) -> None:  # noqa: ANN001
+def test_gc_panel__deletions_since_the_last_run_recommend_gc(client, dashboard) -> None:
     from dashboard.models import Deletion
 
     Deletion.objects.create(username="x", registry=dashboard.url, repository="acme/web", action="untag",
@@ -68,11 +68,11 @@ def test_gc_panel__deletions_since_the_last_run_recommend_gc(client, dashboard) 
     assert doc["status"] == "warning" and "1 deletion since the last garbage collection" in doc["explanation"]
 
 
-def test_metrics__off_by_default__404(client, dashboard) -> None:  # noqa: ANN001
+def test_metrics__off_by_default__404(client, dashboard) -> None:
     assert client.get("/metrics").status_code == 404
 
 
-def test_metrics__token_required__counts_requests_registry_calls_and_cache(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_metrics__token_required__counts_requests_registry_calls_and_cache(client, dashboard, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "METRICS_TOKEN": "s3cret-token"}
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -87,7 +87,7 @@ def test_metrics__token_required__counts_requests_registry_calls_and_cache(clien
     assert "acme/web" not in body  # no repository names as labels
 
 
-def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
     assert client.get("/-/health/").status_code == 302
     user = User.objects.create_user("vera")
@@ -97,11 +97,11 @@ def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> 
 
 
 @pytest.fixture
-def point_at(settings, db):  # noqa: ANN001
+def point_at(settings, db):
     """Point the dashboard at a server and read its health report."""
     from django.core.cache import cache
 
-    def read(client, url: str, **extra: object) -> dict:  # noqa: ANN001
+    def read(client, url: str, **extra: object) -> dict:
         settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "ANONYMOUS_READ": True,
                               "CATALOG_TTL": 0, "USERNAME": "", "PASSWORD": "", "CA_BUNDLE": "", **extra}
         settings.ALLOWED_HOSTS = ["*"]
@@ -111,7 +111,7 @@ def point_at(settings, db):  # noqa: ANN001
     return read
 
 
-def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, point_at, tmp_path) -> None:  # noqa: ANN001
+def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, point_at, tmp_path) -> None:
     from testbed import RegistryServer
 
     with RegistryServer(tmp_path / "tls", tls=True) as server:
@@ -122,7 +122,7 @@ def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, point
         assert "speaks HTTPS — use https://" in point_at(client, http_url)["checks"]["api"]["explanation"]
 
 
-def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, point_at, tmp_path) -> None:  # noqa: ANN001
+def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, point_at, tmp_path) -> None:
     from testbed import RegistryServer
 
     with RegistryServer(tmp_path / "auth", htpasswd={"ci": "right-pass"}) as server:
@@ -133,7 +133,7 @@ def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, point_at
         assert right["status"] == "ok" and "credentials accepted" in right["explanation"]
 
 
-def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, point_at, tmp_path) -> None:  # noqa: ANN001
+def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, point_at, tmp_path) -> None:
     from testbed import RegistryServer
 
     with RegistryServer(tmp_path / "broken", debug=True, broken_storage=True) as server:
@@ -144,7 +144,7 @@ def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, point_at, tm
         assert "check its storage" in debug["explanation"]
 
 
-def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, point_at, tmp_path) -> None:  # noqa: ANN001
+def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, point_at, tmp_path) -> None:
     from testbed import RegistryServer
 
     with RegistryServer(tmp_path / "nodelete", delete_enabled=False) as server:
@@ -152,7 +152,7 @@ def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, point_at, tm
         assert deletion["status"] == "warning" and "REGISTRY_STORAGE_DELETE_ENABLED=true" in deletion["explanation"]
 
 
-def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:  # noqa: ANN001
+def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:
     import threading
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -167,7 +167,7 @@ def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:  # noqa:
         server.server_close()
 
 
-def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, settings) -> None:
     from datetime import timedelta
 
     from django.utils import timezone

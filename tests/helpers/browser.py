@@ -71,7 +71,7 @@ class Watch:
         page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.request.method} {r.url}")
                 if r.status >= 400 else None)
 
-        def on_dialog(dialog) -> None:  # noqa: ANN001
+        def on_dialog(dialog) -> None:
             self.problems.append(f"dialog {dialog.type}: {dialog.message!r} @ {page.url}")
             dialog.dismiss()
 
@@ -83,7 +83,7 @@ class Watch:
         assert not self.problems, "browser problems:\n" + "\n".join(self.problems)
 
 
-def new_context(browser: Browser, watch: Watch, **kwargs) -> BrowserContext:  # noqa: ANN003
+def new_context(browser: Browser, watch: Watch, **kwargs) -> BrowserContext:
     ctx = browser.new_context(viewport={"width": 1280, "height": 900}, **kwargs)
     ctx.set_default_timeout(TIMEOUT_MS)
     ctx.expose_binding("__reportCsp", lambda source, text: watch.csp.append(f"{text} @ {source['page'].url}"))

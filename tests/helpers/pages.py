@@ -18,7 +18,7 @@ KIND_LABEL = {Kind.IMAGE: "image", Kind.INDEX: "multi-arch", Kind.MANIFEST_LIST:
               Kind.HELM_CHART: "helm chart", Kind.ARTIFACT: "artifact"}
 
 
-def get(client, url: str, *, htmx: bool = False, status: int = 200):  # noqa: ANN001, ANN201
+def get(client, url: str, *, htmx: bool = False, status: int = 200):
     response = client.get(url, headers=HTMX if htmx else None)
     assert response.status_code == status, (url, response.status_code, response.content[:2000])
     return response
@@ -47,7 +47,7 @@ def after(doc: Node, heading: str, tag: str, cls: str | None = None) -> Node:
     raise AssertionError(f"no <{tag}> after “{heading}”")
 
 
-def catalog_order(repos) -> list[str]:  # noqa: ANN001
+def catalog_order(repos) -> list[str]:
     """The catalog's order: by namespace, so each namespace's repositories stand together."""
     return sorted(repos, key=lambda n: (n.rpartition("/")[0], n))
 
@@ -64,7 +64,7 @@ def when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def facts_of(seeded, repo: str) -> dict[str, ManifestFact]:  # noqa: ANN001
+def facts_of(seeded, repo: str) -> dict[str, ManifestFact]:
     """Every manifest of a repository that a user can reach: tagged ones and their children."""
     out: dict[str, ManifestFact] = {}
     stack = [seeded.manifests[d] for d in seeded.tags[repo].values()]
@@ -87,6 +87,6 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def plain_tags(seeded, repo: str) -> list[str]:  # noqa: ANN001
+def plain_tags(seeded, repo: str) -> list[str]:
     attached = {a.tag for a in seeded.attachments if a.repo == repo}
     return [t for t in seeded.tags[repo] if t not in attached]

@@ -11,7 +11,7 @@ from django.tasks.backends.immediate import ImmediateBackend
 
 
 class ThreadBackend(ImmediateBackend):
-    def _execute_task(self, task_result) -> None:  # noqa: ANN001
+    def _execute_task(self, task_result) -> None:
         def run() -> None:
             try:
                 super(ThreadBackend, self)._execute_task(task_result)

@@ -67,7 +67,7 @@ def index_now(repo: str = REPO) -> None:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, settings, db) -> Iterator[Reg]:  # noqa: ANN001
+def reg(empty_registry: RegistryServer, settings, db) -> Iterator[Reg]:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": empty_registry.url, "CATALOG_TTL": 0,
@@ -92,14 +92,14 @@ def _user(username: str, group: str) -> User:
 
 
 @pytest.fixture
-def maintainer(client: Client, db) -> User:  # noqa: ANN001
+def maintainer(client: Client, db) -> User:
     user = _user("mia", "maintainer")
     client.force_login(user)
     return user
 
 
 @pytest.fixture
-def viewer(client: Client, db) -> User:  # noqa: ANN001
+def viewer(client: Client, db) -> User:
     user = _user("vic", "viewer")
     client.force_login(user)
     return user
@@ -122,7 +122,7 @@ def row_html(body: str, digest: str) -> str:
     return body.split(f'data-digest="{digest}"', 1)[1].split("</tr>", 1)[0]
 
 
-def texts(response) -> list[str]:  # noqa: ANN001
+def texts(response) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
 
 
@@ -300,7 +300,7 @@ def test_roll_back__viewer_forged_post__403_and_unchanged(client: Client, reg: R
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
 
 
-def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, settings) -> None:  # noqa: ANN001
+def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True}
     anonymous = Client()
     assert anonymous.get(history_url()).status_code == 200
@@ -411,7 +411,7 @@ def test_roll_back__already_there__nothing_to_do(client: Client, reg: Reg, maint
     assert not Rollback.objects.exists()
 
 
-def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maintainer: User, admin_client) -> None:  # noqa: ANN001
+def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maintainer: User, admin_client) -> None:
     client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     listing = admin_client.get("/admin/dashboard/rollback/").content.decode()
     assert "mia" in listing and "stable" in listing and reg.a.digest[:19] in listing
@@ -422,7 +422,7 @@ def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maint
 
 
 @pytest.fixture
-def live_reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[tuple[str, Reg]]:  # noqa: ANN001
+def live_reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[tuple[str, Reg]]:
     """The same history, read by pytest-django's live server (signed-in only)."""
     from django.core.cache import cache
 
@@ -450,7 +450,7 @@ def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[
     mia = make_user("mia", "maintainer")
     watch = Watch()
 
-    def shots(page, name: str) -> None:  # noqa: ANN001
+    def shots(page, name: str) -> None:
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
             shot(page, f"history-{name}-{scheme}")

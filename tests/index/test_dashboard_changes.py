@@ -30,7 +30,7 @@ def _index(repo: str) -> None:
 
 
 @pytest.fixture
-def reg(tmp_path: Path, settings, db) -> Iterator[tuple[RegistryServer, dict[str, p.Image]]]:  # noqa: ANN001
+def reg(tmp_path: Path, settings, db) -> Iterator[tuple[RegistryServer, dict[str, p.Image]]]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
@@ -50,7 +50,7 @@ def reg(tmp_path: Path, settings, db) -> Iterator[tuple[RegistryServer, dict[str
 
 
 @pytest.fixture
-def mia(client, db) -> User:  # noqa: ANN001
+def mia(client, db) -> User:
     user = User.objects.create_user("mia", password="pw-mia-123")
     user.groups.add(Group.objects.get(name="maintainer"))
     client.force_login(user)
@@ -63,7 +63,7 @@ def _tags() -> dict[str, str]:
     return store.tag_digests(REPO)
 
 
-def test_untag__index_drops_only_that_tag_and_the_feed_names_the_user(client, reg, mia) -> None:  # noqa: ANN001
+def test_untag__index_drops_only_that_tag_and_the_feed_names_the_user(client, reg, mia) -> None:
     from dashboard.models import RegistryEvent, TagHistory
 
     _, images = reg
@@ -77,7 +77,7 @@ def test_untag__index_drops_only_that_tag_and_the_feed_names_the_user(client, re
     assert (event.tag, event.digest, event.actor, event.source) == ("latest", images["2.0"].digest, "mia", "dashboard")
 
 
-def test_delete_image__its_tags_leave_the_index_and_its_bytes_count_as_garbage(client, reg, mia) -> None:  # noqa: ANN001
+def test_delete_image__its_tags_leave_the_index_and_its_bytes_count_as_garbage(client, reg, mia) -> None:
     from dashboard.models import RepositoryManifest
 
     _, images = reg
@@ -89,7 +89,7 @@ def test_delete_image__its_tags_leave_the_index_and_its_bytes_count_as_garbage(c
     assert link.deleted_at is not None
 
 
-def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:  # noqa: ANN001
+def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:
     from dashboard.models import Deletion, RegistryEvent, RepositoryManifest
 
     _, images = reg
@@ -102,7 +102,7 @@ def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:  # noqa
     assert RegistryEvent.objects.filter(action="push", source="dashboard", actor="mia").count() == 2
 
 
-def test_garbage_collection__forgets_the_deleted_manifest(client, reg, mia) -> None:  # noqa: ANN001
+def test_garbage_collection__forgets_the_deleted_manifest(client, reg, mia) -> None:
     from dashboard.gc import runner as gc
     from dashboard.models import GCRun, RepositoryManifest
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -35,7 +35,6 @@ from testbed.server import free_port
 
 pytestmark = pytest.mark.postgres
 
-T = TypeVar("T")
 REPO = "team/app"
 TOKEN = "events-token-for-tests-0123456789"
 V1 = "application/vnd.docker.distribution.events.v1+json"
@@ -43,11 +42,11 @@ V2 = "application/vnd.docker.distribution.events.v2+json"
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _image(name: str):  # noqa: ANN202 - testbed.push.Image
+def _image(name: str):
     return build_image([{f"{name}.txt": f"{name}\n".encode() * 300}])
 
 
-def until(what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
+def until[T](what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
     """Poll `check` until it returns something truthy; the registry sends its events on its own time."""
     deadline = time.monotonic() + timeout
     while True:
@@ -59,7 +58,7 @@ def until(what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
         time.sleep(0.05)
 
 
-def _tag(name: str, repo: str = REPO):  # noqa: ANN202 - IndexedTag | None
+def _tag(name: str, repo: str = REPO):
     from dashboard.models import IndexedTag
 
     return IndexedTag.objects.filter(repository__name=repo, name=name).select_related("manifest").first()
@@ -102,7 +101,7 @@ def _wait_for_quiet() -> None:
 
 
 @pytest.fixture
-def flow(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Flow]:  # noqa: ANN001
+def flow(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Flow]:
     from django.core.cache import cache
 
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
@@ -203,7 +202,7 @@ def test_tag_delete__the_tag_leaves_the_index__its_sibling_stays(flow: Flow) -> 
         digest, throwaway, ""]
 
 
-def test_untag_from_the_dashboard__the_feed_has_it_once_under_the_user(flow: Flow, client) -> None:  # noqa: ANN001
+def test_untag_from_the_dashboard__the_feed_has_it_once_under_the_user(flow: Flow, client) -> None:
     """The registry reports the dashboard's 2.8 untag as a throwaway push and two deletes from
     the dashboard's User-Agent; the dashboard recorded the untag itself, so those are dropped."""
     from dashboard.auth import ensure_roles
@@ -246,7 +245,7 @@ def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flo
     assert link.deleted_at is not None
 
 
-def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, settings) -> None:  # noqa: ANN001
+def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, settings) -> None:
     """The registry's events are refused (a wrong secret), as if the flow were cut: the push is
     not seen until a sync reads the repository."""
     from django.core.cache import cache
@@ -294,15 +293,15 @@ def _event(action: str, *, repo: str = REPO, tag: str = "", digest: str = "", at
             "actor": {"name": "ci-bot"}, "source": {"addr": "registry-1:5000", "instanceID": str(uuid.uuid4())}}
 
 
-def _post(client, events: list[dict[str, Any]] | Any, *, token: str | None = TOKEN, content_type: str = V1,  # noqa: ANN001
-          body: bytes | None = None):  # noqa: ANN202
+def _post(client, events: list[dict[str, Any]] | Any, *, token: str | None = TOKEN, content_type: str = V1,
+          body: bytes | None = None):
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     data = body if body is not None else json.dumps({"events": events})
     return client.post("/-/events/", data=data, content_type=content_type, headers=headers)
 
 
 @pytest.fixture
-def hand(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:  # noqa: ANN001
+def hand(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
     """A registry with no notifications (events come by hand), on a fixed port so it can be
     stopped and started again; the task backend only records what is enqueued."""
     from django.core.cache import cache
@@ -322,7 +321,7 @@ def _stored() -> int:
     return RegistryEvent.objects.count()
 
 
-def test_no_token_configured__503_says_what_to_set(client, hand, settings) -> None:  # noqa: ANN001
+def test_no_token_configured__503_says_what_to_set(client, hand, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
     response = _post(client, [_event("push", tag="1.0", digest="sha256:" + "a" * 64)])
     assert response.status_code == 503 and b"REGISTRYUI_EVENTS_TOKEN" in response.content
@@ -330,13 +329,13 @@ def test_no_token_configured__503_says_what_to_set(client, hand, settings) -> No
 
 
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN[:-1], TOKEN + "x", ""])
-def test_wrong_or_missing_secret__401__nothing_stored(client, hand, token) -> None:  # noqa: ANN001
+def test_wrong_or_missing_secret__401__nothing_stored(client, hand, token) -> None:
     response = _post(client, [_event("push", tag="1.0", digest="sha256:" + "a" * 64)], token=token)
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
     assert _stored() == 0
 
 
-def test_get__405_and_no_sign_in_asked(client, hand) -> None:  # noqa: ANN001
+def test_get__405_and_no_sign_in_asked(client, hand) -> None:
     assert client.get("/-/events/").status_code == 405
 
 
@@ -349,7 +348,7 @@ def test_get__405_and_no_sign_in_asked(client, hand) -> None:  # noqa: ANN001
     (b'{"events": []}', "text/plain", 415),
     (b'{"events": []}', "application/x-www-form-urlencoded", 415),
 ])
-def test_malformed_envelope__refused_with_a_short_reason__nothing_stored(client, hand, body, content_type,  # noqa: ANN001
+def test_malformed_envelope__refused_with_a_short_reason__nothing_stored(client, hand, body, content_type,
                                                                         status) -> None:
     response = _post(client, None, body=body, content_type=content_type)
     assert response.status_code == status
@@ -357,7 +356,7 @@ def test_malformed_envelope__refused_with_a_short_reason__nothing_stored(client,
     assert _stored() == 0
 
 
-def test_oversized_body__413__nothing_stored(client, hand) -> None:  # noqa: ANN001
+def test_oversized_body__413__nothing_stored(client, hand) -> None:
     from dashboard.index.events import MAX_BODY
 
     event = _event("push", tag="1.0", digest="sha256:" + "a" * 64)
@@ -367,12 +366,12 @@ def test_oversized_body__413__nothing_stored(client, hand) -> None:  # noqa: ANN
     assert _stored() == 0
 
 
-def test_empty_envelope__200(client, hand) -> None:  # noqa: ANN001
+def test_empty_envelope__200(client, hand) -> None:
     assert _post(client, None, body=b"{}").status_code == 200
     assert _post(client, []).json()["stored"] == 0
 
 
-def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001, E501
+def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, django_capture_on_commit_callbacks) -> None:
     from dashboard.index import events as tasks
     from dashboard.models import RegistryEvent
 
@@ -394,7 +393,7 @@ def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, dj
     assert _tag("1.0").manifest.digest == digest
 
 
-def test_same_envelope_twice__stored_once__pull_counted_once(client, hand) -> None:  # noqa: ANN001
+def test_same_envelope_twice__stored_once__pull_counted_once(client, hand) -> None:
     from dashboard.index import store
 
     digest = "sha256:" + "b" * 64
@@ -410,7 +409,7 @@ def test_same_envelope_twice__stored_once__pull_counted_once(client, hand) -> No
     assert tag.pull_count == 1 and tag.last_pulled_at == T0
 
 
-def test_pull_by_digest__marks_every_tag_on_that_digest(client, hand) -> None:  # noqa: ANN001
+def test_pull_by_digest__marks_every_tag_on_that_digest(client, hand) -> None:
     from dashboard.index import store
 
     digest, other = "sha256:" + "c" * 64, "sha256:" + "d" * 64
@@ -421,7 +420,7 @@ def test_pull_by_digest__marks_every_tag_on_that_digest(client, hand) -> None:  
         "1.0": (2, T0 + timedelta(hours=1)), "stable": (2, T0 + timedelta(hours=1)), "2.0": (0, None)}
 
 
-def test_hostile_values__skipped_or_cleaned(client, hand) -> None:  # noqa: ANN001
+def test_hostile_values__skipped_or_cleaned(client, hand) -> None:
     from dashboard.models import RegistryEvent
 
     digest = "sha256:" + "e" * 64
@@ -450,7 +449,7 @@ def test_hostile_values__skipped_or_cleaned(client, hand) -> None:  # noqa: ANN0
     assert RegistryEvent.objects.get(action="delete").at > T0  # an unreadable time: when it arrived
 
 
-def test_blob_events__ignored(client, hand) -> None:  # noqa: ANN001
+def test_blob_events__ignored(client, hand) -> None:
     from dashboard.index import store
 
     image = _image("one")
@@ -467,7 +466,7 @@ def test_blob_events__ignored(client, hand) -> None:  # noqa: ANN001
     assert (got["blobs"], got["stored"]) == (4, 0)
 
 
-def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(client, hand) -> None:  # noqa: ANN001
+def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(client, hand) -> None:
     from dashboard.index import events as tasks
     from dashboard.index.events import apply_pending
     from dashboard.models import RegistryEvent
@@ -498,7 +497,7 @@ def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(clie
     assert TagHistory.objects.filter(repository=REPO, tag="1.0").count() == 1
 
 
-def test_registry_down_for_good__event_given_up__the_next_ones_still_applied(client, hand, monkeypatch) -> None:  # noqa: ANN001, E501
+def test_registry_down_for_good__event_given_up__the_next_ones_still_applied(client, hand, monkeypatch) -> None:
     from dashboard.index import events
     from dashboard.index.events import MAX_ATTEMPTS, apply_pending
     from dashboard.models import RegistryEvent
@@ -520,7 +519,7 @@ def test_registry_down_for_good__event_given_up__the_next_ones_still_applied(cli
     assert _tag("1.0").digest == digest and _tag("2.0") is None
 
 
-def test_push_then_manifest_gone__given_up_at_once(client, hand) -> None:  # noqa: ANN001
+def test_push_then_manifest_gone__given_up_at_once(client, hand) -> None:
     from dashboard.index.events import apply_pending
     from dashboard.models import RegistryEvent
 
@@ -532,7 +531,7 @@ def test_push_then_manifest_gone__given_up_at_once(client, hand) -> None:  # noq
     assert "gone" in RegistryEvent.objects.get().details["note"]
 
 
-def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> None:  # noqa: ANN001
+def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> None:
     """The registry does not promise order, and two workers may finish out of order."""
     from dashboard.index.events import apply_pending
     from dashboard.models import RegistryEvent
@@ -553,7 +552,7 @@ def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> 
     assert RepositoryManifest.objects.filter(repository__name=REPO, manifest__digest=old).exists()
 
 
-def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> None:  # noqa: ANN001
+def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> None:
     from dashboard.index.events import apply_pending
     from dashboard.models import RepositoryManifest
 
@@ -566,7 +565,7 @@ def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> N
     assert not RepositoryManifest.objects.filter(repository__name=REPO, deleted_at__isnull=True).exists()
 
 
-def test_repository_delete_event__forgets_it_only_when_the_registry_agrees(client, hand) -> None:  # noqa: ANN001
+def test_repository_delete_event__forgets_it_only_when_the_registry_agrees(client, hand) -> None:
     """3.x reports a deleted repository as a delete with neither tag nor digest."""
     from dashboard.index import store
     from dashboard.index.events import apply_pending
@@ -581,20 +580,20 @@ def test_repository_delete_event__forgets_it_only_when_the_registry_agrees(clien
     assert _tag("1.0", repo="team/gone") is None
 
 
-def test_events_token_from_registry_headers__case_of_scheme_ignored(client, hand) -> None:  # noqa: ANN001
+def test_events_token_from_registry_headers__case_of_scheme_ignored(client, hand) -> None:
     response = client.post("/-/events/", data=json.dumps({"events": []}), content_type=V1,
                            headers={"Authorization": f"bearer {TOKEN}"})
     assert response.status_code == 200
 
 
-def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) -> None:  # noqa: ANN001
+def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) -> None:
     """What 2.8.2 actually sent, captured from a registry talking to a plain HTTP server."""
     captured: list[tuple[dict[str, str], bytes]] = []
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Capture(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             captured.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
@@ -626,7 +625,7 @@ def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) ->
     assert stored == {("push", "1.0", digest), ("pull", "1.0", digest), ("delete", "", digest), ("delete", "1.0", "")}
 
 
-def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, settings, transactional_db,  # noqa: ANN001
+def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, settings, transactional_db,
                                                      monkeypatch) -> None:
     """Two worker processes run apply_pending at the same moment (each push enqueues it)."""
     import contextlib

@@ -96,12 +96,12 @@ def test_version_sort_key__says_which_tags_are_versions() -> None:
         [True, True, True, False, False, False, False]
 
 
-def test_tag_table__database_orders_by_version_key_like_python(db) -> None:  # noqa: ANN001
+def test_tag_table__database_orders_by_version_key_like_python(db) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedTag
 
     tags = sorted(set(TRICKY_TAGS + _random_tags(1500, seed=11)))
-    store.set_tags(REPO, {t: D1 for t in tags}, source="sync", complete=True)
+    store.set_tags(REPO, dict.fromkeys(tags, D1), source="sync", complete=True)
     ordered = list(IndexedTag.objects.filter(repository__name=REPO).order_by(*_version_order())
                    .values_list("name", flat=True))
     assert ordered == _expected_order(tags)
@@ -120,7 +120,7 @@ def _history(tag: str) -> list[tuple[str, str]]:
     return [(h.digest, h.source) for h in TagHistory.objects.filter(repository=REPO, tag=tag).order_by("at", "id")]
 
 
-def test_set_tags__new_moved_and_removed_tags_are_written_to_history(db) -> None:  # noqa: ANN001
+def test_set_tags__new_moved_and_removed_tags_are_written_to_history(db) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedRepository
 
@@ -136,7 +136,7 @@ def test_set_tags__new_moved_and_removed_tags_are_written_to_history(db) -> None
     assert (repo.tag_count, repo.synced_at, repo.changed_at) == (2, later, later)
 
 
-def test_set_tags__nothing_changed_writes_nothing(db) -> None:  # noqa: ANN001
+def test_set_tags__nothing_changed_writes_nothing(db) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedRepository, TagHistory
 
@@ -149,7 +149,7 @@ def test_set_tags__nothing_changed_writes_nothing(db) -> None:  # noqa: ANN001
     assert (repo.synced_at, repo.changed_at) == (T0 + timedelta(hours=1), T0)
 
 
-def test_set_tags__an_event_changes_one_tag_and_leaves_the_others(db) -> None:  # noqa: ANN001
+def test_set_tags__an_event_changes_one_tag_and_leaves_the_others(db) -> None:
     from dashboard.index import store
 
     store.set_tags(REPO, {"1.0": D1, "latest": D1}, source="sync", complete=True, at=T0)
@@ -158,7 +158,7 @@ def test_set_tags__an_event_changes_one_tag_and_leaves_the_others(db) -> None:  
     assert _history("latest")[-1] == (D2, "event")
 
 
-def test_set_tags__as_of_keeps_a_newer_events_change_from_an_older_sync(db) -> None:  # noqa: ANN001
+def test_set_tags__as_of_keeps_a_newer_events_change_from_an_older_sync(db) -> None:
     """A sync read the registry at T0 and writes later; meanwhile push events moved `latest` and
     added `hotfix`. What the events said is newer than what the sync knows: it stays."""
     from dashboard.index import store
@@ -172,7 +172,7 @@ def test_set_tags__as_of_keeps_a_newer_events_change_from_an_older_sync(db) -> N
     assert store.tag_digests(REPO) == {"1.0": D2, "latest": D3, "hotfix": D3}
 
 
-def test_set_tags__as_of_keeps_a_newer_delete_event_from_an_older_sync(db) -> None:  # noqa: ANN001
+def test_set_tags__as_of_keeps_a_newer_delete_event_from_an_older_sync(db) -> None:
     from dashboard.index import store
 
     store.set_tags(REPO, {"1.0": D1, "old": D2}, source="sync", complete=True, at=T0 - timedelta(hours=1))
@@ -183,7 +183,7 @@ def test_set_tags__as_of_keeps_a_newer_delete_event_from_an_older_sync(db) -> No
     assert store.tag_digests(REPO) == {"1.0": D1}
 
 
-def test_set_tags__as_of_keeps_a_newer_delete_and_push_from_an_older_sync(db) -> None:  # noqa: ANN001
+def test_set_tags__as_of_keeps_a_newer_delete_and_push_from_an_older_sync(db) -> None:
     from dashboard.index import store
 
     store.set_tags(REPO, {"1.0": D1, "old": D2}, source="sync", complete=True, at=T0 - timedelta(hours=1))
@@ -195,7 +195,7 @@ def test_set_tags__as_of_keeps_a_newer_delete_and_push_from_an_older_sync(db) ->
     assert store.tag_digests(REPO) == {"1.0": D1, "new": D3}
 
 
-def test_remove_tag__writes_history_once(db) -> None:  # noqa: ANN001
+def test_remove_tag__writes_history_once(db) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedRepository
 
@@ -209,7 +209,7 @@ def test_remove_tag__writes_history_once(db) -> None:  # noqa: ANN001
 # -- fetch_and_index on the real registry ---------------------------------------------------------
 
 
-def _unreachable(settings) -> None:  # noqa: ANN001
+def _unreachable(settings) -> None:
     """Point the dashboard at a closed port: whatever is read from now on fails."""
     from django.core.cache import cache
 
@@ -218,7 +218,7 @@ def _unreachable(settings) -> None:  # noqa: ANN001
     cache.clear()
 
 
-def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, settings) -> None:  # noqa: ANN001
+def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, settings) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedBlob, IndexedManifest, ManifestBlob, RepositoryManifest
 
@@ -248,7 +248,7 @@ def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, se
     assert store.fetch_and_index("acme/web", [fact.digest]) == 0
 
 
-def test_fetch_and_index__an_index_with_its_platforms_and_attestation(dashboard) -> None:  # noqa: ANN001
+def test_fetch_and_index__an_index_with_its_platforms_and_attestation(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedManifest, ManifestChild, RepositoryManifest
 
@@ -275,7 +275,7 @@ def test_fetch_and_index__an_index_with_its_platforms_and_attestation(dashboard)
     assert in_repo == {fact.digest, *(c.digest for c in fact.children)}
 
 
-def test_fetch_and_index__a_docker_manifest_list_and_a_helm_chart(dashboard) -> None:  # noqa: ANN001
+def test_fetch_and_index__a_docker_manifest_list_and_a_helm_chart(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedManifest
 
@@ -292,7 +292,7 @@ def test_fetch_and_index__a_docker_manifest_list_and_a_helm_chart(dashboard) -> 
     assert (helm.kind, helm.created, helm.image_size) == ("helm chart", _when(chart.created), chart.size)
 
 
-def test_fetch_and_index__a_broken_config_is_indexed_with_its_problem(dashboard) -> None:  # noqa: ANN001
+def test_fetch_and_index__a_broken_config_is_indexed_with_its_problem(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedManifest
 
@@ -302,7 +302,7 @@ def test_fetch_and_index__a_broken_config_is_indexed_with_its_problem(dashboard)
     assert row.problem and row.created is None
 
 
-def test_fetch_and_index__links_tags_that_named_the_digest_first(dashboard) -> None:  # noqa: ANN001
+def test_fetch_and_index__links_tags_that_named_the_digest_first(dashboard) -> None:
     """A push event names tag and digest before the manifest is fetched: the tag shows up at
     once, and gets its date and size when the manifest is indexed."""
     from dashboard.index import store
@@ -316,7 +316,7 @@ def test_fetch_and_index__links_tags_that_named_the_digest_first(dashboard) -> N
     assert (tag.manifest.created, tag.manifest.image_size) == (_when(fact.created), fact.size)
 
 
-def test_fetch_and_index__a_digest_the_registry_lacks_is_skipped(dashboard) -> None:  # noqa: ANN001
+def test_fetch_and_index__a_digest_the_registry_lacks_is_skipped(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedManifest
 
@@ -345,7 +345,7 @@ def _index_tags(repo: str, tags: dict[str, str]) -> None:
     store.fetch_and_index(repo, sorted(set(tags.values())))
 
 
-def test_remove_manifest__its_tags_go_and_its_blobs_count_as_garbage_until_gc(dashboard) -> None:  # noqa: ANN001
+def test_remove_manifest__its_tags_go_and_its_blobs_count_as_garbage_until_gc(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedBlob, RepositoryManifest, TagHistory
 
@@ -368,7 +368,7 @@ def test_remove_manifest__its_tags_go_and_its_blobs_count_as_garbage_until_gc(da
     assert RepositoryManifest.objects.filter(manifest__digest=old.digest, deleted_at__isnull=True).exists()
 
 
-def test_after_garbage_collection__delete_untagged_keeps_the_platforms_of_a_tagged_index(dashboard) -> None:  # noqa: ANN001
+def test_after_garbage_collection__delete_untagged_keeps_the_platforms_of_a_tagged_index(dashboard) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedRepository, RepositoryManifest
 
@@ -392,12 +392,12 @@ def test_after_garbage_collection__delete_untagged_keeps_the_platforms_of_a_tagg
 # -- several writers at once -------------------------------------------------------------------------
 
 
-def _together(*calls) -> None:  # noqa: ANN002
+def _together(*calls) -> None:
     """Run the calls in threads released at the same moment; re-raise the first failure."""
     barrier = threading.Barrier(len(calls))
     errors: list[BaseException] = []
 
-    def run(call) -> None:  # noqa: ANN001
+    def run(call) -> None:
         try:
             barrier.wait(timeout=10)
             call()
@@ -416,7 +416,7 @@ def _together(*calls) -> None:  # noqa: ANN002
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_writers__same_sync_at_once_leaves_one_row_each(dashboard) -> None:  # noqa: ANN001
+def test_two_writers__same_sync_at_once_leaves_one_row_each(dashboard) -> None:
     """Two dashboard processes sync the same repository at the same moment (a schedule on
     each, or an event during a sync): every tag, manifest, blob and link exists once."""
     from dashboard.index import store

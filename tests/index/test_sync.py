@@ -36,7 +36,7 @@ IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBa
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-def point_at(settings, url: str, **extra: object) -> None:  # noqa: ANN001
+def point_at(settings, url: str, **extra: object) -> None:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "CATALOG_TTL": 0, "SYNC_INTERVAL": 0,
@@ -46,14 +46,14 @@ def point_at(settings, url: str, **extra: object) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def seeded(dashboard, settings):  # noqa: ANN001, ANN201
+def seeded(dashboard, settings):
     """The seeded session registry, no schedule, tasks run at once."""
     point_at(settings, dashboard.url)
     return dashboard
 
 
 @pytest.fixture
-def recorded(dashboard, settings) -> Iterator[Recorder]:  # noqa: ANN001
+def recorded(dashboard, settings) -> Iterator[Recorder]:
     """The seeded session registry behind a recording proxy."""
     with Recorder(dashboard.url) as proxy:
         point_at(settings, proxy.url)
@@ -61,7 +61,7 @@ def recorded(dashboard, settings) -> Iterator[Recorder]:  # noqa: ANN001
 
 
 @pytest.fixture
-def own(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:  # noqa: ANN001
+def own(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
     """A registry of this test's own, on a port that survives a restart."""
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
         point_at(settings, server.url)
@@ -76,14 +76,14 @@ def index_of(repo: str) -> dict[str, str]:
     return dict(IndexedTag.objects.filter(repository__name=repo).values_list("name", "digest"))
 
 
-def tag_total(seeded) -> int:  # noqa: ANN001
+def tag_total(seeded) -> int:
     return sum(len(t) for t in seeded.seeded.tags.values())
 
 
 # -- what a sync indexes ------------------------------------------------------------------------------
 
 
-def test_first_sync__indexes_every_tag_with_the_digest_the_registry_reports(seeded) -> None:  # noqa: ANN001
+def test_first_sync__indexes_every_tag_with_the_digest_the_registry_reports(seeded) -> None:
     facts = seeded.seeded
     run = sync.run_now()
     assert run.state == "succeeded", run.error
@@ -95,7 +95,7 @@ def test_first_sync__indexes_every_tag_with_the_digest_the_registry_reports(seed
     assert not run.active and run.finished_at and run.cursor == facts.repos[-1]
 
 
-def test_first_sync__images_have_their_created_time_size_and_platform(seeded) -> None:  # noqa: ANN001
+def test_first_sync__images_have_their_created_time_size_and_platform(seeded) -> None:
     facts = seeded.seeded
     sync.run_now()
     checked = 0
@@ -121,7 +121,7 @@ def test_first_sync__images_have_their_created_time_size_and_platform(seeded) ->
 
 @pytest.mark.parametrize("batches", [None, (3, 2, 1, 1)], ids=["default batches", "tiny batches"])
 def test_first_sync__each_manifest_and_config_is_fetched_once(
-        recorded, dashboard, monkeypatch, batches) -> None:  # noqa: ANN001
+        recorded, dashboard, monkeypatch, batches) -> None:
     if batches:
         for name, value in zip(("BATCH_REPOSITORIES", "BATCH_TAGS", "SUB_BATCH", "LOOKAHEAD"), batches, strict=True):
             monkeypatch.setattr(sync, name, value)
@@ -137,7 +137,7 @@ def test_first_sync__each_manifest_and_config_is_fetched_once(
 
 
 def test_resync_with_nothing_changed__costs_the_catalog_the_tag_lists_and_one_head_per_tag(
-        recorded, dashboard) -> None:  # noqa: ANN001
+        recorded, dashboard) -> None:
     sync.run_now()
     recorded.reset()
     again = sync.run_now()
@@ -148,7 +148,7 @@ def test_resync_with_nothing_changed__costs_the_catalog_the_tag_lists_and_one_he
 
 
 def test_sync_repository__nothing_changed__one_tag_list_and_one_head_per_tag(
-        recorded, dashboard) -> None:  # noqa: ANN001
+        recorded, dashboard) -> None:
     first = sync.sync_repository("acme/web")
     assert first.tags == len(dashboard.seeded.tags["acme/web"]) and first.changed == first.tags and not first.problem
     recorded.reset()
@@ -195,7 +195,7 @@ def test_sync__a_tag_an_event_moved_after_the_tag_list_was_read_is_left_alone(ow
 # -- the network: bounded, overlapped -----------------------------------------------------------------------
 
 
-def test_sync__repositories_overlap_within_the_concurrency_bound(dashboard, settings) -> None:  # noqa: ANN001
+def test_sync__repositories_overlap_within_the_concurrency_bound(dashboard, settings) -> None:
     with Recorder(dashboard.url, delay=0.01) as proxy:
         point_at(settings, proxy.url, CONCURRENCY=4)
         run = sync.run_now()
@@ -210,7 +210,7 @@ def test_sync__repositories_overlap_within_the_concurrency_bound(dashboard, sett
 
 
 def test_registry_stopped_midway__the_run_fails_saying_so__the_next_resumes_after_the_cursor(
-        own: RegistryServer, monkeypatch) -> None:  # noqa: ANN001
+        own: RegistryServer, monkeypatch) -> None:
     names = [f"team/r{i}" for i in range(6)]
     for i, name in enumerate(names):
         p.push_image(own.url, name, image(f"r{i}"), "v1")
@@ -239,7 +239,7 @@ def test_registry_stopped_midway__the_run_fails_saying_so__the_next_resumes_afte
     assert all(index_of(n) == {"v1": image(f"r{i}").digest} for i, n in enumerate(names))
 
 
-def test_failed_runs_in_a_row__each_resumes_where_the_last_one_that_read_anything_stopped(seeded) -> None:  # noqa: ANN001
+def test_failed_runs_in_a_row__each_resumes_where_the_last_one_that_read_anything_stopped(seeded) -> None:
     long_ago = timezone.now() - timedelta(hours=1)
     SyncRun.objects.create(state="failed", active=False, started_at=long_ago, finished_at=long_ago, cursor="acme/web")
     SyncRun.objects.create(state="failed", active=False, finished_at=long_ago)  # never picked up
@@ -250,7 +250,7 @@ def test_failed_runs_in_a_row__each_resumes_where_the_last_one_that_read_anythin
     assert run.details["resumed_after"] == "acme/web"
 
 
-def test_catalog_unreadable__the_resume_point_is_kept(settings, db) -> None:  # noqa: ANN001
+def test_catalog_unreadable__the_resume_point_is_kept(settings, db) -> None:
     long_ago = timezone.now() - timedelta(hours=1)
     SyncRun.objects.create(state="failed", active=False, started_at=long_ago, finished_at=long_ago, cursor="acme/web")
     point_at(settings, f"http://127.0.0.1:{free_port()}")
@@ -259,7 +259,7 @@ def test_catalog_unreadable__the_resume_point_is_kept(settings, db) -> None:  # 
 
 
 def test_registry_unavailable_at_one_repository__stops_there__the_next_run_starts_with_it(
-        dashboard, settings, monkeypatch) -> None:  # noqa: ANN001
+        dashboard, settings, monkeypatch) -> None:
     monkeypatch.setattr(sync, "BATCH_REPOSITORIES", 4)
     with Recorder(dashboard.url) as proxy:
         point_at(settings, proxy.url)
@@ -276,7 +276,7 @@ def test_registry_unavailable_at_one_repository__stops_there__the_next_run_start
 
 
 def test_one_repository_answers_an_error__the_others_are_synced_and_the_run_names_it(
-        recorded, dashboard) -> None:  # noqa: ANN001
+        recorded, dashboard) -> None:
     recorded.fail["/v2/acme/web/tags/list"] = 500
     run = sync.run_now()
     assert run.state == "succeeded"
@@ -287,7 +287,7 @@ def test_one_repository_answers_an_error__the_others_are_synced_and_the_run_name
 
 
 def test_one_tag_answers_an_error__the_repository_keeps_that_tag_and_the_rest_is_updated(
-        recorded, dashboard) -> None:  # noqa: ANN001
+        recorded, dashboard) -> None:
     sync.run_now()
     recorded.fail["/v2/acme/web/manifests/1.9.0"] = 500
     run = sync.run_now()
@@ -295,7 +295,7 @@ def test_one_tag_answers_an_error__the_repository_keeps_that_tag_and_the_rest_is
     assert index_of("acme/web") == dict(dashboard.seeded.tags["acme/web"])  # not removed: it may well exist
 
 
-def test_catalog_unreadable__the_run_fails_and_says_why(settings, db) -> None:  # noqa: ANN001
+def test_catalog_unreadable__the_run_fails_and_says_why(settings, db) -> None:
     point_at(settings, f"http://127.0.0.1:{free_port()}")
     run = sync.run_now()
     assert run.state == "failed" and run.error.startswith("could not read the catalog: connection refused at")
@@ -305,13 +305,13 @@ def test_catalog_unreadable__the_run_fails_and_says_why(settings, db) -> None:  
 # -- the lock, the queue, the schedule ---------------------------------------------------------------------
 
 
-def test_lock__the_database_allows_one_active_run(db) -> None:  # noqa: ANN001
+def test_lock__the_database_allows_one_active_run(db) -> None:
     SyncRun.objects.create(state="queued", active=True)
     with pytest.raises(IntegrityError), transaction.atomic():
         SyncRun.objects.create(state="queued", active=True)
 
 
-def test_one_active_run__a_running_sync_is_not_started_twice(seeded) -> None:  # noqa: ANN001
+def test_one_active_run__a_running_sync_is_not_started_twice(seeded) -> None:
     now = timezone.now()
     running = SyncRun.objects.create(state="running", active=True, started_at=now, heartbeat_at=now)
     with pytest.raises(sync.AlreadyRunning) as caught:
@@ -321,7 +321,7 @@ def test_one_active_run__a_running_sync_is_not_started_twice(seeded) -> None:  #
     assert SyncRun.objects.count() == 1
 
 
-def test_request_sync__runs_on_the_worker_and_records_who(seeded, django_user_model) -> None:  # noqa: ANN001
+def test_request_sync__runs_on_the_worker_and_records_who(seeded, django_user_model) -> None:
     user = django_user_model.objects.create_user("mia")
     run = sync.request_sync(trigger="manual", user=user)
     assert run.state == "succeeded" and run.username == "mia" and run.trigger == "manual"
@@ -329,7 +329,7 @@ def test_request_sync__runs_on_the_worker_and_records_who(seeded, django_user_mo
 
 
 def test_request_sync__for_later__deferred_on_a_worker_that_can__brought_forward_by_a_manual_one(
-        seeded, settings) -> None:  # noqa: ANN001
+        seeded, settings) -> None:
     from django.tasks import task_backends
 
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
@@ -350,7 +350,7 @@ def test_request_sync__for_later__deferred_on_a_worker_that_can__brought_forward
 
 
 def test_request_sync__a_few_repositories_while_the_full_sync_waits__those_now__the_schedule_kept(
-        seeded, settings) -> None:  # noqa: ANN001
+        seeded, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
     sync.run_now()
     waiting = SyncRun.objects.get(active=True)
@@ -364,7 +364,7 @@ def test_request_sync__a_few_repositories_while_the_full_sync_waits__those_now__
     assert again.trigger == "schedule" and again.repositories == [] and again.not_before == due
 
 
-def test_execute__a_run_not_due_yet_is_left_queued(seeded) -> None:  # noqa: ANN001
+def test_execute__a_run_not_due_yet_is_left_queued(seeded) -> None:
     run = SyncRun.objects.create(state="queued", active=True, trigger="schedule",
                                  not_before=timezone.now() + timedelta(minutes=5))
     assert sync.execute(run.pk).state == "queued"
@@ -372,7 +372,7 @@ def test_execute__a_run_not_due_yet_is_left_queued(seeded) -> None:  # noqa: ANN
 
 
 def test_ensure_scheduled__never_synced__runs_one_now__then_queues_the_next_one_interval_later(
-        seeded, settings) -> None:  # noqa: ANN001
+        seeded, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
     sync.ensure_scheduled()
     first = SyncRun.objects.filter(state="succeeded").get()
@@ -384,13 +384,13 @@ def test_ensure_scheduled__never_synced__runs_one_now__then_queues_the_next_one_
     assert SyncRun.objects.count() == 2
 
 
-def test_ensure_scheduled__off_when_the_interval_is_zero(seeded) -> None:  # noqa: ANN001
+def test_ensure_scheduled__off_when_the_interval_is_zero(seeded) -> None:
     assert sync.ensure_scheduled() is None
     assert SyncRun.objects.count() == 0
 
 
 def test_ensure_scheduled__a_due_run_on_a_worker_that_cannot_defer_is_handed_over_when_due(
-        seeded, settings) -> None:  # noqa: ANN001
+        seeded, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
     waiting = SyncRun.objects.create(state="queued", active=True, trigger="schedule",
                                      not_before=timezone.now() - timedelta(seconds=1))
@@ -399,7 +399,7 @@ def test_ensure_scheduled__a_due_run_on_a_worker_that_cannot_defer_is_handed_ove
     assert waiting.state == "succeeded"
 
 
-def test_stale_running_run__marked_failed__the_next_resumes_after_its_cursor(seeded) -> None:  # noqa: ANN001
+def test_stale_running_run__marked_failed__the_next_resumes_after_its_cursor(seeded) -> None:
     long_ago = timezone.now() - timedelta(minutes=10)
     dead = SyncRun.objects.create(state="running", active=True, started_at=long_ago, heartbeat_at=long_ago,
                                   cursor="acme/web", repositories_total=10, repositories_done=4)
@@ -412,7 +412,7 @@ def test_stale_running_run__marked_failed__the_next_resumes_after_its_cursor(see
     assert run.state == "succeeded"
 
 
-def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worker(db, settings) -> None:  # noqa: ANN001
+def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worker(db, settings) -> None:
     queued = SyncRun.objects.create(state="queued", active=True)
     SyncRun.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     assert sync.active_run() is None
@@ -420,7 +420,7 @@ def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worke
     assert queued.state == "failed" and "manage.py db_worker" in queued.error
 
 
-def test_worker__its_run_marked_stale_meanwhile__stops(seeded, monkeypatch) -> None:  # noqa: ANN001
+def test_worker__its_run_marked_stale_meanwhile__stops(seeded, monkeypatch) -> None:
     monkeypatch.setattr(sync, "BATCH_REPOSITORIES", 8)
 
     def marked_stale(run: SyncRun) -> None:
@@ -440,7 +440,7 @@ def test_rotation__starts_after_the_cursor_and_wraps_around() -> None:
 # -- manage.py sync ---------------------------------------------------------------------------------------------
 
 
-def test_command__syncs_prints_progress_and_a_summary(seeded, capsys) -> None:  # noqa: ANN001
+def test_command__syncs_prints_progress_and_a_summary(seeded, capsys) -> None:
     call_command("sync")
     out = capsys.readouterr().out
     run = SyncRun.objects.get()
@@ -449,13 +449,13 @@ def test_command__syncs_prints_progress_and_a_summary(seeded, capsys) -> None:  
     assert f"{len(seeded.seeded.repos)}/{len(seeded.seeded.repos)} repositories" in out
 
 
-def test_command__one_repository(seeded, capsys) -> None:  # noqa: ANN001
+def test_command__one_repository(seeded, capsys) -> None:
     call_command("sync", "--repository", "acme/web")
     assert "of acme/web: succeeded" in capsys.readouterr().out
     assert set(IndexedRepository.objects.values_list("name", flat=True)) == {"acme/web"}
 
 
-def test_command__registry_down__exits_non_zero_with_what_to_check(settings, db) -> None:  # noqa: ANN001
+def test_command__registry_down__exits_non_zero_with_what_to_check(settings, db) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     point_at(settings, url)
     with pytest.raises(CommandError) as caught:
@@ -464,7 +464,7 @@ def test_command__registry_down__exits_non_zero_with_what_to_check(settings, db)
     assert f"connection refused at {url}" in str(caught.value) and "is the registry running?" in str(caught.value)
 
 
-def test_command__while_a_sync_runs__refused(seeded) -> None:  # noqa: ANN001
+def test_command__while_a_sync_runs__refused(seeded) -> None:
     now = timezone.now()
     SyncRun.objects.create(state="running", active=True, started_at=now, heartbeat_at=now)
     with pytest.raises(CommandError, match="already running"):

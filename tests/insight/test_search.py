@@ -34,20 +34,20 @@ def index(*names: str) -> None:
 
 
 @pytest.fixture
-def indexed(dashboard):  # noqa: ANN001, ANN201
+def indexed(dashboard):
     index(REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART)
     return dashboard
 
 
-def search(client, q: str, *, htmx: bool = False):  # noqa: ANN001, ANN201
+def search(client, q: str, *, htmx: bool = False):
     return dom(get(client, "/-/search/?" + urlencode({"q": q}), htmx=htmx))
 
 
-def group(doc, name: str):  # noqa: ANN001, ANN201
+def group(doc, name: str):
     return doc.find("section", id=f"found-{name}")
 
 
-def test_repository__found_by_part_of_its_name(client, indexed) -> None:  # noqa: ANN001
+def test_repository__found_by_part_of_its_name(client, indexed) -> None:
     doc = search(client, "acme")
     links = [a.attrs["href"] for a in group(doc, "repositories").find_all("a", cls="repo-link")]
     assert links == ["/r/acme/charts/mychart/", "/r/acme/multi/", "/r/acme/web/"]
@@ -57,7 +57,7 @@ def test_repository__found_by_part_of_its_name(client, indexed) -> None:  # noqa
     assert doc.one("input", id="q").attrs["value"] == "acme"
 
 
-def test_tag__found_in_any_repository_and_links_to_its_manifest(client, indexed) -> None:  # noqa: ANN001
+def test_tag__found_in_any_repository_and_links_to_its_manifest(client, indexed) -> None:
     seeded = indexed.seeded
     doc = search(client, "latest")
     hits = {tr.attrs["data-ref"]: tr for tr in group(doc, "tags").find_all("tr", cls="tag-hit")}
@@ -67,14 +67,14 @@ def test_tag__found_in_any_repository_and_links_to_its_manifest(client, indexed)
     assert web.one("td", cls="digest").one("a").attrs["title"] == seeded.digest(REPO_WEB, "latest")
 
 
-def test_tag__a_word_of_the_repository_narrows_the_tags(client, indexed) -> None:  # noqa: ANN001
+def test_tag__a_word_of_the_repository_narrows_the_tags(client, indexed) -> None:
     both = {tr.attrs["data-ref"] for tr in group(search(client, "1."), "tags").find_all("tr", cls="tag-hit")}
     assert {f"{REPO_WEB}:1.2.0", f"{REPO_WEB}:1.10.0"} <= both
     narrowed = {tr.attrs["data-ref"] for tr in group(search(client, "web 1.1"), "tags").find_all("tr", cls="tag-hit")}
     assert narrowed == {f"{REPO_WEB}:1.10.0"}
 
 
-def test_label__found_by_key_or_key_equals_value(client, indexed) -> None:  # noqa: ANN001
+def test_label__found_by_key_or_key_equals_value(client, indexed) -> None:
     seeded = indexed.seeded
     doc = search(client, "org.opencontainers.image.version=1.9.0")
     [hit] = group(doc, "labels").find_all("li", cls="label-hit")
@@ -88,7 +88,7 @@ def test_label__found_by_key_or_key_equals_value(client, indexed) -> None:  # no
     assert digests == {seeded.digest(REPO_WEB, t) for t in ("1.2.0", "1.9.0", "1.10.0")}
 
 
-def test_digest__where_a_manifest_is_tagged(client, indexed) -> None:  # noqa: ANN001
+def test_digest__where_a_manifest_is_tagged(client, indexed) -> None:
     seeded = indexed.seeded
     digest = seeded.digest(REPO_WEB, "1.10.0")
     for q in (digest, digest[:19], digest.split(":", 1)[1][:8]):
@@ -100,7 +100,7 @@ def test_digest__where_a_manifest_is_tagged(client, indexed) -> None:  # noqa: A
         assert sorted(tags) == ["1.10.0", "latest"], q
 
 
-def test_digest__a_platform_of_a_multi_arch_image_is_tagged_through_its_index(client, indexed) -> None:  # noqa: ANN001
+def test_digest__a_platform_of_a_multi_arch_image_is_tagged_through_its_index(client, indexed) -> None:
     seeded = indexed.seeded
     index_fact = seeded.fact(REPO_MULTI, "2.0")
     child = next(c for c in index_fact.children if c.platform == "linux/arm64/v8")
@@ -111,7 +111,7 @@ def test_digest__a_platform_of_a_multi_arch_image_is_tagged_through_its_index(cl
     assert places.find("a", href=manifest_url(REPO_MULTI, index_fact.digest)) is not None
 
 
-def test_digest__which_images_contain_a_layer(client, indexed) -> None:  # noqa: ANN001
+def test_digest__which_images_contain_a_layer(client, indexed) -> None:
     seeded = indexed.seeded
     fact = seeded.fact(REPO_WEB, "1.10.0")
     layer = fact.layer_digests[-1]
@@ -129,7 +129,7 @@ def test_digest__which_images_contain_a_layer(client, indexed) -> None:  # noqa:
     assert blob.one("span", cls="role").text == "config of"
 
 
-def test_digest__a_layer_in_every_platform_image_leads_to_the_multi_arch_tag(client, indexed) -> None:  # noqa: ANN001
+def test_digest__a_layer_in_every_platform_image_leads_to_the_multi_arch_tag(client, indexed) -> None:
     seeded = indexed.seeded
     index_fact = seeded.fact(REPO_MULTI, "2.0")
     child = next(c for c in index_fact.children if c.platform == "linux/amd64")
@@ -138,7 +138,7 @@ def test_digest__a_layer_in_every_platform_image_leads_to_the_multi_arch_tag(cli
     assert [a.text for a in use.find_all("a", cls="placetag")] == ["2.0"]
 
 
-def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest(client, dashboard) -> None:  # noqa: ANN001
+def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest(client, dashboard) -> None:
     seeded = dashboard.seeded
     index(*seeded.bulk_repos)
     digest = seeded.tags[seeded.bulk_repos[0]]["latest"]
@@ -149,7 +149,7 @@ def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest
     assert f"and {len(seeded.bulk_repos) - 50} more repositories" in hit.one("p", cls="places").text
 
 
-def test_digest__not_hex_or_too_short__no_digest_groups(client, indexed) -> None:  # noqa: ANN001
+def test_digest__not_hex_or_too_short__no_digest_groups(client, indexed) -> None:
     from dashboard.insight.search import digest_prefixes
 
     assert digest_prefixes("abc12") == [] and digest_prefixes("web") == []
@@ -158,7 +158,7 @@ def test_digest__not_hex_or_too_short__no_digest_groups(client, indexed) -> None
     assert group(search(client, "abc12"), "manifests") is None
 
 
-def test_hostile_label__shown_as_text(client, indexed) -> None:  # noqa: ANN001
+def test_hostile_label__shown_as_text(client, indexed) -> None:
     response = get(client, "/-/search/?" + urlencode({"q": "<script>"}))
     body = response.content.decode()
     assert XSS_LABEL not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
@@ -166,26 +166,26 @@ def test_hostile_label__shown_as_text(client, indexed) -> None:  # noqa: ANN001
     assert any(XSS_LABEL in ul.text for ul in lines)
 
 
-def test_nothing_found__says_what_matches_how(client, indexed) -> None:  # noqa: ANN001
+def test_nothing_found__says_what_matches_how(client, indexed) -> None:
     doc = search(client, "no-such-thing-anywhere")
     assert "Nothing in the index matches “no-such-thing-anywhere”" in doc.one("p", cls="empty").text
 
 
-def test_empty_query__explains_what_can_be_searched(client, indexed) -> None:  # noqa: ANN001
+def test_empty_query__explains_what_can_be_searched(client, indexed) -> None:
     doc = dom(get(client, "/-/search/"))
     text = doc.one("div", cls="search-help").text
     for what in ("repository", "tag", "label", "digest", "which images contain"):
         assert what in text
 
 
-def test_empty_index__says_to_run_a_sync(client, dashboard) -> None:  # noqa: ANN001
+def test_empty_index__says_to_run_a_sync(client, dashboard) -> None:
     for q in ("", "acme"):
         doc = search(client, q)
         notice = doc.one("p", cls="notice")
         assert "index is empty" in notice.text and notice.one("a").attrs["href"] == "/-/sync/"
 
 
-def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None:  # noqa: ANN001
+def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None:
     response = get(client, "/-/search/?q=acme", htmx=True)
     body = response.content.decode()
     assert body.lstrip().startswith('<section id="search-results"') and "<html" not in body
@@ -195,7 +195,7 @@ def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None
     assert form.attrs["hx-target"] == "#search-results" and "input changed" in form.attrs["hx-trigger"]
 
 
-def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(client, indexed) -> None:  # noqa: ANN001
+def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(client, indexed) -> None:
     from dashboard.insight import search as queries
     from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 
@@ -209,7 +209,7 @@ def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(
          for i in range(10_000)], batch_size=1000)
     IndexedTag.objects.bulk_create(
         [IndexedTag(repository=r, name="1.0.0", digest=m.digest, manifest=m, is_version=True, version_key="1",
-                    updated_at=now) for r, m in zip(repos, manifests)], batch_size=1000)
+                    updated_at=now) for r, m in zip(repos, manifests, strict=True)], batch_size=1000)
     target = manifests[4321].digest
     queries.search("warm up")
     for q in ("service-0432", "1.0.0", target[:16], "com.acme.build=4321"):
@@ -226,7 +226,7 @@ def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(
     assert queries.search("service-0432").repositories_total == 10
 
 
-def test_signed_out__search_asks_to_sign_in_first(client, dashboard, settings) -> None:  # noqa: ANN001
+def test_signed_out__search_asks_to_sign_in_first(client, dashboard, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
     response = client.get("/-/search/?q=acme")
     assert response.status_code == 302 and response["Location"].startswith("/-/login/")

@@ -57,7 +57,7 @@ def put(repo: str, tags: dict[str, str] | None = None, untagged: tuple[str, ...]
         store.set_tags(repo, tags, source="sync", at=at)
 
 
-def event(action: str = "pull", repository: str = "team/app", *, at: datetime | None = None, **fields: object):  # noqa: ANN201
+def event(action: str = "pull", repository: str = "team/app", *, at: datetime | None = None, **fields: object):
     from dashboard.models import RegistryEvent
 
     event.n = getattr(event, "n", 0) + 1
@@ -89,21 +89,21 @@ def elements(content: bytes) -> list[tuple[str, dict[str, str]]]:
     return parser.found
 
 
-def get(client, url: str, *, status: int = 200, htmx: bool = False):  # noqa: ANN001, ANN201
+def get(client, url: str, *, status: int = 200, htmx: bool = False):
     response = client.get(url, headers=HTMX if htmx else None)
     assert response.status_code == status, (url, response.status_code, response.content[:3000])
     return response
 
 
-def text(response) -> str:  # noqa: ANN001
+def text(response) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())))
 
 
-def rows(response, attr: str) -> list[dict[str, str]]:  # noqa: ANN001
+def rows(response, attr: str) -> list[dict[str, str]]:
     return [a for tag, a in elements(response.content) if tag == "tr" and attr in a]
 
 
-def assert_csp_clean(response) -> None:  # noqa: ANN001
+def assert_csp_clean(response) -> None:
     """Nothing the strict CSP would block: no inline style attribute or block, no inline script."""
     content = response.content.decode()
     assert not re.search(r"<[^>]+\sstyle=", content), "an inline style attribute"
@@ -112,7 +112,7 @@ def assert_csp_clean(response) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def site(settings, db):  # noqa: ANN001, ANN201
+def site(settings, db):
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True, "STORAGE_PATH": ""}
@@ -125,13 +125,13 @@ def site(settings, db):  # noqa: ANN001, ANN201
 # -- storage ------------------------------------------------------------------------------------
 
 
-def test_storage__empty_index__says_so_and_links_to_the_sync(client, site) -> None:  # noqa: ANN001
+def test_storage__empty_index__says_so_and_links_to_the_sync(client, site) -> None:
     response = get(client, "/-/storage/")
     assert "The index holds nothing yet" in text(response)
     assert any(a.get("href") == "/-/sync/" for tag, a in elements(response.content) if tag == "a")
 
 
-def test_storage__small_index__figures_by_repository_and_sort_by_every_column(client, site) -> None:  # noqa: ANN001
+def test_storage__small_index__figures_by_repository_and_sort_by_every_column(client, site) -> None:
     # base (1000) is in every repository; big/one is 9000 alone; old is deleted, its 500 layer held by nothing else.
     a = manifest("a", 100, {"base": 1000, "a-layer": 2000})
     big = manifest("big", 200, {"base": 1000, "big-layer": 9000})
@@ -174,7 +174,7 @@ def test_storage__small_index__figures_by_repository_and_sort_by_every_column(cl
     assert b'href="?sort=name&amp;order=desc"' in get(client, "/-/storage/?sort=name").content
 
 
-def test_storage__filter_and_pages__100_repositories_a_page_with_the_sort_kept(client, site) -> None:  # noqa: ANN001
+def test_storage__filter_and_pages__100_repositories_a_page_with_the_sort_kept(client, site) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedManifest, IndexedRepository, RepositoryManifest
 
@@ -203,7 +203,7 @@ def test_storage__filter_and_pages__100_repositories_a_page_with_the_sort_kept(c
     assert "No repository name contains" in text(get(client, "/-/storage/?q=nothing-like-it"))
 
 
-def test_storage__query_count_does_not_grow_with_the_repositories(client, site) -> None:  # noqa: ANN001
+def test_storage__query_count_does_not_grow_with_the_repositories(client, site) -> None:
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             get(client, "/-/storage/")
@@ -217,7 +217,7 @@ def test_storage__query_count_does_not_grow_with_the_repositories(client, site) 
     assert queries() == few
 
 
-def test_storage__per_tag__unique_to_the_tag_vs_shared_with_other_tags(client, site) -> None:  # noqa: ANN001
+def test_storage__per_tag__unique_to_the_tag_vs_shared_with_other_tags(client, site) -> None:
     one = manifest("one", 100, {"base": 1000, "one": 3000})
     two = manifest("two", 110, {"base": 1000, "two": 5000})
     amd64 = manifest("amd64", 90, {"base": 1000, "amd64": 700})
@@ -248,7 +248,7 @@ def test_storage__per_tag__unique_to_the_tag_vs_shared_with_other_tags(client, s
     assert b"<html" not in partial.content and b'id="tag-table"' in partial.content
 
 
-def test_storage__per_repository__untagged_and_deleted_manifests_listed_with_what_they_free(client, site) -> None:  # noqa: ANN001
+def test_storage__per_repository__untagged_and_deleted_manifests_listed_with_what_they_free(client, site) -> None:
     from dashboard.index import store
 
     kept = manifest("kept", 100, {"base": 1000})
@@ -265,12 +265,12 @@ def test_storage__per_repository__untagged_and_deleted_manifests_listed_with_wha
     assert "2 manifests of team/app no tag reaches" in page and "deleted" in page and "untagged" in page
 
 
-def test_storage__unknown_repository__404_that_says_what_is_missing(client, site) -> None:  # noqa: ANN001
+def test_storage__unknown_repository__404_that_says_what_is_missing(client, site) -> None:
     response = get(client, "/-/storage/?repository=nobody/here", status=404)
     assert "The index holds nothing for “nobody/here”" in text(response)
 
 
-def test_storage__an_index_that_lists_itself__counted_once_and_the_page_renders(client, site) -> None:  # noqa: ANN001
+def test_storage__an_index_that_lists_itself__counted_once_and_the_page_renders(client, site) -> None:
     from dashboard.models import IndexedManifest, ManifestChild
 
     loop = manifest("loop", 77, children=("loop-child",), kind="index")
@@ -285,7 +285,7 @@ def test_storage__an_index_that_lists_itself__counted_once_and_the_page_renders(
                     if a.get("id") == "disk-total")["data-bytes"]) == 610
 
 
-def test_storage__hostile_repository_names__escaped_in_table_chart_and_labels(client, site) -> None:  # noqa: ANN001
+def test_storage__hostile_repository_names__escaped_in_table_chart_and_labels(client, site) -> None:
     from dashboard.index import store
 
     name = "acme/" + XSS
@@ -306,7 +306,7 @@ def test_storage__hostile_repository_names__escaped_in_table_chart_and_labels(cl
     assert_csp_clean(response)
 
 
-def test_storage__chart__ten_largest_as_stacked_bars_to_one_scale(client, site) -> None:  # noqa: ANN001
+def test_storage__chart__ten_largest_as_stacked_bars_to_one_scale(client, site) -> None:
     for i in range(12):
         put(f"r/{i:02d}", {"t": manifest(f"m{i}", 0, {"base": 1000, f"own{i}": 1000 * (i + 1)})})
 
@@ -328,7 +328,7 @@ def test_storage__chart__ten_largest_as_stacked_bars_to_one_scale(client, site) 
 # -- activity: the feed --------------------------------------------------------------------------
 
 
-def test_activity__no_events__explains_that_the_registry_must_send_them(client, site) -> None:  # noqa: ANN001
+def test_activity__no_events__explains_that_the_registry_must_send_them(client, site) -> None:
     response = get(client, "/-/activity/")
     page = text(response)
     assert "No registry events yet" in page and "notifications" in page
@@ -336,7 +336,7 @@ def test_activity__no_events__explains_that_the_registry_must_send_them(client, 
     assert_csp_clean(response)
 
 
-def test_activity__feed__each_event_with_who_from_what_and_when(client, site) -> None:  # noqa: ANN001
+def test_activity__feed__each_event_with_who_from_what_and_when(client, site) -> None:
     digest = dg("pushed")
     when = datetime(2024, 5, 4, 3, 2, 1, tzinfo=UTC)
     event("push", "team/app", at=when, tag="1.0", digest=digest, actor="mia", address="10.0.0.7:5123",
@@ -367,7 +367,7 @@ def test_activity__feed__each_event_with_who_from_what_and_when(client, site) ->
     assert_csp_clean(response)
 
 
-def test_activity__filters__action_repository_who_and_anonymous(client, site) -> None:  # noqa: ANN001
+def test_activity__filters__action_repository_who_and_anonymous(client, site) -> None:
     base = timezone.now() - timedelta(hours=1)
     event("push", "team/app", at=base, actor="mia", tag="1")
     event("pull", "team/app", at=base + timedelta(minutes=1), actor="mia")
@@ -397,7 +397,7 @@ def test_activity__filters__action_repository_who_and_anonymous(client, site) ->
     assert b'<option value="delete" selected>' in full.content and b'value="mia"' in full.content
 
 
-def test_activity__paging__fifty_a_page_newest_first(client, site) -> None:  # noqa: ANN001
+def test_activity__paging__fifty_a_page_newest_first(client, site) -> None:
     from dashboard.models import RegistryEvent
 
     base = timezone.now() - timedelta(days=1)
@@ -417,7 +417,7 @@ def test_activity__paging__fifty_a_page_newest_first(client, site) -> None:  # n
     assert get(client, "/-/activity/?page=x").status_code == 200
 
 
-def test_activity__hostile_event_values__escaped_and_never_linked(client, site) -> None:  # noqa: ANN001
+def test_activity__hostile_event_values__escaped_and_never_linked(client, site) -> None:
     event("push", XSS, tag=XSS[:128], digest=XSS[:100], actor=XSS, address=XSS[:100], user_agent=XSS)
     event("pull", XSS, at=timezone.now() - timedelta(minutes=1))
     from dashboard.index import store
@@ -438,7 +438,7 @@ def test_activity__hostile_event_values__escaped_and_never_linked(client, site) 
 # -- activity: pulls per day ---------------------------------------------------------------------
 
 
-def test_activity__pulls_chart__one_bar_per_day_with_pulls_for_the_most_pulled_repositories(client, site) -> None:  # noqa: ANN001
+def test_activity__pulls_chart__one_bar_per_day_with_pulls_for_the_most_pulled_repositories(client, site) -> None:
     for _ in range(3):
         event("pull", "team/busy", at=noon(0))
     event("pull", "team/busy", at=noon(5))
@@ -470,7 +470,7 @@ def test_activity__pulls_chart__one_bar_per_day_with_pulls_for_the_most_pulled_r
     assert "<title>" in busy and "3 pulls</title>" in busy
 
 
-def test_activity__pulls_chart__days_follow_the_dashboards_time_zone(client, site, settings) -> None:  # noqa: ANN001
+def test_activity__pulls_chart__days_follow_the_dashboards_time_zone(client, site, settings) -> None:
     settings.TIME_ZONE = "Pacific/Auckland"  # UTC+12 or +13: a UTC evening is the next day there
     local_today = timezone.localdate()
     utc_evening = datetime.combine(local_today - timedelta(days=2), time(22, 30), tzinfo=UTC)
@@ -481,7 +481,7 @@ def test_activity__pulls_chart__days_follow_the_dashboards_time_zone(client, sit
     assert [b["data-day"] for b in bars] == [str(local_today - timedelta(days=1))]
 
 
-def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached(client, site, monkeypatch) -> None:  # noqa: ANN001
+def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached(client, site, monkeypatch) -> None:
     from dashboard.insight import views as views_insight
 
     monkeypatch.setattr(views_insight, "PULLS_INLINE", 2)
@@ -508,7 +508,7 @@ def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached
 # -- activity: stale tags ------------------------------------------------------------------------
 
 
-def test_activity__stale_tags__never_pulled_first_then_pulled_longest_ago(client, site) -> None:  # noqa: ANN001
+def test_activity__stale_tags__never_pulled_first_then_pulled_longest_ago(client, site) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedTag
 
@@ -595,7 +595,7 @@ def realistic_index() -> None:
 
 
 @pytest.fixture
-def live(live_server, transactional_db, settings):  # noqa: ANN001, ANN201
+def live(live_server, transactional_db, settings):
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True, "STORAGE_PATH": "",
@@ -607,7 +607,7 @@ def live(live_server, transactional_db, settings):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def page(browser, live):  # noqa: ANN001, ANN201, F811
+def page(browser, live):
 
     watch = Watch()
     ctx = new_context(browser, watch)
@@ -619,7 +619,7 @@ def page(browser, live):  # noqa: ANN001, ANN201, F811
         ctx.close()
 
 
-def shots(page, name: str) -> None:  # noqa: ANN001
+def shots(page, name: str) -> None:
 
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
@@ -628,7 +628,7 @@ def shots(page, name: str) -> None:  # noqa: ANN001
 
 
 @pytest.mark.browser
-def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> None:  # noqa: ANN001
+def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> None:
     from playwright.sync_api import expect
 
     realistic_index()
@@ -660,7 +660,7 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
 
 
 @pytest.mark.browser
-def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(page, live) -> None:  # noqa: ANN001
+def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(page, live) -> None:
     from playwright.sync_api import expect
 
     from dashboard.models import RegistryEvent
@@ -687,7 +687,7 @@ def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(
     assert same_document(page), "filtering should swap the feed, not reload the page"
 
 
-def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, settings, db) -> None:  # noqa: ANN001
+def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, settings, db) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
     for url in ("/-/storage/", "/-/storage/?repository=team/app", "/-/activity/"):
         response = client.get(url)

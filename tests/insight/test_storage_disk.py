@@ -77,7 +77,7 @@ def elements(html: bytes) -> list[tuple[str, dict[str, str]]]:
     return parser.found
 
 
-def page(client, url: str) -> list[tuple[str, dict[str, str]]]:  # noqa: ANN001
+def page(client, url: str) -> list[tuple[str, dict[str, str]]]:
     response = client.get(url)
     assert response.status_code == 200, response.content[:2000]
     return elements(response.content)
@@ -106,7 +106,7 @@ def garbage_collect(server: RegistryServer, *, delete_untagged: bool) -> None:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, settings, db) -> RegistryServer:  # noqa: ANN001
+def reg(empty_registry: RegistryServer, settings, db) -> RegistryServer:
     from django.core.cache import cache
 
     settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": empty_registry.url, "CATALOG_TTL": 0,
@@ -120,7 +120,7 @@ def reg(empty_registry: RegistryServer, settings, db) -> RegistryServer:  # noqa
 
 
 def test_storage__layers_and_manifests_shared_across_repositories__total_is_the_blob_files_on_disk(
-        reg: RegistryServer, client) -> None:  # noqa: ANN001
+        reg: RegistryServer, client) -> None:
     base = layer("base.bin", 3000)
     a = p.build_image([base, layer("a.bin", 5000)], labels={"i": "a"})
     b = p.build_image([base, layer("b.bin", 7000)], labels={"i": "b"})
@@ -187,7 +187,7 @@ def test_storage__layers_and_manifests_shared_across_repositories__total_is_the_
 
 
 def test_reclaimable__after_a_delete__gc_frees_exactly_that_then_delete_untagged_frees_the_untagged(
-        reg: RegistryServer, client) -> None:  # noqa: ANN001
+        reg: RegistryServer, client) -> None:
     from dashboard import remote
     from dashboard.index import store
 

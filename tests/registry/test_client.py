@@ -527,7 +527,7 @@ def test_catalog__empty_registry__empty_list(empty_registry: RegistryServer) -> 
 class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
         pass
 
     def _answer(self) -> None:
@@ -541,7 +541,7 @@ class _Recorder(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815 - http.server's method names
 
 
 @pytest.fixture
@@ -561,7 +561,7 @@ def recorder() -> Iterator[tuple[RegistryClient, list[tuple[str, str, dict[str, 
         thread.join(timeout=5)
 
 
-def test_user_agent__every_request__starts_with_registryui(recorder) -> None:  # noqa: ANN001
+def test_user_agent__every_request__starts_with_registryui(recorder) -> None:
     client, seen = recorder
     client.ping()
     client.head_manifest("acme/web", "sha256:" + "a" * 64)
@@ -589,7 +589,7 @@ def test_user_agent__configured_version__sent_verbatim() -> None:
         thread.join(timeout=5)
 
 
-def test_manifest_request__accept_offers_all_four_manifest_types(recorder) -> None:  # noqa: ANN001
+def test_manifest_request__accept_offers_all_four_manifest_types(recorder) -> None:
     client, seen = recorder
     # {} is not a manifest, but the request is what this test is about.
     client.manifest("acme/web", "latest")
@@ -605,7 +605,7 @@ BAD_DIGESTS = ["", "latest", "sha256:abc", "sha256:" + "A" * 64, "sha256:" + "g"
                "sha256:" + "a" * 64 + "/../x"]
 
 
-def test_invalid_reference__bad_names__raised_before_any_request(recorder) -> None:  # noqa: ANN001
+def test_invalid_reference__bad_names__raised_before_any_request(recorder) -> None:
     client, seen = recorder
     calls: list[Callable[[str], object]] = [
         client.tags,
@@ -626,7 +626,7 @@ def test_invalid_reference__bad_names__raised_before_any_request(recorder) -> No
     assert seen == []
 
 
-def test_invalid_reference__300_char_name__message_bounded(recorder) -> None:  # noqa: ANN001
+def test_invalid_reference__300_char_name__message_bounded(recorder) -> None:
     client, seen = recorder
     with pytest.raises(e.InvalidReference) as info:
         client.tags("a" * 300)
@@ -635,7 +635,7 @@ def test_invalid_reference__300_char_name__message_bounded(recorder) -> None:  #
     assert seen == []
 
 
-def test_invalid_reference__bad_tags__raised_before_any_request(recorder) -> None:  # noqa: ANN001
+def test_invalid_reference__bad_tags__raised_before_any_request(recorder) -> None:
     client, seen = recorder
     for tag in BAD_TAGS:
         for call in (client.head_manifest, client.manifest, client.manifest_bytes):
@@ -644,7 +644,7 @@ def test_invalid_reference__bad_tags__raised_before_any_request(recorder) -> Non
     assert seen == []
 
 
-def test_invalid_reference__bad_digests__raised_before_any_request(recorder) -> None:  # noqa: ANN001
+def test_invalid_reference__bad_digests__raised_before_any_request(recorder) -> None:
     client, seen = recorder
     for digest in BAD_DIGESTS:
         for call in (client.head_blob, client.blob_bytes, client.config, client.open_blob):
@@ -658,7 +658,7 @@ def test_invalid_reference__bad_digests__raised_before_any_request(recorder) -> 
     assert seen == []
 
 
-def test_valid_reference__edge_of_the_grammar__reaches_the_server(recorder) -> None:  # noqa: ANN001
+def test_valid_reference__edge_of_the_grammar__reaches_the_server(recorder) -> None:
     client, seen = recorder
     client.head_blob("a" * 255, MISSING_DIGEST)
     client.head_blob("a.b/c__d/e-f--g/h_i", "sha512:" + "f" * 128)

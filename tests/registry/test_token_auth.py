@@ -398,10 +398,10 @@ def test_basic_credentials_go_to_the_realm_not_to_the_token_registry_api(bed: Be
     class Proxy(BaseHTTPRequestHandler):  # records what the client sends to the registry's API
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             auth = self.headers.get("Authorization", "")
             seen.append((self.path, auth.split(" ", 1)[0]))
             r = requests.get(upstream + self.path, headers={"Authorization": auth} if auth else {}, timeout=T)
@@ -514,7 +514,7 @@ def test_token_cache__expiry_and_one_fetch_per_key() -> None:
 # -- the dashboard ----------------------------------------------------------------------------------
 
 
-def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, settings, db) -> None:  # noqa: ANN001
+def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, settings, db) -> None:
     from django.contrib.auth.models import Group, User
     from django.core.cache import cache
 

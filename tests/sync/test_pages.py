@@ -21,7 +21,7 @@ IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBa
 
 
 @pytest.fixture
-def site(dashboard, settings):  # noqa: ANN001, ANN201
+def site(dashboard, settings):
     """The seeded registry, sign-in required (no anonymous reading), tasks run at once."""
     settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False, "SYNC_INTERVAL": 0,
                           "EVENTS_TOKEN": "s3cret-token-value"}
@@ -29,19 +29,19 @@ def site(dashboard, settings):  # noqa: ANN001, ANN201
     return dashboard
 
 
-def login(client, group: str) -> User:  # noqa: ANN001
+def login(client, group: str) -> User:
     user = User.objects.create_user(f"{group}-user")
     user.groups.add(Group.objects.get(name=group))
     client.force_login(user)
     return user
 
 
-def test_sync_page__anonymous__sent_to_sign_in(client, site) -> None:  # noqa: ANN001
+def test_sync_page__anonymous__sent_to_sign_in(client, site) -> None:
     response = client.get("/-/sync/")
     assert response.status_code == 302 and response["Location"].startswith("/-/login/")
 
 
-def test_sync_page__viewer__sees_the_index_and_the_events_setup_but_no_button(client, site) -> None:  # noqa: ANN001
+def test_sync_page__viewer__sees_the_index_and_the_events_setup_but_no_button(client, site) -> None:
     sync.run_now()
     login(client, "viewer")
     page = client.get("/-/sync/").content.decode()
@@ -58,19 +58,19 @@ def test_sync_page__viewer__sees_the_index_and_the_events_setup_but_no_button(cl
     assert ">set</span>" in page and "none received yet" in page
 
 
-def test_sync_page__viewer__a_forged_post_is_refused_and_starts_nothing(client, site) -> None:  # noqa: ANN001
+def test_sync_page__viewer__a_forged_post_is_refused_and_starts_nothing(client, site) -> None:
     login(client, "viewer")
     assert client.post("/-/sync/start/").status_code == 403
     assert SyncRun.objects.count() == 0
 
 
-def test_sync_page__get_cannot_start_a_sync(client, site) -> None:  # noqa: ANN001
+def test_sync_page__get_cannot_start_a_sync(client, site) -> None:
     login(client, "maintainer")
     assert client.get("/-/sync/start/").status_code == 405
     assert SyncRun.objects.count() == 0
 
 
-def test_sync_now__maintainer__runs_a_sync_and_shows_its_result(client, site) -> None:  # noqa: ANN001
+def test_sync_now__maintainer__runs_a_sync_and_shows_its_result(client, site) -> None:
     login(client, "maintainer")
     page = client.get("/-/sync/").content.decode()
     assert "Sync now" in page and "No sync has run yet" in page
@@ -85,7 +85,7 @@ def test_sync_now__maintainer__runs_a_sync_and_shows_its_result(client, site) ->
     assert "maintainer-user" in history and "manual" in history
 
 
-def test_sync_now__while_one_runs__says_so_and_follows_it(client, site) -> None:  # noqa: ANN001
+def test_sync_now__while_one_runs__says_so_and_follows_it(client, site) -> None:
     now = timezone.now()
     running = SyncRun.objects.create(state="running", active=True, started_at=now, heartbeat_at=now,
                                      repositories_total=10, repositories_done=3)
@@ -96,7 +96,7 @@ def test_sync_now__while_one_runs__says_so_and_follows_it(client, site) -> None:
     assert SyncRun.objects.count() == 1
 
 
-def test_sync_now__brings_the_scheduled_sync_forward(client, site) -> None:  # noqa: ANN001
+def test_sync_now__brings_the_scheduled_sync_forward(client, site) -> None:
     waiting = SyncRun.objects.create(state="queued", active=True, trigger="schedule",
                                      not_before=timezone.now() + timedelta(minutes=10))
     login(client, "maintainer")
@@ -108,7 +108,7 @@ def test_sync_now__brings_the_scheduled_sync_forward(client, site) -> None:  # n
     assert SyncRun.objects.count() == 1
 
 
-def test_sync_run__running__polls_every_second_with_progress_and_an_estimate(client, site) -> None:  # noqa: ANN001
+def test_sync_run__running__polls_every_second_with_progress_and_an_estimate(client, site) -> None:
     started = timezone.now() - timedelta(seconds=30)
     run = SyncRun.objects.create(state="running", active=True, started_at=started, heartbeat_at=timezone.now(),
                                  repositories_total=200, repositories_done=50, tags_seen=75, heads=75,
@@ -124,7 +124,7 @@ def test_sync_run__running__polls_every_second_with_progress_and_an_estimate(cli
     assert 'value="50"' in body and 'max="200"' in body
 
 
-def test_sync_run__finished__polling_stops(client, site) -> None:  # noqa: ANN001
+def test_sync_run__finished__polling_stops(client, site) -> None:
     run = sync.run_now()
     login(client, "viewer")
     response = client.get(f"/-/sync/runs/{run.pk}/", headers={"HX-Request": "true"})
@@ -132,14 +132,14 @@ def test_sync_run__finished__polling_stops(client, site) -> None:  # noqa: ANN00
     assert "hx-trigger" not in response.content.decode()
 
 
-def test_sync_run__without_javascript__a_whole_page(client, site) -> None:  # noqa: ANN001
+def test_sync_run__without_javascript__a_whole_page(client, site) -> None:
     run = sync.run_now()
     login(client, "viewer")
     page = client.get(f"/-/sync/runs/{run.pk}/").content.decode()
     assert "<html" in page and f"Sync #{run.pk}" in page and 'href="/-/sync/"' in page
 
 
-def test_sync_run__a_failed_run_says_why_and_names_its_problems(client, site) -> None:  # noqa: ANN001
+def test_sync_run__a_failed_run_says_why_and_names_its_problems(client, site) -> None:
     now = timezone.now()
     run = SyncRun.objects.create(
         state="failed", active=False, started_at=now, finished_at=now, repositories_total=5, repositories_done=2,
@@ -153,13 +153,13 @@ def test_sync_run__a_failed_run_says_why_and_names_its_problems(client, site) ->
     assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>", 1)[1]
 
 
-def test_sync_run__unknown__404(client, site) -> None:  # noqa: ANN001
+def test_sync_run__unknown__404(client, site) -> None:
     login(client, "viewer")
     assert client.get("/-/sync/runs/999/").status_code == 404
 
 
 def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_set(
-        client, site, settings) -> None:  # noqa: ANN001
+        client, site, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
     RegistryEvent.objects.create(event_id="e1", action="push", repository="acme/web", at=timezone.now())
     login(client, "viewer")
@@ -168,7 +168,7 @@ def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_
     assert "none received yet" not in page and "(just now)" in page
 
 
-def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, settings) -> None:  # noqa: ANN001
+def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, settings) -> None:
     settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 900}
     sync.run_now()
     login(client, "viewer")
@@ -178,7 +178,7 @@ def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, setti
     assert "off" in client.get("/-/sync/").content.decode()
 
 
-def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:  # noqa: ANN001
+def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:
     sync.run_now()
     login(client, "maintainer")
     page = client.get("/-/sync/").content.decode()
@@ -191,8 +191,8 @@ def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:  # noqa: 
 
 
 @pytest.mark.browser
-def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live_server, transactional_db,  # noqa: F811
-                                                          registry, settings) -> None:  # noqa: ANN001
+def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live_server, transactional_db,
+                                                          registry, settings) -> None:
     from django.core.cache import cache
 
     from dashboard.auth import ensure_roles
