@@ -11,9 +11,9 @@ from django.test import Client
 
 
 @pytest.fixture
-def closed(dashboard, settings):
+def closed(dashboard, configure):
     """The dashboard as shipped: anonymous browsing off."""
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
+    configure(ANONYMOUS_READ=False)
     return dashboard
 
 

@@ -96,15 +96,14 @@ class Hostile(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hostile(settings, db) -> Iterator[str]:
+def hostile(configure, db) -> Iterator[str]:
     from django.core.cache import cache
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": True}
+    configure(REGISTRY_URL=url, CATALOG_TTL=0, ANONYMOUS_READ=True)
     cache.clear()
     yield url
     server.shutdown()

@@ -63,19 +63,18 @@ def index(*names: str) -> None:
         assert not result.problem, (name, result.problem)
 
 
-def point_at(server: RegistryServer, settings) -> None:
+def point_at(server: RegistryServer, configure, settings) -> None:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": True}
+    configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
 
 
 @pytest.fixture
-def many(empty_registry: RegistryServer, settings) -> Iterator[dict[str, str]]:
+def many(empty_registry: RegistryServer, configure, settings) -> Iterator[dict[str, str]]:
     """250 tags v1.0.0 … v1.249.0 in one indexed repository, created a minute apart (v1.249.0 newest)."""
-    point_at(empty_registry, settings)
+    point_at(empty_registry, configure, settings)
     tags = seed_many_tags(empty_registry.url, MANY, 250)
     index(MANY)
     yield tags
@@ -88,8 +87,8 @@ ODD_TAGS = ["latest", "main", "stable", "1.0.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.
 
 
 @pytest.fixture
-def odd(empty_registry: RegistryServer, settings) -> Iterator[list[str]]:
-    point_at(empty_registry, settings)
+def odd(empty_registry: RegistryServer, configure, settings) -> Iterator[list[str]]:
+    point_at(empty_registry, configure, settings)
     image = build_image([{"odd.txt": b"odd\n"}])
     push_image(empty_registry.url, "team/odd", image, ODD_TAGS[0])
     for tag in ODD_TAGS[1:]:
@@ -261,8 +260,8 @@ def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) 
     assert f"{len(attachments)} attachment tags" in doc.one("p", cls="summary").text
 
 
-def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, settings) -> None:
-    point_at(empty_registry, settings)
+def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, configure, settings) -> None:
+    point_at(empty_registry, configure, settings)
     image = build_image([{"app": b"app\n"}])
     push_image(empty_registry.url, "team/ref", image, "1.0")
     sbom = build_image([{"sbom.json": b"{}"}], subject=image, artifact_type="application/spdx+json")
@@ -476,7 +475,7 @@ def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_fi
 # -- the catalog --------------------------------------------------------------------------------------
 
 
-def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, settings) -> None:
+def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, configure) -> None:
     from dashboard.index import sync
 
     seeded = dashboard.seeded
@@ -484,7 +483,7 @@ def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, 
     listed = sorted(seeded.repos, key=lambda n: (n.rpartition("/")[0], n))
     assert sync.run_now().state == "succeeded"
     # The registry is out of reach now: the catalog still lists every repository with its tag count.
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{free_port()}"}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{free_port()}")
     doc = dom(get(client, "/"))
     names = [a.attrs["href"][3:-1] for a in doc.find_all("a", cls="repo-link")]
     assert names == listed[:100]
@@ -540,8 +539,8 @@ def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, ma
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_browser__sort_by_created_and_page_swap_the_table_and_back_restores(
-        page: Page, app: App, empty_registry: RegistryServer, settings) -> None:
-    point_at(empty_registry, settings)
+        page: Page, app: App, empty_registry: RegistryServer, configure, settings) -> None:
+    point_at(empty_registry, configure, settings)
     seed_many_tags(empty_registry.url, MANY, 250)
     index(MANY)
     rows_ = page.locator("#tags tr.tag-row")

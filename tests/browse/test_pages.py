@@ -826,9 +826,9 @@ INVALID_URLS = [
 
 
 @pytest.mark.parametrize("url", INVALID_URLS)
-def test_errors__invalid_name_tag_or_digest_is_404_before_any_registry_call(client, dashboard, settings, url) -> None:
+def test_errors__invalid_name_tag_or_digest_is_404_before_any_registry_call(client, dashboard, configure, url) -> None:
     # Nothing listens here: a registry call would turn the page into a 502.
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{closed_port()}"}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{closed_port()}")
     response = client.get(url)
     assert response.status_code == 404, (url, response.status_code, response.content[:1000])
     body = response.content.decode()
@@ -883,10 +883,10 @@ def test_errors__deleted_manifest_is_404(client, dashboard) -> None:
     (f"/r/{REPO_WEB}/-/blobs/sha256:{'a' * 64}/", False),
     (f"/r/{REPO_WEB}/-/blobs/sha256:{'a' * 64}/download", False),
 ])
-def test_errors__registry_unreachable_every_page_is_502_with_an_explanation(client, dashboard, settings,
+def test_errors__registry_unreachable_every_page_is_502_with_an_explanation(client, dashboard, configure,
                                                                            url, htmx) -> None:
     port = closed_port()
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{port}"}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
     response = client.get(url, headers=HTMX if htmx else None)
     assert response.status_code == 502, (url, response.status_code)
     body = response.content.decode()

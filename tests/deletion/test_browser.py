@@ -45,14 +45,13 @@ DEFAULT_ORDER = ["latest", "3.0.0", "2.0.0", "1.2.4", "1.0.0"]
 
 
 @pytest.fixture
-def reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Fixture]:
+def reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Fixture]:
     """A fresh registry with team/app's five tags; the live server reads it, signed-in only."""
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry") as server:
         fixture = Fixture(server, seed_versions(server))
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "PULL_HOST": "", "ANONYMOUS_READ": False}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=False)
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         yield fixture

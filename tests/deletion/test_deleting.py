@@ -17,21 +17,20 @@ from testbed.server import free_port
 from tests.helpers.deletion import REPO, Fixture, seed_versions
 
 
-def _configure(settings, server: RegistryServer) -> None:
+def _configure(configure, settings, server: RegistryServer) -> None:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": False}
+    configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
 
 
 @pytest.fixture
-def reg(tmp_path: Path, settings, db) -> Iterator[Fixture]:
+def reg(tmp_path: Path, configure, settings, db) -> Iterator[Fixture]:
     # A fixed port, so the registry can be restarted after garbage collection at the same URL.
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
         fixture = Fixture(server, seed_versions(server))
-        _configure(settings, server)
+        _configure(configure, settings, server)
         yield fixture
 
 
@@ -165,10 +164,10 @@ def test_restore__after_garbage_collection__refused_with_the_reason(client, reg,
     assert record.restored_at is None
 
 
-def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, settings, maintainer) -> None:
+def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, configure, settings, maintainer) -> None:
     with RegistryServer(tmp_path / "ro", delete_enabled=False) as server:
         digests = seed_versions(server)
-        _configure(settings, server)
+        _configure(configure, settings, server)
         page = client.get(f"/r/{REPO}/?details=1").content.decode()
         assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in page and "disabled" in page
         assert "Untag…" not in page

@@ -21,7 +21,7 @@ PASSWORDS = {"mia": "pw-mia-browser-1"}
 
 
 @pytest.fixture
-def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[RegistryServer]:
+def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as srv:
@@ -30,9 +30,8 @@ def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[
         requests.delete(f"{srv.url}/v2/{REPO}/manifests/{gone}", timeout=5).raise_for_status()
         # A second's pause before the collector, so the page can be seen following a running GC.
         command = f"sh -c 'sleep 1; exec docker-registry garbage-collect \"$@\"' gc {srv.config_path}"
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": srv.url, "ANONYMOUS_READ": False,
-                              "STORAGE_PATH": str(srv.storage_dir), "GC_COMMAND": command,
-                              "GC_BEFORE_COMMAND": "", "GC_AFTER_COMMAND": ""}
+        configure(REGISTRY_URL=srv.url, ANONYMOUS_READ=False, STORAGE_PATH=str(srv.storage_dir), GC_COMMAND=command,
+                  GC_BEFORE_COMMAND="", GC_AFTER_COMMAND="")
         settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()

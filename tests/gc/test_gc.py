@@ -43,22 +43,21 @@ SUBPROCESS_TIMEOUT_S = 120
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def configure(settings, server: RegistryServer, **extra: object) -> None:
+def point_at(configure, settings, server: RegistryServer, **extra: object) -> None:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {
-        **settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0, "ANONYMOUS_READ": False,
-        "GC_COMMAND": f"{registry_binary()} garbage-collect {server.config_path}",
-        "STORAGE_PATH": str(server.storage_dir), "GC_BEFORE_COMMAND": "", "GC_AFTER_COMMAND": "",
-        "GC_STALE_SECONDS": 60.0, **extra}
+    configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False,
+              GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}",
+              STORAGE_PATH=str(server.storage_dir), GC_BEFORE_COMMAND="", GC_AFTER_COMMAND="", GC_STALE_SECONDS=60.0)
+    configure(**extra)
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
     cache.clear()
 
 
 @pytest.fixture
-def server(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
+def server(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as srv:
-        configure(settings, srv)
+        point_at(configure, settings, srv)
         yield srv
 
 
@@ -133,13 +132,13 @@ def test_command_argv__flags_after_garbage_collect__else_at_the_end() -> None:
         ["/usr/local/bin/gc-wrapper", "/etc/r.yml", "--dry-run"]
 
 
-def test_configured__unset__says_how_and_start_is_refused(settings, mia) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": ""}
+def test_configured__unset__says_how_and_start_is_refused(configure, mia) -> None:
+    configure(GC_COMMAND="")
     ok, reason = gc.configured()
     assert not ok and "REGISTRYUI_GC_COMMAND" in reason and "garbage-collect" in reason and "db_worker" in reason
     with pytest.raises(gc.Refused, match="REGISTRYUI_GC_COMMAND"):
         gc.start(mia, dry_run=True)
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": "registry garbage-collect 'unclosed"}
+    configure(GC_COMMAND="registry garbage-collect 'unclosed")
     assert gc.configured()[0] is False
     assert GCRun.objects.count() == 0
 
@@ -232,14 +231,14 @@ def test_repush_after_gc__no_blob_cache__the_pushed_image_is_complete(server: Re
 
 
 def test_repush_after_gc__inmemory_blob_cache__the_trap_broken_image_until_restart_and_repush(
-        tmp_path: Path, settings, mia: User) -> None:
+        tmp_path: Path, configure, settings, mia: User) -> None:
     """Why the shipped config has no `storage.cache`: registry:2's default `inmemory` cache still
     says the collected blobs exist (the manifest's own blob too), so the re-push uploads nothing,
     every PUT answers 201, and what was pushed cannot be pulled: the tag is 404 and each blob GET
     breaks off mid-body. A restart does not mend it (the blobs are really gone); pushing again
     after the restart does."""
     with RegistryServer(tmp_path / "cached", port=free_port(), blob_cache=True) as server:
-        configure(settings, server)
+        point_at(configure, settings, server)
         image = p.build_image([layer("cached.bin", 6000)], labels={"v": "cached"})
         _push_delete_collect(server, mia, image)
         assert p.blob_exists(server.url, REPO, image.layer_digests[0]), "the cache no longer lies: re-check the docs"
@@ -489,9 +488,9 @@ def test_queued_from_the_web_side__a_real_db_worker_process_runs_it(tmp_path: Pa
 
 
 def test_worker__its_run_marked_stale_meanwhile__stops_the_command_at_once(
-        seeded: RegistryServer, settings, tmp_path: Path) -> None:
+        seeded: RegistryServer, configure, tmp_path: Path) -> None:
     script = _gate_script(tmp_path)
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{script} {seeded.config_path}"}
+    configure(GC_COMMAND=f"{script} {seeded.config_path}")
     run = gc.create_run(None, username="worker-a", dry_run=True)
 
     def another_process_marks_it_stale(line: str) -> None:
@@ -508,10 +507,10 @@ def test_worker__its_run_marked_stale_meanwhile__stops_the_command_at_once(
         os.kill(int(started.suffix[1:]), 0)
 
 
-def test_timeout__a_hung_command_is_stopped_and_the_run_failed(seeded: RegistryServer, mia: User, settings,
+def test_timeout__a_hung_command_is_stopped_and_the_run_failed(seeded: RegistryServer, mia: User, configure,
                                                                tmp_path: Path) -> None:
     script = _gate_script(tmp_path)
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{script} {seeded.config_path}", "GC_TIMEOUT": 1}
+    configure(GC_COMMAND=f"{script} {seeded.config_path}", GC_TIMEOUT=1)
     run = gc.start(mia, dry_run=True)
     assert run.state == "failed" and run.exit_code != 0 and not run.active
     assert "[stopped: still running after 1 s]" in run.output and "still running after 1 s" in run.error
@@ -522,21 +521,20 @@ def test_timeout__a_hung_command_is_stopped_and_the_run_failed(seeded: RegistryS
 
 
 def test_failing_command__bad_config_path__failed_with_its_stderr_and_the_lock_is_free(
-        seeded: RegistryServer, mia: User, settings, tmp_path: Path) -> None:
+        seeded: RegistryServer, mia: User, configure, settings, tmp_path: Path) -> None:
     good = settings.REGISTRYUI["GC_COMMAND"]
-    settings.REGISTRYUI = {**settings.REGISTRYUI,
-                           "GC_COMMAND": f"{registry_binary()} garbage-collect {tmp_path}/missing.yml"}
+    configure(GC_COMMAND=f"{registry_binary()} garbage-collect {tmp_path}/missing.yml")
     run = gc.start(mia, dry_run=True)
     assert (run.state, run.exit_code, run.active, run.phase) == ("failed", 1, False, "done")
     assert f"configuration error: open {tmp_path}/missing.yml: no such file or directory" in run.output
     assert "exit code 1" in run.error and "configuration error" in run.error
     assert gc.active_run() is None
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": "/nonexistent/registry garbage-collect x.yml"}
+    configure(GC_COMMAND="/nonexistent/registry garbage-collect x.yml")
     missing = gc.start(mia, dry_run=True)
     assert (missing.state, missing.exit_code) == ("failed", 127) and "cannot run /nonexistent/registry" in missing.error
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": good}
+    configure(GC_COMMAND=good)
     assert gc.start(mia, dry_run=True).state == "succeeded"
 
 
@@ -563,9 +561,9 @@ def test_stale_run__old_heartbeat__marked_failed_and_the_lock_freed(seeded: Regi
     assert gc.start(mia, dry_run=True).state == "succeeded"
 
 
-def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryServer, mia: User, settings) -> None:
+def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryServer, mia: User, configure) -> None:
     script = "for i in range(30000): print(f'line {i} ' + 'x' * 40)"
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": f"{sys.executable} -c \"{script}\""}
+    configure(GC_COMMAND=f"{sys.executable} -c \"{script}\"")
     run = gc.start(mia, dry_run=True)
     assert run.state == "succeeded", run.error
     assert GCRun.OUTPUT_LIMIT - 100 < len(run.output) <= GCRun.OUTPUT_LIMIT + 100
@@ -576,11 +574,9 @@ def test_output__only_the_last_200_kb_kept__counted_lines_said(seeded: RegistryS
 # -- hooks -----------------------------------------------------------------------------------------------
 
 
-def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User, settings) -> None:
-    settings.REGISTRYUI = {
-        **settings.REGISTRYUI,
-        "GC_BEFORE_COMMAND": "echo before dry=$REGISTRYUI_GC_DRY_RUN run=$REGISTRYUI_GC_RUN_ID",
-        "GC_AFTER_COMMAND": "echo after exit=$REGISTRYUI_GC_EXIT_CODE; echo on-stderr >&2"}
+def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User, configure) -> None:
+    configure(GC_BEFORE_COMMAND="echo before dry=$REGISTRYUI_GC_DRY_RUN run=$REGISTRYUI_GC_RUN_ID",
+              GC_AFTER_COMMAND="echo after exit=$REGISTRYUI_GC_EXIT_CODE; echo on-stderr >&2")
     run = gc.start(mia, dry_run=True)
     assert run.state == "succeeded", run.error + run.hook_output
     assert f"before dry=1 run={run.pk}" in run.hook_output and "after exit=0" in run.hook_output
@@ -590,14 +586,13 @@ def test_hooks__before_and_after_output_stored(seeded: RegistryServer, mia: User
 
 
 def test_hooks__failing_before_hook__gc_does_not_run_and_the_after_hook_still_does(
-        server: RegistryServer, mia: User, settings) -> None:
+        server: RegistryServer, mia: User, configure) -> None:
     gone = p.build_image([layer("gone.bin", 4000)], labels={"v": "gone"})
     p.push_image(server.url, REPO, gone, "old")
     p.delete_manifest(server.url, REPO, gone.digest)
     preview = gc.start(mia, dry_run=True)
     assert preview.eligible_blobs == 3
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_BEFORE_COMMAND": "echo cannot switch to read-only >&2; exit 3",
-                           "GC_AFTER_COMMAND": "echo after ran"}
+    configure(GC_BEFORE_COMMAND="echo cannot switch to read-only >&2; exit 3", GC_AFTER_COMMAND="echo after ran")
     before = disk_bytes(server.storage_dir)
 
     run = gc.start(mia, dry_run=False, preview=preview)
@@ -611,8 +606,8 @@ def test_hooks__failing_before_hook__gc_does_not_run_and_the_after_hook_still_do
 
 
 def test_hooks__failing_after_hook__run_failed_but_says_gc_itself_succeeded(
-        seeded: RegistryServer, mia: User, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_AFTER_COMMAND": "echo restart failed; exit 1"}
+        seeded: RegistryServer, mia: User, configure) -> None:
+    configure(GC_AFTER_COMMAND="echo restart failed; exit 1")
     run = gc.start(mia, dry_run=True)
     assert (run.state, run.exit_code) == ("failed", 0)
     assert "after hook failed (exit code 1)" in run.error and "garbage collection itself succeeded" in run.error

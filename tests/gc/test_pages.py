@@ -17,7 +17,7 @@ REPO = "team/gc"
 
 
 @pytest.fixture
-def gc_registry(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
+def gc_registry(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
@@ -26,10 +26,9 @@ def gc_registry(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
         push_image(server.url, REPO, keep, "keep")
         digest = push_image(server.url, REPO, gone, "gone")
         requests.delete(f"{server.url}/v2/{REPO}/manifests/{digest}", timeout=5).raise_for_status()
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "ANONYMOUS_READ": False, "STORAGE_PATH": str(server.storage_dir),
-                              "GC_COMMAND": f"docker-registry garbage-collect {server.config_path}",
-                              "GC_BEFORE_COMMAND": "", "GC_AFTER_COMMAND": ""}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
+                  GC_COMMAND=f"docker-registry garbage-collect {server.config_path}", GC_BEFORE_COMMAND="",
+                  GC_AFTER_COMMAND="")
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
@@ -107,7 +106,7 @@ def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> N
     assert "<html" not in body and 'hx-trigger="every 1s"' not in body and "Succeeded" in body
 
 
-def test_gc__not_configured__says_how(client, gc_registry, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "GC_COMMAND": ""}
+def test_gc__not_configured__says_how(client, gc_registry, configure) -> None:
+    configure(GC_COMMAND="")
     _login(client, "maintainer")
     assert "REGISTRYUI_GC_COMMAND" in client.get("/-/gc/").content.decode()

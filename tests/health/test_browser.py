@@ -18,14 +18,13 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def server(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[RegistryServer]:
+def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), debug=True) as srv:
         push_image(srv.url, "team/app", build_image([{"a.txt": b"a\n" * 100}]), "1.0")
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": srv.url, "ANONYMOUS_READ": True,
-                              "CATALOG_TTL": 0, "STORAGE_PATH": str(srv.storage_dir),
-                              "DEBUG_URL": srv.debug_url, "HEALTH_INTERVAL": 1}
+        configure(REGISTRY_URL=srv.url, ANONYMOUS_READ=True, CATALOG_TTL=0, STORAGE_PATH=str(srv.storage_dir),
+                  DEBUG_URL=srv.debug_url, HEALTH_INTERVAL=1)
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         yield srv

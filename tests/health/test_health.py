@@ -14,9 +14,8 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "STORAGE_PATH": str(dashboard.server.storage_dir),
-                          "ANONYMOUS_READ": False}
+def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, configure) -> None:
+    configure(STORAGE_PATH=str(dashboard.server.storage_dir), ANONYMOUS_READ=False)
     response = client.get("/-/health.json")
     assert response.status_code == 200
     doc = response.json()
@@ -30,9 +29,9 @@ def test_health_json__healthy_registry__every_check_and_overall_status(client, d
     assert doc["status"] == "ok"
 
 
-def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, settings) -> None:
+def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, configure) -> None:
     port = _closed_port()
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{port}"}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
     response = client.get("/-/health.json")
     assert response.status_code == 503
     api = response.json()["checks"]["api"]
@@ -41,19 +40,18 @@ def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, s
     assert response.json()["status"] == "failing"
 
 
-def test_live__answers_without_registry_or_login(client, dashboard, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{_closed_port()}",
-                          "ANONYMOUS_READ": False}
+def test_live__answers_without_registry_or_login(client, dashboard, configure) -> None:
+    configure(REGISTRY_URL=f"http://127.0.0.1:{_closed_port()}", ANONYMOUS_READ=False)
     response = client.get("/-/live")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, dashboard, settings) -> None:
+def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, dashboard, configure) -> None:
     body = client.get("/-/health/").content.decode()
     assert body.count('class="check status-') == 7
     assert 'data-check="api"' in body and "registry/2.0" in body
     port = _closed_port()
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{port}"}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
     partial = client.get("/-/health/", headers={"HX-Request": "true"}).content.decode()
     assert "<html" not in partial and 'class="check status-failing"' in partial
     assert "is the registry running?" in partial and "Failing" in partial
@@ -72,8 +70,8 @@ def test_metrics__off_by_default__404(client, dashboard) -> None:
     assert client.get("/metrics").status_code == 404
 
 
-def test_metrics__token_required__counts_requests_registry_calls_and_cache(client, dashboard, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "METRICS_TOKEN": "s3cret-token"}
+def test_metrics__token_required__counts_requests_registry_calls_and_cache(client, dashboard, configure) -> None:
+    configure(METRICS_TOKEN="s3cret-token")
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     client.get("/r/acme/web/?details=1")
@@ -87,8 +85,8 @@ def test_metrics__token_required__counts_requests_registry_calls_and_cache(clien
     assert "acme/web" not in body  # no repository names as labels
 
 
-def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
+def test_health_page__needs_sign_in_when_closed(client, dashboard, configure) -> None:
+    configure(ANONYMOUS_READ=False)
     assert client.get("/-/health/").status_code == 302
     user = User.objects.create_user("vera")
     user.groups.add(Group.objects.get(name="viewer"))
@@ -97,13 +95,13 @@ def test_health_page__needs_sign_in_when_closed(client, dashboard, settings) -> 
 
 
 @pytest.fixture
-def point_at(settings, db):
+def point_at(configure, settings, db):
     """Point the dashboard at a server and read its health report."""
     from django.core.cache import cache
 
     def read(client, url: str, **extra: object) -> dict:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "ANONYMOUS_READ": True,
-                              "CATALOG_TTL": 0, "USERNAME": "", "PASSWORD": "", "CA_BUNDLE": "", **extra}
+        configure(REGISTRY_URL=url, ANONYMOUS_READ=True, CATALOG_TTL=0, USERNAME="", PASSWORD="", CA_BUNDLE="")
+        configure(**extra)
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         return client.get("/-/health.json").json()
@@ -167,14 +165,14 @@ def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:
         server.server_close()
 
 
-def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, settings) -> None:
+def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, configure) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
 
     from dashboard.models import RegistryEvent
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
+    configure(EVENTS_TOKEN="")
     doc = client.get("/-/health.json").json()["checks"]["index"]
     assert doc["status"] == "ok" and "REGISTRYUI_EVENTS_TOKEN" in doc["explanation"]
     RegistryEvent.objects.create(event_id="e1", action="push", repository="a/b", tag="1", digest="sha256:" + "a" * 64,

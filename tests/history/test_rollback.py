@@ -67,11 +67,10 @@ def index_now(repo: str = REPO) -> None:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, settings, db) -> Iterator[Reg]:
+def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg]:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": empty_registry.url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": False, "PULL_HOST": ""}
+    configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     fixture = Reg(empty_registry, image("a", created="2024-01-01T00:00:00Z"),
@@ -300,8 +299,8 @@ def test_roll_back__viewer_forged_post__403_and_unchanged(client: Client, reg: R
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
 
 
-def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True}
+def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, configure) -> None:
+    configure(ANONYMOUS_READ=True)
     anonymous = Client()
     assert anonymous.get(history_url()).status_code == 200
     response = anonymous.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
@@ -422,13 +421,12 @@ def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maint
 
 
 @pytest.fixture
-def live_reg(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[tuple[str, Reg]]:
+def live_reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[tuple[str, Reg]]:
     """The same history, read by pytest-django's live server (signed-in only)."""
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry") as server:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "ANONYMOUS_READ": False, "PULL_HOST": ""}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
         fixture = Reg(server, image("a", created="2024-01-01T00:00:00Z"),

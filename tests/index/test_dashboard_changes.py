@@ -30,7 +30,7 @@ def _index(repo: str) -> None:
 
 
 @pytest.fixture
-def reg(tmp_path: Path, settings, db) -> Iterator[tuple[RegistryServer, dict[str, p.Image]]]:
+def reg(tmp_path: Path, configure, settings, db) -> Iterator[tuple[RegistryServer, dict[str, p.Image]]]:
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
@@ -39,10 +39,9 @@ def reg(tmp_path: Path, settings, db) -> Iterator[tuple[RegistryServer, dict[str
         for v, img in images.items():
             p.push_image(server.url, REPO, img, v)
         p.push_image(server.url, REPO, images["2.0"], "latest")
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "ANONYMOUS_READ": False, "STORAGE_PATH": str(server.storage_dir),
-                              "GC_COMMAND": f"{registry_binary()} garbage-collect {server.config_path}",
-                              "GC_BEFORE_COMMAND": "", "GC_AFTER_COMMAND": ""}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
+                  GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}", GC_BEFORE_COMMAND="",
+                  GC_AFTER_COMMAND="")
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
         cache.clear()
         _index(REPO)

@@ -101,15 +101,14 @@ def _wait_for_quiet() -> None:
 
 
 @pytest.fixture
-def flow(tmp_path: Path, live_server, transactional_db, settings) -> Iterator[Flow]:
+def flow(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Flow]:
     from django.core.cache import cache
 
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
     settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token=TOKEN)
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "ANONYMOUS_READ": True, "EVENTS_TOKEN": TOKEN}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=True, EVENTS_TOKEN=TOKEN)
         cache.clear()
         yield Flow(server, tmp_path)
     _wait_for_quiet()
@@ -245,7 +244,7 @@ def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flo
     assert link.deleted_at is not None
 
 
-def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, settings) -> None:
+def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, configure, settings) -> None:
     """The registry's events are refused (a wrong secret), as if the flow were cut: the push is
     not seen until a sync reads the repository."""
     from django.core.cache import cache
@@ -256,8 +255,7 @@ def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, tran
     settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token="not-the-token")
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "EVENTS_TOKEN": TOKEN}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, EVENTS_TOKEN=TOKEN)
         cache.clear()
         digest = push_image(server.url, REPO, _image("one"), "1.0")
         until("the registry told 401", lambda: "401 Unauthorized" in server.log_tail(20))
@@ -301,14 +299,13 @@ def _post(client, events: list[dict[str, Any]] | Any, *, token: str | None = TOK
 
 
 @pytest.fixture
-def hand(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
+def hand(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     """A registry with no notifications (events come by hand), on a fixed port so it can be
     stopped and started again; the task backend only records what is enqueued."""
     from django.core.cache import cache
 
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "CATALOG_TTL": 0,
-                              "EVENTS_TOKEN": TOKEN, "CONNECT_TIMEOUT": 1.0, "READ_TIMEOUT": 5.0}
+        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, EVENTS_TOKEN=TOKEN, CONNECT_TIMEOUT=1.0, READ_TIMEOUT=5.0)
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
         cache.clear()
         yield server
@@ -321,8 +318,8 @@ def _stored() -> int:
     return RegistryEvent.objects.count()
 
 
-def test_no_token_configured__503_says_what_to_set(client, hand, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
+def test_no_token_configured__503_says_what_to_set(client, hand, configure) -> None:
+    configure(EVENTS_TOKEN="")
     response = _post(client, [_event("push", tag="1.0", digest="sha256:" + "a" * 64)])
     assert response.status_code == 503 and b"REGISTRYUI_EVENTS_TOKEN" in response.content
     assert _stored() == 0
@@ -625,7 +622,7 @@ def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) ->
     assert stored == {("push", "1.0", digest), ("pull", "1.0", digest), ("delete", "", digest), ("delete", "1.0", "")}
 
 
-def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, settings, transactional_db,
+def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, configure, settings, transactional_db,
                                                      monkeypatch) -> None:
     """Two worker processes run apply_pending at the same moment (each push enqueues it)."""
     import contextlib
@@ -637,7 +634,7 @@ def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, settings, 
     from dashboard.models import RegistryEvent, TagHistory
 
     with RegistryServer(tmp_path / "registry") as server:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": server.url, "EVENTS_TOKEN": TOKEN}
+        configure(REGISTRY_URL=server.url, EVENTS_TOKEN=TOKEN)
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
         one = push_image(server.url, REPO, _image("one"), "one")
         two = push_image(server.url, REPO, _image("two"), "two")

@@ -209,16 +209,15 @@ def test_remove_tag__writes_history_once(db) -> None:
 # -- fetch_and_index on the real registry ---------------------------------------------------------
 
 
-def _unreachable(settings) -> None:
+def _unreachable(configure) -> None:
     """Point the dashboard at a closed port: whatever is read from now on fails."""
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": f"http://127.0.0.1:{free_port()}",
-                          "CONNECT_TIMEOUT": 1.0}
+    configure(REGISTRY_URL=f"http://127.0.0.1:{free_port()}", CONNECT_TIMEOUT=1.0)
     cache.clear()
 
 
-def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, settings) -> None:
+def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, configure) -> None:
     from dashboard.index import store
     from dashboard.models import IndexedBlob, IndexedManifest, ManifestBlob, RepositoryManifest
 
@@ -244,7 +243,7 @@ def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, se
         [("acme/web", None)]
 
     # Known digests are never fetched again: with the registry gone, indexing them still works.
-    _unreachable(settings)
+    _unreachable(configure)
     assert store.fetch_and_index("acme/web", [fact.digest]) == 0
 
 

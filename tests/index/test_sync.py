@@ -36,35 +36,35 @@ IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBa
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-def point_at(settings, url: str, **extra: object) -> None:
+def point_at(configure, settings, url: str, **extra: object) -> None:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": url, "CATALOG_TTL": 0, "SYNC_INTERVAL": 0,
-                          "SYNC_STALE_SECONDS": 120.0, **extra}
+    configure(REGISTRY_URL=url, CATALOG_TTL=0, SYNC_INTERVAL=0, SYNC_STALE_SECONDS=120.0)
+    configure(**extra)
     settings.TASKS = IMMEDIATE
     cache.clear()
 
 
 @pytest.fixture
-def seeded(dashboard, settings):
+def seeded(dashboard, configure, settings):
     """The seeded session registry, no schedule, tasks run at once."""
-    point_at(settings, dashboard.url)
+    point_at(configure, settings, dashboard.url)
     return dashboard
 
 
 @pytest.fixture
-def recorded(dashboard, settings) -> Iterator[Recorder]:
+def recorded(dashboard, configure, settings) -> Iterator[Recorder]:
     """The seeded session registry behind a recording proxy."""
     with Recorder(dashboard.url) as proxy:
-        point_at(settings, proxy.url)
+        point_at(configure, settings, proxy.url)
         yield proxy
 
 
 @pytest.fixture
-def own(tmp_path: Path, settings, db) -> Iterator[RegistryServer]:
+def own(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     """A registry of this test's own, on a port that survives a restart."""
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
-        point_at(settings, server.url)
+        point_at(configure, settings, server.url)
         yield server
 
 
@@ -195,9 +195,9 @@ def test_sync__a_tag_an_event_moved_after_the_tag_list_was_read_is_left_alone(ow
 # -- the network: bounded, overlapped -----------------------------------------------------------------------
 
 
-def test_sync__repositories_overlap_within_the_concurrency_bound(dashboard, settings) -> None:
+def test_sync__repositories_overlap_within_the_concurrency_bound(dashboard, configure, settings) -> None:
     with Recorder(dashboard.url, delay=0.01) as proxy:
-        point_at(settings, proxy.url, CONCURRENCY=4)
+        point_at(configure, settings, proxy.url, CONCURRENCY=4)
         run = sync.run_now()
     assert run.state == "succeeded", run.error
     assert proxy.peak["all"] == 4  # never more than REGISTRYUI_CONCURRENCY at once
@@ -250,19 +250,19 @@ def test_failed_runs_in_a_row__each_resumes_where_the_last_one_that_read_anythin
     assert run.details["resumed_after"] == "acme/web"
 
 
-def test_catalog_unreadable__the_resume_point_is_kept(settings, db) -> None:
+def test_catalog_unreadable__the_resume_point_is_kept(configure, settings, db) -> None:
     long_ago = timezone.now() - timedelta(hours=1)
     SyncRun.objects.create(state="failed", active=False, started_at=long_ago, finished_at=long_ago, cursor="acme/web")
-    point_at(settings, f"http://127.0.0.1:{free_port()}")
+    point_at(configure, settings, f"http://127.0.0.1:{free_port()}")
     run = sync.run_now()
     assert run.state == "failed" and run.cursor == "acme/web"
 
 
 def test_registry_unavailable_at_one_repository__stops_there__the_next_run_starts_with_it(
-        dashboard, settings, monkeypatch) -> None:
+        dashboard, configure, settings, monkeypatch) -> None:
     monkeypatch.setattr(sync, "BATCH_REPOSITORIES", 4)
     with Recorder(dashboard.url) as proxy:
-        point_at(settings, proxy.url)
+        point_at(configure, settings, proxy.url)
         proxy.fail["/v2/acme/multi/tags/list"] = 503
         failed = sync.run_now()
         assert failed.state == "failed"
@@ -295,8 +295,8 @@ def test_one_tag_answers_an_error__the_repository_keeps_that_tag_and_the_rest_is
     assert index_of("acme/web") == dict(dashboard.seeded.tags["acme/web"])  # not removed: it may well exist
 
 
-def test_catalog_unreadable__the_run_fails_and_says_why(settings, db) -> None:
-    point_at(settings, f"http://127.0.0.1:{free_port()}")
+def test_catalog_unreadable__the_run_fails_and_says_why(configure, settings, db) -> None:
+    point_at(configure, settings, f"http://127.0.0.1:{free_port()}")
     run = sync.run_now()
     assert run.state == "failed" and run.error.startswith("could not read the catalog: connection refused at")
     assert not run.active
@@ -350,8 +350,8 @@ def test_request_sync__for_later__deferred_on_a_worker_that_can__brought_forward
 
 
 def test_request_sync__a_few_repositories_while_the_full_sync_waits__those_now__the_schedule_kept(
-        seeded, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
+        seeded, configure) -> None:
+    configure(SYNC_INTERVAL=600)
     sync.run_now()
     waiting = SyncRun.objects.get(active=True)
     due = waiting.not_before
@@ -372,8 +372,8 @@ def test_execute__a_run_not_due_yet_is_left_queued(seeded) -> None:
 
 
 def test_ensure_scheduled__never_synced__runs_one_now__then_queues_the_next_one_interval_later(
-        seeded, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
+        seeded, configure) -> None:
+    configure(SYNC_INTERVAL=600)
     sync.ensure_scheduled()
     first = SyncRun.objects.filter(state="succeeded").get()
     assert first.trigger == "schedule"
@@ -390,8 +390,8 @@ def test_ensure_scheduled__off_when_the_interval_is_zero(seeded) -> None:
 
 
 def test_ensure_scheduled__a_due_run_on_a_worker_that_cannot_defer_is_handed_over_when_due(
-        seeded, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 600}
+        seeded, configure) -> None:
+    configure(SYNC_INTERVAL=600)
     waiting = SyncRun.objects.create(state="queued", active=True, trigger="schedule",
                                      not_before=timezone.now() - timedelta(seconds=1))
     sync.ensure_scheduled()
@@ -412,7 +412,7 @@ def test_stale_running_run__marked_failed__the_next_resumes_after_its_cursor(see
     assert run.state == "succeeded"
 
 
-def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worker(db, settings) -> None:
+def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worker(db) -> None:
     queued = SyncRun.objects.create(state="queued", active=True)
     SyncRun.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     assert sync.active_run() is None
@@ -455,9 +455,9 @@ def test_command__one_repository(seeded, capsys) -> None:
     assert set(IndexedRepository.objects.values_list("name", flat=True)) == {"acme/web"}
 
 
-def test_command__registry_down__exits_non_zero_with_what_to_check(settings, db) -> None:
+def test_command__registry_down__exits_non_zero_with_what_to_check(configure, settings, db) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    point_at(settings, url)
+    point_at(configure, settings, url)
     with pytest.raises(CommandError) as caught:
         call_command("sync")
     assert caught.value.returncode == 1

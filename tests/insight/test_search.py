@@ -226,8 +226,8 @@ def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(
     assert queries.search("service-0432").repositories_total == 10
 
 
-def test_signed_out__search_asks_to_sign_in_first(client, dashboard, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
+def test_signed_out__search_asks_to_sign_in_first(client, dashboard, configure) -> None:
+    configure(ANONYMOUS_READ=False)
     response = client.get("/-/search/?q=acme")
     assert response.status_code == 302 and response["Location"].startswith("/-/login/")
 

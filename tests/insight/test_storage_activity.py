@@ -112,10 +112,10 @@ def assert_csp_clean(response) -> None:
 
 
 @pytest.fixture
-def site(settings, db):
+def site(configure, settings, db):
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True, "STORAGE_PATH": ""}
+    configure(ANONYMOUS_READ=True, STORAGE_PATH="")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     yield
@@ -595,11 +595,10 @@ def realistic_index() -> None:
 
 
 @pytest.fixture
-def live(live_server, transactional_db, settings):
+def live(live_server, transactional_db, configure, settings):
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": True, "STORAGE_PATH": "",
-                          "REGISTRY_URL": "http://127.0.0.1:5000"}
+    configure(ANONYMOUS_READ=True, STORAGE_PATH="", REGISTRY_URL="http://127.0.0.1:5000")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     yield live_server.url
@@ -687,8 +686,8 @@ def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(
     assert same_document(page), "filtering should swap the feed, not reload the page"
 
 
-def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, settings, db) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False}
+def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, configure, db) -> None:
+    configure(ANONYMOUS_READ=False)
     for url in ("/-/storage/", "/-/storage/?repository=team/app", "/-/activity/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/-/login/?next="), url

@@ -106,11 +106,11 @@ def garbage_collect(server: RegistryServer, *, delete_untagged: bool) -> None:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, settings, db) -> RegistryServer:
+def reg(empty_registry: RegistryServer, configure, settings, db) -> RegistryServer:
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": empty_registry.url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": True, "STORAGE_PATH": str(empty_registry.storage_dir)}
+    configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True,
+              STORAGE_PATH=str(empty_registry.storage_dir))
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     return empty_registry

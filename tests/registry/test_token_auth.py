@@ -514,12 +514,11 @@ def test_token_cache__expiry_and_one_fetch_per_key() -> None:
 # -- the dashboard ----------------------------------------------------------------------------------
 
 
-def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, settings, db) -> None:
+def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, configure, settings, db) -> None:
     from django.contrib.auth.models import Group, User
     from django.core.cache import cache
 
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": bed.server.url, "USERNAME": USER,
-                          "PASSWORD": PASSWORD, "CATALOG_TTL": 0, "ANONYMOUS_READ": False}
+    configure(REGISTRY_URL=bed.server.url, USERNAME=USER, PASSWORD=PASSWORD, CATALOG_TTL=0, ANONYMOUS_READ=False)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     user = User.objects.create_user("mia", password="pw-mia-123")

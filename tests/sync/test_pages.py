@@ -21,10 +21,9 @@ IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBa
 
 
 @pytest.fixture
-def site(dashboard, settings):
+def site(dashboard, configure, settings):
     """The seeded registry, sign-in required (no anonymous reading), tasks run at once."""
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "ANONYMOUS_READ": False, "SYNC_INTERVAL": 0,
-                          "EVENTS_TOKEN": "s3cret-token-value"}
+    configure(ANONYMOUS_READ=False, SYNC_INTERVAL=0, EVENTS_TOKEN="s3cret-token-value")
     settings.TASKS = IMMEDIATE
     return dashboard
 
@@ -159,8 +158,8 @@ def test_sync_run__unknown__404(client, site) -> None:
 
 
 def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_set(
-        client, site, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "EVENTS_TOKEN": ""}
+        client, site, configure) -> None:
+    configure(EVENTS_TOKEN="")
     RegistryEvent.objects.create(event_id="e1", action="push", repository="acme/web", at=timezone.now())
     login(client, "viewer")
     page = client.get("/-/sync/").content.decode()
@@ -168,13 +167,13 @@ def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_
     assert "none received yet" not in page and "(just now)" in page
 
 
-def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, settings) -> None:
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 900}
+def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, configure) -> None:
+    configure(SYNC_INTERVAL=900)
     sync.run_now()
     login(client, "viewer")
     page = client.get("/-/sync/").content.decode()
     assert "every 15 min; next" in page
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "SYNC_INTERVAL": 0}
+    configure(SYNC_INTERVAL=0)
     assert "off" in client.get("/-/sync/").content.decode()
 
 
@@ -192,7 +191,7 @@ def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:
 
 @pytest.mark.browser
 def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live_server, transactional_db,
-                                                          registry, settings) -> None:
+                                                          registry, configure, settings) -> None:
     from django.core.cache import cache
 
     from dashboard.auth import ensure_roles
@@ -202,8 +201,7 @@ def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live
     user.groups.add(Group.objects.get(name="maintainer"))
     # Through a slow proxy, so the page is seen following a sync that is still running.
     with Recorder(registry.url, delay=0.02) as proxy:
-        settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": proxy.url, "ANONYMOUS_READ": False,
-                              "SYNC_INTERVAL": 0, "CONCURRENCY": 4, "EVENTS_TOKEN": ""}
+        configure(REGISTRY_URL=proxy.url, ANONYMOUS_READ=False, SYNC_INTERVAL=0, CONCURRENCY=4, EVENTS_TOKEN="")
         settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
