@@ -7,7 +7,6 @@ pushed) or from the registry itself, never from hard-coded digests, sizes or dat
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import threading
@@ -31,7 +30,7 @@ from testbed.seed import (
     XSS_HISTORY,
     XSS_LABEL,
 )
-from tests.helpers.html import Node, dom
+from tests.helpers.html import Node, dom, elements
 from tests.helpers.pages import (
     HTMX,
     KIND_LABEL,
@@ -80,18 +79,13 @@ def _normalise(base: str, href: str) -> str | None:
     return parts.path + (f"?{query}" if query else "")
 
 
-_ATTR_RE = re.compile(r'\s(href|hx-get)="([^"]*)"')
-_TAG_RE = re.compile(r"<([a-z][a-z0-9]*)\b([^>]*)>")
-
-
 def _links(body: str) -> Iterator[tuple[str, bool]]:
     """Every link a click (``<a href>``) or htmx (``hx-get`` on any element) would follow."""
-    for tag, attrs in _TAG_RE.findall(body):
-        for name, value in _ATTR_RE.findall(attrs):
-            if name == "hx-get":
-                yield html.unescape(value), True
-            elif tag == "a" and value:
-                yield html.unescape(value), False
+    for tag, attrs in elements(body):
+        if "hx-get" in attrs:
+            yield attrs["hx-get"], True
+        if tag == "a" and attrs.get("href"):
+            yield attrs["href"], False
 
 
 def _repo_of(url: str) -> str:

@@ -23,6 +23,7 @@ from django.test import Client
 from testbed import RegistryServer
 from testbed import push as p
 from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, Watch, make_user, new_context, shot, sign_in
+from tests.helpers.html import dom
 
 pytestmark = pytest.mark.postgres
 
@@ -114,7 +115,7 @@ def rollback_url(tag: str = "stable") -> str:
 
 def rows(body: str) -> list[str]:
     """The history table's digests, top to bottom ("" for a removal)."""
-    return re.findall(r'<tr class="[^"]*" data-digest="([^"]*)"', body)
+    return [tr.attrs["data-digest"] for tr in dom(body).find_all("tr") if "data-digest" in tr.attrs]
 
 
 def row_html(body: str, digest: str) -> str:

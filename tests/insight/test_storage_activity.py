@@ -11,7 +11,6 @@ import hashlib
 import html
 import re
 from datetime import UTC, datetime, time, timedelta
-from html.parser import HTMLParser
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.helpers.browser import Watch, mark_document, new_context, no_sideways_scroll, same_document, shot
+from tests.helpers.html import elements
+from tests.helpers.pages import get
 
 pytestmark = pytest.mark.postgres
 
@@ -70,29 +71,6 @@ def noon(days_ago: int) -> datetime:
 
 
 # -- reading pages -------------------------------------------------------------------------------
-
-
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, {k: v or "" for k, v in attrs}))
-
-    handle_startendtag = handle_starttag
-
-
-def elements(content: bytes) -> list[tuple[str, dict[str, str]]]:
-    parser = _Elements()
-    parser.feed(content.decode())
-    return parser.found
-
-
-def get(client, url: str, *, status: int = 200, htmx: bool = False):
-    response = client.get(url, headers=HTMX if htmx else None)
-    assert response.status_code == status, (url, response.status_code, response.content[:3000])
-    return response
 
 
 def text(response) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from html.parser import HTMLParser
 
 import pytest
 
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
+from tests.helpers.html import elements
 
 pytestmark = pytest.mark.postgres
 
@@ -58,23 +58,6 @@ def index(repo: str, *, by_digest: tuple[str, ...] = ()) -> None:
     assert not result.problem, result.problem
     if by_digest:
         store.fetch_and_index(repo, list(by_digest))
-
-
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, {k: v or "" for k, v in attrs}))
-
-    handle_startendtag = handle_starttag
-
-
-def elements(html: bytes) -> list[tuple[str, dict[str, str]]]:
-    parser = _Elements()
-    parser.feed(html.decode())
-    return parser.found
 
 
 def page(client, url: str) -> list[tuple[str, dict[str, str]]]:
