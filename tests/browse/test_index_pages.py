@@ -15,7 +15,6 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.template.defaultfilters import filesizeformat
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -46,6 +45,7 @@ from tests.helpers.pages import (
     repo_url,
     row_order,
     rows,
+    signed_in,
     when,
 )
 
@@ -451,10 +451,7 @@ def test_freshness__a_repository_known_from_events_only_is_read_live_with_a_note
 
 @pytest.fixture
 def maintainer(client, db):
-    user = User.objects.create_user("mia", password="pw-mia-123")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
-    return user
+    return signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
 
 def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_filter(client, many, maintainer) -> None:

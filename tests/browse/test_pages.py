@@ -46,6 +46,7 @@ from tests.helpers.pages import (
     repo_url,
     row_order,
     rows,
+    signed_in,
     when,
 )
 
@@ -895,11 +896,8 @@ def test_errors__registry_unreachable_every_page_is_502_with_an_explanation(clie
                                  f"/r/{REPO_WEB}/-/blobs/sha256:{'a' * 64}/download"])
 def test_errors__post_is_405(client, dashboard, url) -> None:
     # Signed in: an anonymous POST is sent to sign in before any method check.
-    from django.contrib.auth.models import Group, User
 
-    user = User.objects.create_user("vera")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
+    signed_in(client, "vera", "maintainer")
     assert client.post(url, {"x": "1"}).status_code == 405
 
 

@@ -24,13 +24,13 @@ from tests.helpers.browser import (
     Watch,
     make_user,
     mark_document,
-    new_context,
     same_document,
     semver,
     shots,
     shown_tags,
     sign_in,
     wait_for_details,
+    watched_page,
 )
 from tests.helpers.deletion import REPO, Fixture, seed_versions
 
@@ -64,19 +64,9 @@ def base(live_server, reg: Fixture) -> str:
 
 
 @pytest.fixture
-def watch() -> Watch:
-    return Watch()
-
-
-@pytest.fixture
 def page(browser: Browser, reg: Fixture, watch: Watch) -> Iterator[Page]:
-    ctx = new_context(browser, watch)
-    try:
-        pg = ctx.new_page()
+    with watched_page(browser, watch) as pg:
         yield pg
-        watch.assert_clean(pg)
-    finally:
-        ctx.close()
 
 
 @pytest.fixture

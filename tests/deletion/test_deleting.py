@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group, User
 
 from testbed import RegistryServer
 from testbed.push import get_manifest
 from testbed.server import free_port
 from tests.helpers.deletion import REPO, Fixture, seed_versions
+from tests.helpers.pages import signed_in
 
 
 def _configure(configure, settings, server: RegistryServer) -> None:
@@ -36,10 +36,7 @@ def reg(tmp_path: Path, configure, settings, db) -> Iterator[Fixture]:
 
 @pytest.fixture
 def maintainer(client, db):
-    user = User.objects.create_user("mia", password="pw-mia-123")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
-    return user
+    return signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
 
 def _messages(response) -> list[str]:

@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
-from tests.helpers.browser import Watch, make_user, new_context, shots, sign_in
+from tests.helpers.browser import make_user, shots, sign_in, watched_page
 
 pytestmark = pytest.mark.browser
 REPO = "team/gc"
@@ -40,14 +40,8 @@ def server(tmp_path: Path, live_server, transactional_db, configure, settings) -
 
 @pytest.fixture
 def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:
-    watch = Watch()
-    ctx = new_context(browser, watch)
-    try:
-        pg = ctx.new_page()
+    with watched_page(browser) as pg:
         yield pg
-        watch.assert_clean(pg)
-    finally:
-        ctx.close()
 
 
 def test_gc__preview_run_live_progress_result(page: Page, live_server, server: RegistryServer) -> None:

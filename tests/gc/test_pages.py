@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group, User
 
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
+from tests.helpers.pages import signed_in
 
 REPO = "team/gc"
 
@@ -35,17 +35,10 @@ def gc_registry(tmp_path: Path, configure, settings, db) -> Iterator[RegistrySer
         yield server
 
 
-def _login(client, group: str) -> User:
-    user = User.objects.create_user(f"{group}-user")
-    user.groups.add(Group.objects.get(name=group))
-    client.force_login(user)
-    return user
-
-
 def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
-    _login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     assert client.get("/-/gc/").status_code == 403
     assert client.post("/-/gc/start/", {"mode": "preview"}).status_code == 403
     assert GCRun.objects.count() == 0
@@ -54,7 +47,7 @@ def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:
 def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
-    _login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     page = client.get("/-/gc/").content.decode()
     assert "Preview (dry run)" in page and "writable" in page and "restart the registry" in page
     response = client.post("/-/gc/start/", {"mode": "preview"}, follow=True)
@@ -75,7 +68,7 @@ def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc
 def test_gc__run_without_a_preview_is_refused(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
-    _login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     assert client.post("/-/gc/start/", {"mode": "run"}).status_code == 404
     assert GCRun.objects.count() == 0
 
@@ -85,7 +78,7 @@ def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registr
 
     from dashboard.models import GCRun
 
-    user = _login(client, "maintainer")
+    user = signed_in(client, "maintainer-user", "maintainer")
     running = GCRun.objects.create(user=user, username="someone", dry_run=True, state="running", active=True,
                                    heartbeat_at=timezone.now(), started_at=timezone.now())
     response = client.post("/-/gc/start/", {"mode": "preview"}, follow=True)
@@ -97,7 +90,7 @@ def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registr
 def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> None:
     from dashboard.models import GCRun
 
-    _login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     client.post("/-/gc/start/", {"mode": "preview"})
     run = GCRun.objects.get()
     response = client.get(f"/-/gc/runs/{run.pk}/", headers={"HX-Request": "true"})
@@ -108,5 +101,5 @@ def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> N
 
 def test_gc__not_configured__says_how(client, gc_registry, configure) -> None:
     configure(GC_COMMAND="")
-    _login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     assert "REGISTRYUI_GC_COMMAND" in client.get("/-/gc/").content.decode()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from django.contrib.auth.models import Group, User
+
+from tests.helpers.pages import signed_in
 
 
 def _closed_port() -> int:
@@ -88,9 +89,7 @@ def test_metrics__token_required__counts_requests_registry_calls_and_cache(clien
 def test_health_page__needs_sign_in_when_closed(client, dashboard, configure) -> None:
     configure(ANONYMOUS_READ=False)
     assert client.get("/-/health/").status_code == 302
-    user = User.objects.create_user("vera")
-    user.groups.add(Group.objects.get(name="viewer"))
-    client.force_login(user)
+    signed_in(client, "vera", "viewer")
     assert client.get("/-/health/").status_code == 200
 
 

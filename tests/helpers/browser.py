@@ -7,6 +7,8 @@ tests/conftest.py.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +92,19 @@ def new_context(browser: Browser, watch: Watch, **kwargs) -> BrowserContext:
     ctx.add_init_script(WATCH_SCRIPT)
     ctx.on("page", watch.attach)
     return ctx
+
+
+@contextmanager
+def watched_page(browser: Browser, watch: Watch | None = None) -> Iterator[Page]:
+    """A page in a new context, checked by `watch` when the block ends; the context closed after."""
+    watch = watch or Watch()
+    ctx = new_context(browser, watch)
+    try:
+        pg = ctx.new_page()
+        yield pg
+        watch.assert_clean(pg)
+    finally:
+        ctx.close()
 
 
 def mark_document(page: Page) -> None:

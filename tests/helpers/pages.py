@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import socket
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import requests
 
 from testbed import Kind, SeededRegistry
 from testbed.seed import ManifestFact
 from tests.helpers.html import Node
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 HTMX = {"HX-Request": "true"}
 # What the seed meant each manifest to be -> the label a user reads in the kind chip.
@@ -90,3 +94,13 @@ def closed_port() -> int:
 def plain_tags(seeded, repo: str) -> list[str]:
     attached = {a.tag for a in seeded.attachments if a.repo == repo}
     return [t for t in seeded.tags[repo] if t not in attached]
+
+
+def signed_in(client, username: str, group: str, *, password: str | None = None) -> User:
+    """A new user in `group` ("viewer", "maintainer"), signed in on Django's test client."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username, password=password)
+    user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+    return user

@@ -67,6 +67,18 @@ def index_now(repo: str = REPO) -> None:
     store.fetch_and_index(repo, sorted(set(digests.values())))
 
 
+def history_of_stable(server: RegistryServer) -> Reg:
+    """`stable` pushed as A and indexed, then as B (which `prod` also gets) and indexed again."""
+    fixture = Reg(server, image("a", created="2024-01-01T00:00:00Z"),
+                  image("b", created="2024-06-01T00:00:00Z", platform="linux/arm64"))
+    fixture.push(fixture.a, "stable")
+    index_now()
+    fixture.push(fixture.b, "stable")
+    fixture.push(fixture.b, "prod")
+    index_now()
+    return fixture
+
+
 @pytest.fixture
 def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg]:
     from django.core.cache import cache
@@ -74,13 +86,7 @@ def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg
     configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
-    fixture = Reg(empty_registry, image("a", created="2024-01-01T00:00:00Z"),
-                  image("b", created="2024-06-01T00:00:00Z", platform="linux/arm64"))
-    fixture.push(fixture.a, "stable")
-    index_now()
-    fixture.push(fixture.b, "stable")
-    fixture.push(fixture.b, "prod")
-    index_now()
+    fixture = history_of_stable(empty_registry)
     yield fixture
     cache.clear()
 
@@ -430,13 +436,7 @@ def live_reg(tmp_path: Path, live_server, transactional_db, configure, settings)
         configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
-        fixture = Reg(server, image("a", created="2024-01-01T00:00:00Z"),
-                      image("b", created="2024-06-01T00:00:00Z", platform="linux/arm64"))
-        fixture.push(fixture.a, "stable")
-        index_now()
-        fixture.push(fixture.b, "stable")
-        fixture.push(fixture.b, "prod")
-        index_now()
+        fixture = history_of_stable(server)
         yield live_server.url, fixture
         cache.clear()
 

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
 from testbed import RegistryServer
 from testbed import push as p
 from testbed.server import free_port, registry_binary
+from tests.helpers.pages import signed_in
 
 pytestmark = pytest.mark.postgres
 
@@ -50,10 +51,7 @@ def reg(tmp_path: Path, configure, settings, db) -> Iterator[tuple[RegistryServe
 
 @pytest.fixture
 def mia(client, db) -> User:
-    user = User.objects.create_user("mia", password="pw-mia-123")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
-    return user
+    return signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
 
 def _tags() -> dict[str, str]:

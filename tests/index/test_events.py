@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import requests
-from django.contrib.auth.models import Group, User
 
 from testbed import Notifications, RegistryServer
 from testbed.push import (
@@ -32,6 +31,7 @@ from testbed.push import (
     put_manifest,
 )
 from testbed.server import free_port
+from tests.helpers.pages import signed_in
 
 pytestmark = pytest.mark.postgres
 
@@ -207,9 +207,7 @@ def test_untag_from_the_dashboard__the_feed_has_it_once_under_the_user(flow: Flo
     from dashboard.auth import ensure_roles
 
     ensure_roles()
-    user = User.objects.create_user("mia")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
+    signed_in(client, "mia", "maintainer")
     digest = push_image(flow.server.url, REPO, _image("one"), "1.0")
     put_manifest(flow.server.url, REPO, "latest", _image("one").manifest, MT_OCI_MANIFEST)
     until("both tags indexed", lambda: all((t := _tag(n)) and t.manifest_id for n in ("1.0", "latest")))

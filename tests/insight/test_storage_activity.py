@@ -18,7 +18,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tests.helpers.browser import Watch, mark_document, new_context, no_sideways_scroll, same_document, shot
+from tests.helpers.browser import (
+    mark_document,
+    no_sideways_scroll,
+    same_document,
+    shot,
+    watched_page,
+)
 from tests.helpers.html import elements
 from tests.helpers.pages import get
 
@@ -585,15 +591,8 @@ def live(live_server, transactional_db, configure, settings):
 
 @pytest.fixture
 def page(browser, live):
-
-    watch = Watch()
-    ctx = new_context(browser, watch)
-    try:
-        pg = ctx.new_page()
+    with watched_page(browser) as pg:
         yield pg
-        watch.assert_clean(pg)
-    finally:
-        ctx.close()
 
 
 def shots(page, name: str) -> None:

@@ -47,6 +47,7 @@ from testbed import RegistryServer
 from testbed import push as p
 from testbed.server import free_port
 from testbed.tokenserver import TokenServer, _b64url
+from tests.helpers.pages import signed_in
 
 REPO = "team/app"
 OTHER = "team/other"
@@ -515,15 +516,12 @@ def test_token_cache__expiry_and_one_fetch_per_key() -> None:
 
 
 def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, configure, settings, db) -> None:
-    from django.contrib.auth.models import Group, User
     from django.core.cache import cache
 
     configure(REGISTRY_URL=bed.server.url, USERNAME=USER, PASSWORD=PASSWORD, CATALOG_TTL=0, ANONYMOUS_READ=False)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
-    user = User.objects.create_user("mia", password="pw-mia-123")
-    user.groups.add(Group.objects.get(name="maintainer"))
-    client.force_login(user)
+    signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
     catalog = client.get("/")
     assert catalog.status_code == 200 and REPO in catalog.content.decode()

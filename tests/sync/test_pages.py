@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, expect
 from dashboard.index import sync
 from dashboard.models import RegistryEvent, SyncRun
 from tests.helpers.browser import Watch, new_context, shot
+from tests.helpers.pages import signed_in
 from tests.helpers.recorder import Recorder
 
 pytestmark = pytest.mark.postgres
@@ -28,13 +29,6 @@ def site(dashboard, configure, settings):
     return dashboard
 
 
-def login(client, group: str) -> User:
-    user = User.objects.create_user(f"{group}-user")
-    user.groups.add(Group.objects.get(name=group))
-    client.force_login(user)
-    return user
-
-
 def test_sync_page__anonymous__sent_to_sign_in(client, site) -> None:
     response = client.get("/-/sync/")
     assert response.status_code == 302 and response["Location"].startswith("/-/login/")
@@ -42,7 +36,7 @@ def test_sync_page__anonymous__sent_to_sign_in(client, site) -> None:
 
 def test_sync_page__viewer__sees_the_index_and_the_events_setup_but_no_button(client, site) -> None:
     sync.run_now()
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     page = client.get("/-/sync/").content.decode()
     assert "Sync now" not in page
     assert "Last sync" in page and "Succeeded" in page
@@ -58,19 +52,19 @@ def test_sync_page__viewer__sees_the_index_and_the_events_setup_but_no_button(cl
 
 
 def test_sync_page__viewer__a_forged_post_is_refused_and_starts_nothing(client, site) -> None:
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     assert client.post("/-/sync/start/").status_code == 403
     assert SyncRun.objects.count() == 0
 
 
 def test_sync_page__get_cannot_start_a_sync(client, site) -> None:
-    login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     assert client.get("/-/sync/start/").status_code == 405
     assert SyncRun.objects.count() == 0
 
 
 def test_sync_now__maintainer__runs_a_sync_and_shows_its_result(client, site) -> None:
-    login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     page = client.get("/-/sync/").content.decode()
     assert "Sync now" in page and "No sync has run yet" in page
     response = client.post("/-/sync/start/", follow=True)
@@ -88,7 +82,7 @@ def test_sync_now__while_one_runs__says_so_and_follows_it(client, site) -> None:
     now = timezone.now()
     running = SyncRun.objects.create(state="running", active=True, started_at=now, heartbeat_at=now,
                                      repositories_total=10, repositories_done=3)
-    login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     response = client.post("/-/sync/start/", follow=True)
     assert response.redirect_chain[-1][0] == f"/-/sync/runs/{running.pk}/"
     assert "already running" in response.content.decode()
@@ -98,7 +92,7 @@ def test_sync_now__while_one_runs__says_so_and_follows_it(client, site) -> None:
 def test_sync_now__brings_the_scheduled_sync_forward(client, site) -> None:
     waiting = SyncRun.objects.create(state="queued", active=True, trigger="schedule",
                                      not_before=timezone.now() + timedelta(minutes=10))
-    login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     page = client.get("/-/sync/").content.decode()
     assert "Scheduled" in page and "Due at" in page and 'hx-trigger="every 30s"' in page
     client.post("/-/sync/start/")
@@ -112,7 +106,7 @@ def test_sync_run__running__polls_every_second_with_progress_and_an_estimate(cli
     run = SyncRun.objects.create(state="running", active=True, started_at=started, heartbeat_at=timezone.now(),
                                  repositories_total=200, repositories_done=50, tags_seen=75, heads=75,
                                  cursor="bulk/repo-0010")
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     response = client.get(f"/-/sync/runs/{run.pk}/", headers={"HX-Request": "true"})
     assert response.status_code == 200
     body = response.content.decode()
@@ -125,7 +119,7 @@ def test_sync_run__running__polls_every_second_with_progress_and_an_estimate(cli
 
 def test_sync_run__finished__polling_stops(client, site) -> None:
     run = sync.run_now()
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     response = client.get(f"/-/sync/runs/{run.pk}/", headers={"HX-Request": "true"})
     assert response.status_code == 286
     assert "hx-trigger" not in response.content.decode()
@@ -133,7 +127,7 @@ def test_sync_run__finished__polling_stops(client, site) -> None:
 
 def test_sync_run__without_javascript__a_whole_page(client, site) -> None:
     run = sync.run_now()
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     page = client.get(f"/-/sync/runs/{run.pk}/").content.decode()
     assert "<html" in page and f"Sync #{run.pk}" in page and 'href="/-/sync/"' in page
 
@@ -145,7 +139,7 @@ def test_sync_run__a_failed_run_says_why_and_names_its_problems(client, site) ->
         error="stopped at team/c after 2 of 5 repositories: connection refused at http://x — is the registry "
               "running? The next sync resumes after team/b.",
         details={"problems": {"team/a": "tag 1.0: the registry answered 500 <script>"}, "problem_count": 1})
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     page = client.get(f"/-/sync/runs/{run.pk}/").content.decode()
     assert "is the registry running? The next sync resumes after team/b." in page
     assert "1 repository could not be read whole" in page
@@ -153,7 +147,7 @@ def test_sync_run__a_failed_run_says_why_and_names_its_problems(client, site) ->
 
 
 def test_sync_run__unknown__404(client, site) -> None:
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     assert client.get("/-/sync/runs/999/").status_code == 404
 
 
@@ -161,7 +155,7 @@ def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_
         client, site, configure) -> None:
     configure(EVENTS_TOKEN="")
     RegistryEvent.objects.create(event_id="e1", action="push", repository="acme/web", at=timezone.now())
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     page = client.get("/-/sync/").content.decode()
     assert "not set" in page and "refuses every event" in page
     assert "none received yet" not in page and "(just now)" in page
@@ -170,7 +164,7 @@ def test_sync_page__events__says_when_the_last_one_arrived_and_when_no_token_is_
 def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, configure) -> None:
     configure(SYNC_INTERVAL=900)
     sync.run_now()
-    login(client, "viewer")
+    signed_in(client, "viewer-user", "viewer")
     page = client.get("/-/sync/").content.decode()
     assert "every 15 min; next" in page
     configure(SYNC_INTERVAL=0)
@@ -179,7 +173,7 @@ def test_sync_page__schedule__says_when_the_next_sync_is_due(client, site, confi
 
 def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:
     sync.run_now()
-    login(client, "maintainer")
+    signed_in(client, "maintainer-user", "maintainer")
     page = client.get("/-/sync/").content.decode()
     assert "style=" not in page and "<style" not in page
     body = page.split("</head>", 1)[1]
