@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries
@@ -62,8 +63,6 @@ def dashboard(registry: SeededRegistry, configure, settings, db):
     Browsing tests read as an anonymous visitor (REGISTRYUI_ANONYMOUS_READ); who may do what
     has its own tests with the default, closed setting.
     """
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
@@ -77,8 +76,6 @@ def dashboard(registry: SeededRegistry, configure, settings, db):
 @pytest.fixture
 def app(live_server, transactional_db, registry: SeededRegistry, configure, settings) -> Iterator[App]:
     """pytest-django's in-process live server, pointed at the seeded registry like ``dashboard``."""
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=True)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.cache import cache
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -97,8 +98,6 @@ class Hostile(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile(configure, db) -> Iterator[str]:
-    from django.core.cache import cache
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -109,6 +108,15 @@ def hostile(configure, db) -> Iterator[str]:
     server.shutdown()
     server.server_close()
     cache.clear()
+
+
+def _inert_page(client, url: str) -> str:
+    """The page at `url`: answered (200) and inert."""
+    response = client.get(url)
+    body = response.content.decode()
+    assert response.status_code == 200
+    _assert_inert(body)
+    return body
 
 
 def _assert_inert(body: str) -> None:
@@ -126,30 +134,21 @@ def test_catalog__hostile_names_are_escaped_and_not_linked(client, hostile) -> N
 
 
 def test_repository__hostile_tags_are_shown_escaped_and_never_requested(client, hostile) -> None:
-    response = client.get("/r/evil/repo/?details=1")
-    body = response.content.decode()
-    assert response.status_code == 200
-    _assert_inert(body)
+    body = _inert_page(client, "/r/evil/repo/?details=1")
     assert "&lt;img src=x onerror=alert(&#x27;tag&#x27;)&gt;" in body
     assert body.count("not a valid tag name") == 2
     assert 'href="/r/evil/repo/-/manifests/good/"' in body
 
 
 def test_manifest__invalid_digests_are_dropped_with_a_note_and_content_escaped(client, hostile) -> None:
-    response = client.get("/r/evil/repo/-/manifests/good/")
-    body = response.content.decode()
-    assert response.status_code == 200
-    _assert_inert(body)
+    body = _inert_page(client, "/r/evil/repo/-/manifests/good/")
     assert "invalid digest" in body and "etc/passwd" in body
     assert 'href="/r/evil/repo/-/blobs/../' not in body
     assert "&lt;script&gt;alert(&#x27;label&#x27;)&lt;/script&gt;" in body
 
 
 def test_index__invalid_children_are_skipped_and_platform_text_escaped(client, hostile) -> None:
-    response = client.get("/r/evil/repo/-/manifests/multi/")
-    body = response.content.decode()
-    assert response.status_code == 200
-    _assert_inert(body)
+    body = _inert_page(client, "/r/evil/repo/-/manifests/multi/")
     assert "manifests[1] has an invalid digest" in body
     assert "manifests[2] is not a descriptor" in body
     assert "&lt;script&gt;alert(&#x27;os&#x27;)&lt;/script&gt;/amd64" in body

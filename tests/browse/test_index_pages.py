@@ -15,11 +15,13 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from django.core.cache import cache
 from django.template.defaultfilters import filesizeformat
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
+from dashboard.index import store
 from testbed import Kind, RegistryServer, seed_many_tags
 from testbed.push import build_image, push_image, put_manifest
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WEB
@@ -64,8 +66,6 @@ def index(*names: str) -> None:
 
 
 def point_at(server: RegistryServer, configure, settings) -> None:
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
@@ -269,8 +269,6 @@ def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client
     put_manifest(empty_registry.url, "team/ref", "sha256-" + "0" * 64 + ".sig", sbom.manifest, sbom.media_type)
     index("team/ref")
     # A push by digest is not in the tag list: the index learns it as a sync's HEADs would not.
-    from dashboard.index import store
-
     store.fetch_and_index("team/ref", [sbom_digest])
     doc = dom(get(client, repo_url("team/ref")))
     chips = rows(doc)["1.0"].find_all("a", cls="att")
@@ -292,8 +290,6 @@ def test_rows__pull_commands_name_the_registry_host(client, dashboard) -> None:
 
 
 def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard) -> None:
-    from dashboard.index import store
-
     index(REPO_ALPINE)
     # An event named the digest; the fetch has not happened yet.
     store.set_tags(REPO_ALPINE, {"next": "sha256:" + "a" * 64}, source="event")
@@ -303,8 +299,6 @@ def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard
 
 
 def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, dashboard) -> None:
-    from dashboard.index import store
-
     index(REPO_ALPINE)
     hostile = '<img src=x onerror="alert(1)">'
     store.set_tags(REPO_ALPINE, {hostile: dashboard.seeded.digest(REPO_ALPINE, "latest")}, source="event")
@@ -413,7 +407,6 @@ def freshness_text(client, name: str) -> str:
 
 def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:
     from dashboard.browse import indexed
-    from dashboard.index import store
     from dashboard.models import IndexedRepository, RegistryEvent
 
     index(REPO_ALPINE)
@@ -436,8 +429,6 @@ def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dash
 
 
 def test_freshness__a_repository_known_from_events_only_is_read_live_with_a_note(client, dashboard) -> None:
-    from dashboard.index import store
-
     store.set_tags(REPO_WEB, {"1.2.0": dashboard.seeded.digest(REPO_WEB, "1.2.0")}, source="event")
     doc = dom(get(client, repo_url(REPO_WEB)))
     # Not synced yet: the whole tag list comes from the registry, with a way to the sync.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import RegistryServer
@@ -47,8 +48,6 @@ DEFAULT_ORDER = ["latest", "3.0.0", "2.0.0", "1.2.4", "1.0.0"]
 @pytest.fixture
 def reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Fixture]:
     """A fresh registry with team/app's five tags; the live server reads it, signed-in only."""
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry") as server:
         fixture = Fixture(server, seed_versions(server))
         configure(REGISTRY_URL=server.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=False)

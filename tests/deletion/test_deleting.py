@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.cache import cache
 
 from testbed import RegistryServer
 from testbed.push import get_manifest
@@ -18,8 +19,6 @@ from tests.helpers.pages import signed_in
 
 
 def _configure(configure, settings, server: RegistryServer) -> None:
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import RegistryServer
@@ -22,8 +23,6 @@ PASSWORDS = {"mia": "pw-mia-browser-1"}
 
 @pytest.fixture
 def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as srv:
         push_image(srv.url, REPO, build_image([{"keep.txt": b"keep\n" * 400}]), "keep")
         gone = push_image(srv.url, REPO, build_image([{"gone.txt": b"gone\n" * 900}]), "gone")

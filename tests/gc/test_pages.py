@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.cache import cache
 
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
@@ -18,8 +19,6 @@ REPO = "team/gc"
 
 @pytest.fixture
 def gc_registry(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
         keep = build_image([{"keep.txt": b"keep\n" * 400}])
         gone = build_image([{"gone.txt": b"gone\n" * 900}])

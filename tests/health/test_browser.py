@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import RegistryServer
@@ -19,8 +20,6 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry", port=free_port(), debug=True) as srv:
         push_image(srv.url, "team/app", build_image([{"a.txt": b"a\n" * 100}]), "1.0")
         configure(REGISTRY_URL=srv.url, ANONYMOUS_READ=True, CATALOG_TTL=0, STORAGE_PATH=str(srv.storage_dir),

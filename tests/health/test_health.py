@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from django.core.cache import cache
 
 from tests.helpers.pages import signed_in
 
@@ -96,8 +97,6 @@ def test_health_page__needs_sign_in_when_closed(client, dashboard, configure) ->
 @pytest.fixture
 def point_at(configure, settings, db):
     """Point the dashboard at a server and read its health report."""
-    from django.core.cache import cache
-
     def read(client, url: str, **extra: object) -> dict:
         configure(REGISTRY_URL=url, ANONYMOUS_READ=True, CATALOG_TTL=0, USERNAME="", PASSWORD="", CA_BUNDLE="")
         configure(**extra)

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.test import Client
 
+from dashboard.index import store
 from testbed import RegistryServer
 from testbed import push as p
 from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, Watch, make_user, new_context, shot, sign_in
@@ -59,7 +61,6 @@ def image(seed: str, *, created: str, platform: str = "linux/amd64") -> p.Image:
 def index_now(repo: str = REPO) -> None:
     """What a sync does for one repository: every tag's digest, then the manifests it lacks."""
     from dashboard import remote
-    from dashboard.index import store
 
     client = remote.client()
     digests = {t: client.head_manifest(repo, t).digest for t in client.tags(repo)}
@@ -81,8 +82,6 @@ def history_of_stable(server: RegistryServer) -> Reg:
 
 @pytest.fixture
 def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg]:
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
@@ -198,8 +197,6 @@ def test_history__long_history__paged_newest_first__each_digest_offered_once(cli
     from datetime import timedelta
 
     from django.utils import timezone
-
-    from dashboard.index import store
 
     start = timezone.now()
     for i in range(60):  # a CI job flipping `stable` back and forth, ending where the registry is (B)
@@ -392,8 +389,6 @@ def test_roll_back__digest_never_on_this_tag__refused_and_unchanged(client: Clie
 
 def test_roll_back__tag_removed_since__history_remains_and_brings_it_back(client: Client, reg: Reg,
                                                                           maintainer: User) -> None:
-    from dashboard.index import store
-
     p.delete_manifest(reg.server.url, REPO, reg.b.digest)  # takes `stable` and `prod` with it
     store.remove_manifest(REPO, reg.b.digest, source="event")
     page = client.get(history_url())
@@ -430,8 +425,6 @@ def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maint
 @pytest.fixture
 def live_reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[tuple[str, Reg]]:
     """The same history, read by pytest-django's live server (signed-in only)."""
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry") as server:
         configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
         settings.ALLOWED_HOSTS = ["*"]

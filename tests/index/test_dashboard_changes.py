@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 
+from dashboard.index import store
 from testbed import RegistryServer
 from testbed import push as p
 from testbed.server import free_port, registry_binary
@@ -23,7 +25,6 @@ REPO = "team/app"
 def _index(repo: str) -> None:
     """Index `repo` the way a sync does: every tag's digest, then what the index lacks."""
     from dashboard import remote
-    from dashboard.index import store
 
     digests = {t: remote.client().head_manifest(repo, t).digest for t in remote.client().tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
@@ -32,8 +33,6 @@ def _index(repo: str) -> None:
 
 @pytest.fixture
 def reg(tmp_path: Path, configure, settings, db) -> Iterator[tuple[RegistryServer, dict[str, p.Image]]]:
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
         images = {v: p.build_image([{f"{v}.txt": hashlib.shake_256(v.encode()).digest(3000)}],
                                    created=f"2024-0{i + 1}-01T00:00:00Z") for i, v in enumerate(["1.0", "2.0"])}
@@ -55,8 +54,6 @@ def mia(client, db) -> User:
 
 
 def _tags() -> dict[str, str]:
-    from dashboard.index import store
-
     return store.tag_digests(REPO)
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.cache import cache
 
+from dashboard.index import store
 from testbed import Notifications, RegistryServer
 from testbed.push import (
     MT_OCI_MANIFEST,
@@ -102,8 +104,6 @@ def _wait_for_quiet() -> None:
 
 @pytest.fixture
 def flow(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Flow]:
-    from django.core.cache import cache
-
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
     settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token=TOKEN)
@@ -245,8 +245,6 @@ def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flo
 def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, configure, settings) -> None:
     """The registry's events are refused (a wrong secret), as if the flow were cut: the push is
     not seen until a sync reads the repository."""
-    from django.core.cache import cache
-
     from dashboard.index.sync import sync_repository
 
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
@@ -300,8 +298,6 @@ def _post(client, events: list[dict[str, Any]] | Any, *, token: str | None = TOK
 def hand(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     """A registry with no notifications (events come by hand), on a fixed port so it can be
     stopped and started again; the task backend only records what is enqueued."""
-    from django.core.cache import cache
-
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
         configure(REGISTRY_URL=server.url, CATALOG_TTL=0, EVENTS_TOKEN=TOKEN, CONNECT_TIMEOUT=1.0, READ_TIMEOUT=5.0)
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
@@ -389,8 +385,6 @@ def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, dj
 
 
 def test_same_envelope_twice__stored_once__pull_counted_once(client, hand) -> None:
-    from dashboard.index import store
-
     digest = "sha256:" + "b" * 64
     store.set_tags(REPO, {"1.0": digest}, source="sync")
     envelope = [_event("pull", tag="1.0", digest=digest, at=T0), _event("pull", tag="1.0", digest=digest, at=T0)]
@@ -405,8 +399,6 @@ def test_same_envelope_twice__stored_once__pull_counted_once(client, hand) -> No
 
 
 def test_pull_by_digest__marks_every_tag_on_that_digest(client, hand) -> None:
-    from dashboard.index import store
-
     digest, other = "sha256:" + "c" * 64, "sha256:" + "d" * 64
     store.set_tags(REPO, {"1.0": digest, "stable": digest, "2.0": other}, source="sync")
     _post(client, [_event("pull", digest=digest, at=T0)])
@@ -445,8 +437,6 @@ def test_hostile_values__skipped_or_cleaned(client, hand) -> None:
 
 
 def test_blob_events__ignored(client, hand) -> None:
-    from dashboard.index import store
-
     image = _image("one")
     digest = push_image(hand.url, REPO, image, "1.0")
     store.fetch_and_index(REPO, [digest])
@@ -562,7 +552,6 @@ def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> N
 
 def test_repository_delete_event__forgets_it_only_when_the_registry_agrees(client, hand) -> None:
     """3.x reports a deleted repository as a delete with neither tag nor digest."""
-    from dashboard.index import store
     from dashboard.index.events import apply_pending
 
     digest = push_image(hand.url, REPO, _image("one"), "1.0")

@@ -14,10 +14,12 @@ from datetime import UTC, datetime, time, timedelta
 from urllib.parse import quote
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from dashboard.index import store
 from tests.helpers.browser import (
     mark_document,
     no_sideways_scroll,
@@ -57,8 +59,6 @@ def manifest(seed: str, size: int, blobs: dict[str, int] | None = None, children
 
 def put(repo: str, tags: dict[str, str] | None = None, untagged: tuple[str, ...] = (), *,
         at: datetime | None = None) -> None:
-    from dashboard.index import store
-
     store.add_to_repository(repo, list((tags or {}).values()) + list(untagged))
     if tags:
         store.set_tags(repo, tags, source="sync", at=at)
@@ -97,8 +97,6 @@ def assert_csp_clean(response) -> None:
 
 @pytest.fixture
 def site(configure, settings, db):
-    from django.core.cache import cache
-
     configure(ANONYMOUS_READ=True, STORAGE_PATH="")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
@@ -123,7 +121,6 @@ def test_storage__small_index__figures_by_repository_and_sort_by_every_column(cl
     put("team/a", {"1": a})
     put("team/big", {"1": big}, untagged=(old,))
     put("team/c", {"1": a})
-    from dashboard.index import store
     store.remove_manifest("team/big", old, source="dashboard")
 
     response = get(client, "/-/storage/")
@@ -159,7 +156,6 @@ def test_storage__small_index__figures_by_repository_and_sort_by_every_column(cl
 
 
 def test_storage__filter_and_pages__100_repositories_a_page_with_the_sort_kept(client, site) -> None:
-    from dashboard.index import store
     from dashboard.models import IndexedManifest, IndexedRepository, RepositoryManifest
 
     IndexedManifest.objects.bulk_create([IndexedManifest(digest=dg(f"m{i}"), size=1000 + i) for i in range(150)])
@@ -209,7 +205,6 @@ def test_storage__per_tag__unique_to_the_tag_vs_shared_with_other_tags(client, s
     multi = manifest("multi", 300, children=("amd64", "arm64"), kind="index")
     put("team/app", {"1.0": one, "1.1": two, "stable": two, "multi": multi}, untagged=(amd64, arm64))
     put("team/other", {"x": manifest("x", 10, {"one": 3000})})
-    from dashboard.index import store
     store.set_tags("team/app", {"pending": dg("not-indexed")}, source="event")
 
     response = get(client, "/-/storage/?repository=team/app")
@@ -233,8 +228,6 @@ def test_storage__per_tag__unique_to_the_tag_vs_shared_with_other_tags(client, s
 
 
 def test_storage__per_repository__untagged_and_deleted_manifests_listed_with_what_they_free(client, site) -> None:
-    from dashboard.index import store
-
     kept = manifest("kept", 100, {"base": 1000})
     loose = manifest("loose", 40, {"base": 1000, "loose": 400})
     gone = manifest("gone", 30, {"gone": 300})
@@ -270,8 +263,6 @@ def test_storage__an_index_that_lists_itself__counted_once_and_the_page_renders(
 
 
 def test_storage__hostile_repository_names__escaped_in_table_chart_and_labels(client, site) -> None:
-    from dashboard.index import store
-
     name = "acme/" + XSS
     store.add_to_repository(name, [manifest("h", 10, {"h": 1000})])
 
@@ -404,7 +395,6 @@ def test_activity__paging__fifty_a_page_newest_first(client, site) -> None:
 def test_activity__hostile_event_values__escaped_and_never_linked(client, site) -> None:
     event("push", XSS, tag=XSS[:128], digest=XSS[:100], actor=XSS, address=XSS[:100], user_agent=XSS)
     event("pull", XSS, at=timezone.now() - timedelta(minutes=1))
-    from dashboard.index import store
     store.set_tags(XSS, {XSS[:128]: dg("t")}, source="event")
 
     response = get(client, "/-/activity/")
@@ -493,7 +483,6 @@ def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached
 
 
 def test_activity__stale_tags__never_pulled_first_then_pulled_longest_ago(client, site) -> None:
-    from dashboard.index import store
     from dashboard.models import IndexedTag
 
     t0 = timezone.now() - timedelta(days=100)
@@ -523,7 +512,6 @@ def realistic_index() -> None:
     deleted or left untagged, and a month of pushes and pulls."""
     import random
 
-    from dashboard.index import store
     from dashboard.models import IndexedTag, RegistryEvent
 
     debian, alpine = ("debian", 29 * MB), ("alpine", 3 * MB + 400_000)
@@ -580,8 +568,6 @@ def realistic_index() -> None:
 
 @pytest.fixture
 def live(live_server, transactional_db, configure, settings):
-    from django.core.cache import cache
-
     configure(ANONYMOUS_READ=True, STORAGE_PATH="", REGISTRY_URL="http://127.0.0.1:5000")
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()

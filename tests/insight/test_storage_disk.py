@@ -13,7 +13,9 @@ import hashlib
 import subprocess
 
 import pytest
+from django.core.cache import cache
 
+from dashboard.index import store
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
 from tests.helpers.html import elements
@@ -90,8 +92,6 @@ def garbage_collect(server: RegistryServer, *, delete_untagged: bool) -> None:
 
 @pytest.fixture
 def reg(empty_registry: RegistryServer, configure, settings, db) -> RegistryServer:
-    from django.core.cache import cache
-
     configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True,
               STORAGE_PATH=str(empty_registry.storage_dir))
     settings.ALLOWED_HOSTS = ["*"]
@@ -172,7 +172,6 @@ def test_storage__layers_and_manifests_shared_across_repositories__total_is_the_
 def test_reclaimable__after_a_delete__gc_frees_exactly_that_then_delete_untagged_frees_the_untagged(
         reg: RegistryServer, client) -> None:
     from dashboard import remote
-    from dashboard.index import store
 
     base = layer("base.bin", 3000)
     keep = p.build_image([base, layer("keep.bin", 5000)], labels={"i": "keep"})

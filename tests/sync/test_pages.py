@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
@@ -186,8 +187,6 @@ def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:
 @pytest.mark.browser
 def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live_server, transactional_db,
                                                           registry, configure, settings) -> None:
-    from django.core.cache import cache
-
     from dashboard.auth import ensure_roles
 
     ensure_roles()  # the groups come from post_migrate; make sure after a flush, too
