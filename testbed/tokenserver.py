@@ -12,7 +12,7 @@ registry gets as ``auth.token.rootcertbundle``; tokens are RS256, signed here wi
 integer arithmetic (PKCS#1 v1.5 over SHA-256, CRT), so no crypto package is needed.
 
 What Distribution 2.8.2 checks (``registry/auth/token``, tried on the binary; see
-``tests/test_token_auth.py``): the signature by a key it trusts — found from the header's
+``tests/registry/test_token_auth.py``): the signature by a key it trusts — found from the header's
 ``x5c`` (a chain that must verify against the root bundle), else ``jwk``, else ``kid`` (the
 libtrust key ID of a root certificate's public key) —; ``iss`` equal to ``auth.token.issuer``;
 ``aud`` containing ``auth.token.service``; ``exp`` and ``nbf`` (60 s leeway); and then

@@ -2,7 +2,7 @@
 and what a viewer sees, against a fresh real registry per test and the live server.
 
 Users sign in through the real login form (anonymous reading is off). Every page is watched as in
-``test_browser.py``: console errors, uncaught exceptions, CSP violations, dialogs, failed
+tests/browse/test_browser.py: console errors, uncaught exceptions, CSP violations, dialogs, failed
 requests and HTTP errors fail the test. What the registry holds is checked with ``requests``,
 never taken from the page.
 

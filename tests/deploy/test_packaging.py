@@ -1,7 +1,7 @@
 """No Docker engine here (nor in CI): the Dockerfile, the compose files, .env.example and the
 registry config are kept honest by reading them and cross-checking them against the code, and the
 parts that can run without an engine run for real (the registry binary on deploy/registry.yml,
-`check --deploy`; tests/test_gunicorn.py starts the image's command).
+`check --deploy`; tests/deploy/test_gunicorn.py starts the image's command).
 
 Compose files are merged the way `docker compose -f docker-compose.yml -f compose.X.yml` merges
 them (mappings by key, volumes by target, `!reset` / `!override`), and `${VAR:-default}` is

@@ -1,6 +1,6 @@
 """The storage and activity pages over an index built here row by row: orders, filters, paging,
 empty states, hostile values and the charts' bars. (The storage figures against a real registry's
-disk are tests/test_index_storage_disk.py.)
+disk are tests/insight/test_storage_disk.py.)
 
 Runs on SQLite and, in CI, again on PostgreSQL.
 """
