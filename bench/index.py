@@ -52,12 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
-import yaml  # noqa: E402
+import requests  # noqa: E402 - after the sys.path setup above
+import yaml  # noqa: E402 - after the sys.path setup above
 
-from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402
-from testbed import push as p  # noqa: E402
-from testbed.server import free_port  # noqa: E402
+from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402 - after the sys.path setup above
+from testbed import push as p  # noqa: E402 - after the sys.path setup above
+from testbed.server import free_port  # noqa: E402 - after the sys.path setup above
 
 SMALL = "bench/small"
 BIG = "bench/big"
@@ -805,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
                 if notifications is not None:
                     with task_worker(env, tmp):
                         part_events(report, args, dashboard, registry.url)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any failure of one step is reported, the rest still run
             traceback.print_exc()
             report.checks.setdefault("error (processes)", traceback.format_exc(limit=3).splitlines()[-1])
             for log in ("gunicorn.log", "worker.log"):

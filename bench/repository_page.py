@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402
+from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402 - after the sys.path setup above
 
 REPO = "bench/big"
 MANY_PREFIX = "many"  # seed_many_repos makes many/repo-0000 … many/repo-NNNN
@@ -239,7 +239,7 @@ def get_page(client: Any, path: str, *, htmx: bool = False, expect_rows: int | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tags", type=int, default=1000, help="tags in %s (default 1000)" % REPO)
+    parser.add_argument("--tags", type=int, default=1000, help=f"tags in {REPO} (default 1000)")
     parser.add_argument("--repos", type=int, default=2000, help="extra repositories (default 2000)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per measurement (default 5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 tags, 200 repositories, repeat 2")

@@ -14,8 +14,9 @@ free port, with a random password; its unix socket stays in its own dir. The clu
 with ICU's en-US, as a real server would, so a query that orders strings without
 `Collate(..., "C")` shows up here rather than in production.
 
-Loaded as a pytest plugin (`-p testbed.postgres`) it deselects every test outside
-`tests/test_index_*.py`: the PostgreSQL pass runs the same command line as the SQLite pass.
+Loaded as a pytest plugin (`-p testbed.postgres`) it deselects every test not marked
+`@pytest.mark.postgres` (the tests of what reads or writes the index, wherever their feature's
+folder is): the PostgreSQL pass runs the same command line as the SQLite pass.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -45,7 +45,8 @@ ROLE = "registryui"
 START_TIMEOUT_S = 30
 # Other databases may sort strings differently; the index's queries must not depend on it.
 ICU_LOCALE = "en-US"
-INDEX_TESTS = re.compile(r"(^|/)tests/test_index_[^/]*\.py$")
+# The marker of the tests the PostgreSQL pass runs (declared in pyproject.toml).
+MARKER = "postgres"
 
 
 class PostgresError(RuntimeError):
@@ -81,7 +82,7 @@ def _run_as() -> pwd.struct_passwd | None:
 class PostgresCluster:
     """initdb, start, a database and a password; `url` is a DATABASE_URL for it."""
 
-    def __init__(self, parent: Path | None = None, *, dir: Path | None = None) -> None:  # noqa: A002
+    def __init__(self, parent: Path | None = None, *, dir: Path | None = None) -> None:  # noqa: A002 - tempfile's name for the parent directory
         self.bindir = postgres_bindir()
         self.user = _run_as()
         self._parent = parent
@@ -237,7 +238,7 @@ def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     keep, drop = [], []
     for item in items:
-        (keep if INDEX_TESTS.search(item.nodeid.split("::", 1)[0]) else drop).append(item)
+        (keep if item.get_closest_marker(MARKER) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

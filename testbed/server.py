@@ -138,7 +138,7 @@ def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache:
     # cache included) so the dashboard is tested against what people actually deploy.
     # blob_cache=False drops the `storage.cache` section, as the shipped deploy/registry.yml
     # does: after garbage collection the inmemory cache still answers 200 for deleted blobs,
-    # so a re-push skips their upload and leaves an image whose blobs 404 (tests/test_gc.py).
+    # so a re-push skips their upload and leaves an image whose blobs 404 (tests/gc/test_gc.py).
     # Upload purging is off because it starts a background goroutine that we don't want
     # touching a test's storage; the storagedriver health check is off because it only adds
     # periodic stat calls (``extras`` turns it on, with TLS, htpasswd auth and the debug server).

@@ -12,7 +12,7 @@ registry gets as ``auth.token.rootcertbundle``; tokens are RS256, signed here wi
 integer arithmetic (PKCS#1 v1.5 over SHA-256, CRT), so no crypto package is needed.
 
 What Distribution 2.8.2 checks (``registry/auth/token``, tried on the binary; see
-``tests/test_token_auth.py``): the signature by a key it trusts — found from the header's
+``tests/registry/test_token_auth.py``): the signature by a key it trusts — found from the header's
 ``x5c`` (a chain that must verify against the root bundle), else ``jwk``, else ``kid`` (the
 libtrust key ID of a root certificate's public key) —; ``iss`` equal to ``auth.token.issuer``;
 ``aud`` containing ``auth.token.service``; ``exp`` and ``nbf`` (60 s leeway); and then
@@ -400,10 +400,10 @@ class TokenServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet test output
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.server.tokens._answer(self)  # type: ignore[attr-defined]
 
 

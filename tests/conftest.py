@@ -1,4 +1,6 @@
-"""Real-registry fixtures: a seeded Distribution registry per session, an empty one per test.
+"""The shared fixtures: a seeded Distribution registry per session, an empty one per test, the
+dashboard pointed at it (`dashboard`), REGISTRYUI options for one test (`configure`), and the
+browser fixtures (`browser`, `watch`, `app`, `context`, `page`). Helpers are in tests/helpers/.
 
 Missing tools are a hard failure, not a skip: a green run that quietly skipped the registry
 tests would prove nothing.
@@ -6,19 +8,15 @@ tests would prove nothing.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-# The repo root holds `testbed/`; pytest-django puts it on sys.path (next to manage.py), but
-# `-p no:django` runs and plain `pytest` from elsewhere would not find it.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries  # noqa: E402
+from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, App, Watch, new_context
 
 
 def _require_tools() -> None:
@@ -48,17 +46,69 @@ def empty_registry(tmp_path: Path) -> Iterator[RegistryServer]:
 
 
 @pytest.fixture
-def dashboard(registry: SeededRegistry, settings, db):  # noqa: ANN001 - pytest-django's settings fixture
+def configure(settings) -> Callable[..., None]:
+    """``configure(REGISTRY_URL=url, CATALOG_TTL=0)``: REGISTRYUI options for this test only, over
+    the ones settings.py read (pytest-django's ``settings`` puts them back after the test)."""
+
+    def apply(**options: object) -> None:
+        settings.REGISTRYUI = {**settings.REGISTRYUI, **options}
+
+    return apply
+
+
+@pytest.fixture
+def dashboard(registry: SeededRegistry, configure, settings, db):
     """The Django app pointed at the seeded session registry, with an empty cache.
 
     Browsing tests read as an anonymous visitor (REGISTRYUI_ANONYMOUS_READ); who may do what
     has its own tests with the default, closed setting.
     """
-    from django.core.cache import cache
-
-    settings.REGISTRYUI = {**settings.REGISTRYUI, "REGISTRY_URL": registry.url, "CATALOG_TTL": 0,
-                          "ANONYMOUS_READ": True}
+    configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
     settings.ALLOWED_HOSTS = ["*"]
     cache.clear()
     yield registry
     cache.clear()
+
+
+# -- a real browser ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(live_server, transactional_db, registry: SeededRegistry, configure, settings) -> Iterator[App]:
+    """pytest-django's in-process live server, pointed at the seeded registry like ``dashboard``."""
+    configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=True)
+    settings.ALLOWED_HOSTS = ["*"]
+    cache.clear()
+    yield App(url=live_server.url, registry=registry)
+    cache.clear()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module."""
+    # Playwright's sync API keeps an asyncio loop marked running on this thread, so Django would
+    # refuse the live server's database flush between tests; allowed only while the browser lives.
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def watch() -> Watch:
+    return Watch()
+
+
+@pytest.fixture
+def context(browser: Browser, app: App, watch: Watch) -> Iterator[BrowserContext]:
+    ctx = new_context(browser, watch)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, watch: Watch) -> Iterator[Page]:
+    pg = context.new_page()
+    yield pg
+    watch.assert_clean(pg)

@@ -1,0 +1,68 @@
+"""The health page in a real browser: all green on a healthy registry, the API panel red with its
+explanation when the registry stops mid-session, green again when it is back — no reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from playwright.sync_api import Browser, Page, expect
+
+from testbed import RegistryServer
+from testbed.push import build_image, push_image
+from testbed.server import free_port
+from tests.helpers.browser import Watch, mark_document, new_context, same_document, shot
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
+    with RegistryServer(tmp_path / "registry", port=free_port(), debug=True) as srv:
+        push_image(srv.url, "team/app", build_image([{"a.txt": b"a\n" * 100}]), "1.0")
+        configure(REGISTRY_URL=srv.url, ANONYMOUS_READ=True, CATALOG_TTL=0, STORAGE_PATH=str(srv.storage_dir),
+                  DEBUG_URL=srv.debug_url, HEALTH_INTERVAL=1)
+        settings.ALLOWED_HOSTS = ["*"]
+        cache.clear()
+        yield srv
+
+
+@pytest.fixture
+def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:
+    # The stopped registry makes the health JSON and partials answer with failures on purpose;
+    # only console errors and CSP violations count here.
+    watch = Watch()
+    ctx = new_context(browser, watch)
+    try:
+        yield ctx.new_page()
+        assert watch.csp == [], watch.csp
+    finally:
+        ctx.close()
+
+
+def test_health__green__red_when_registry_stops__green_again(page: Page, live_server, server: RegistryServer) -> None:
+    page.goto(f"{live_server.url}/-/health/")
+    checks = page.locator("#health-panels article.check")
+    expect(checks).to_have_count(7)
+    for check in checks.all():
+        expect(check).to_have_class("check status-ok")
+    expect(page.locator("#health-panels .overall")).to_contain_text("Healthy")
+    shot(page, "health-green")
+    mark_document(page)
+
+    server.stop()
+    api = page.locator('article[data-check="api"]')
+    expect(api).to_have_class("check status-failing", timeout=10_000)
+    expect(api.locator(".explanation")).to_have_text(
+        f"connection refused at {server.url} — is the registry running?")
+    expect(page.locator("#health-panels .overall")).to_contain_text("Failing")
+    page.emulate_media(color_scheme="dark")
+    shot(page, "health-red-dark")
+    page.emulate_media(color_scheme="light")
+
+    server.start()
+    expect(api).to_have_class("check status-ok", timeout=10_000)
+    expect(page.locator("#health-panels .overall")).to_contain_text("Healthy")
+    assert same_document(page), "the panels refresh in place, without a reload"
