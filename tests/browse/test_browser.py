@@ -82,7 +82,8 @@ def test_filter_narrows_without_reload_and_slash_focuses_it(page: Page, app: App
     expect(page).to_have_url(re.compile(r"\?q=acme(%2F|/)$"))
     matching = sorted((r for r in seeded.repos if "acme/" in r), key=lambda n: (n.rpartition("/")[0], n))
     expect(links).to_have_count(len(matching))
-    assert [a.removeprefix("/r/").removesuffix("/") for a in links.evaluate_all("as => as.map(a => a.getAttribute('href'))")] == matching
+    hrefs = links.evaluate_all("as => as.map(a => a.getAttribute('href'))")
+    assert [a.removeprefix("/r/").removesuffix("/") for a in hrefs] == matching
     expect(page.locator("#repo-list .summary")).to_contain_text(f"{len(matching)} of the registry's repositories match")
     # The narrowed list gets its counts too.
     expect(page.locator('td.tag-count[data-repo="acme/web"]')).to_have_text(str(len(seeded.tags[REPO_WEB])))
@@ -231,7 +232,8 @@ def test_manifest_shows_config_layers_and_history(page: Page, app: App) -> None:
     expect(history.filter(has_text=XSS_HISTORY)).to_have_count(1)
     layer_links = page.locator("table.history td a.mono")
     expect(layer_links).to_have_count(len(fact.layer_digests))
-    assert [t.split(" · ")[0] for t in layer_links.evaluate_all("as => as.map(a => a.title)")] == list(fact.layer_digests)
+    titles = layer_links.evaluate_all("as => as.map(a => a.title)")
+    assert [t.split(" · ")[0] for t in titles] == list(fact.layer_digests)
     expect(page.locator("table.history tr.empty-layer")).to_have_count(history.count() - len(fact.layer_digests))
 
     layers = page.locator("h3:text-is('Layers') + table tbody tr")

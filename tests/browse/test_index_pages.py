@@ -260,7 +260,8 @@ def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) 
     assert f"{len(attachments)} attachment tags" in doc.one("p", cls="summary").text
 
 
-def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, configure, settings) -> None:
+def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, configure,
+                                                                           settings) -> None:
     point_at(empty_registry, configure, settings)
     image = build_image([{"app": b"app\n"}])
     push_image(empty_registry.url, "team/ref", image, "1.0")

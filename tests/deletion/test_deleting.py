@@ -160,7 +160,8 @@ def test_restore__after_garbage_collection__refused_with_the_reason(client, reg,
     assert record.restored_at is None
 
 
-def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, configure, settings, maintainer) -> None:
+def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, configure, settings,
+                                                               maintainer) -> None:
     with RegistryServer(tmp_path / "ro", delete_enabled=False) as server:
         digests = seed_versions(server)
         _configure(configure, settings, server)

@@ -129,13 +129,15 @@ def _interpolate(value: object, env: dict[str, str]) -> object:
             return env[name]
         return env.get(name, "")
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}", one, value.replace("$$", "\0")).replace("\0", "$")
+    escaped = value.replace("$$", "\0")
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}", one, escaped).replace("\0", "$")
 
 
 def _combos() -> list[tuple[str, ...]]:
     # Each overlay alone, and all of them together (compose.tls.yml last, as its header says).
     everything = tuple(sorted(OVERLAYS, key=lambda n: n == "compose.tls.yml"))
-    return [("docker-compose.yml",), *(("docker-compose.yml", o) for o in OVERLAYS), ("docker-compose.yml", *everything)]
+    base = "docker-compose.yml"
+    return [(base,), *((base, o) for o in OVERLAYS), (base, *everything)]
 
 
 def _effective(files: tuple[str, ...]) -> dict:
@@ -391,7 +393,8 @@ def test_compose__depends_on_waits_only_for_what_can_report_it(compose: dict) ->
             assert target in services, (name, target)
             condition = spec["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy, which has no healthcheck"
+                assert "healthcheck" in services[target], \
+                    f"{name} waits for {target} to be healthy, which has no healthcheck"
             elif condition == "service_completed_successfully":
                 assert services[target].get("restart", "no") == "no", (name, target)
     # The dashboard needs a registry that answers; the root worker must not be first to touch /data.
@@ -557,7 +560,8 @@ def test_compose__postgres_runs_migrations_once_for_two_dashboards() -> None:
     assert services["dashboard"]["deploy"]["replicas"] == 2
     # Every replica its own host port; the base file's single 8000:8000 would collide.
     assert services["dashboard"]["ports"] == ["8000-8001:8000"]
-    assert "migrate" in " ".join(services["migrate"]["command"]) and "ensure_admin" in " ".join(services["migrate"]["command"])
+    migrate = " ".join(services["migrate"]["command"])
+    assert "migrate" in migrate and "ensure_admin" in migrate
     assert "migrate" not in " ".join(services["dashboard"]["command"])
     for name in ("dashboard", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -670,7 +674,8 @@ def test_dockerfile__listens_where_compose_expects() -> None:
 
 def test_gitignore__keeps_local_state_out_of_git() -> None:
     paths = [".venv/x", "var/db.sqlite3", ".demo/x", "staticfiles/x", "deploy/secrets/htpasswd"]
-    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True, check=False).stdout.split()
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True,
+                             check=False).stdout.split()
     assert ignored == paths
     assert subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=ROOT, check=False).returncode == 1
 

@@ -242,7 +242,8 @@ def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flo
     assert link.deleted_at is not None
 
 
-def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, configure, settings) -> None:
+def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, configure,
+                                               settings) -> None:
     """The registry's events are refused (a wrong secret), as if the flow were cut: the push is
     not seen until a sync reads the repository."""
     from dashboard.index.sync import sync_repository
@@ -362,7 +363,8 @@ def test_empty_envelope__200(client, hand) -> None:
     assert _post(client, []).json()["stored"] == 0
 
 
-def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand, django_capture_on_commit_callbacks) -> None:
+def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand,
+                                                                django_capture_on_commit_callbacks) -> None:
     from dashboard.index import events as tasks
     from dashboard.models import RegistryEvent
 

@@ -515,7 +515,8 @@ def test_token_cache__expiry_and_one_fetch_per_key() -> None:
 # -- the dashboard ----------------------------------------------------------------------------------
 
 
-def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, configure, settings, db) -> None:
+def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, configure, settings,
+                                                                     db) -> None:
     from django.core.cache import cache
 
     configure(REGISTRY_URL=bed.server.url, USERNAME=USER, PASSWORD=PASSWORD, CATALOG_TTL=0, ANONYMOUS_READ=False)
