@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from . import auth as a
 from . import errors as e
 from . import models as m
-from .names import check_digest, check_name, check_reference, is_digest, is_tag
+from .names import check_digest, check_name, check_reference, check_tag, is_digest
 from .parse import digest_of, parse_config, parse_json_object, parse_manifest, verify
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class RegistryClient:
         #: (realm, service) of the registry's Bearer challenge, once it has sent one.
         self._bearer: tuple[str, str] | None = None
         self._tokens = a.TokenCache()
+        self._timeout = (config.connect_timeout, config.read_timeout)
         if config.insecure:
             session.verify = False
         elif config.ca_bundle:
@@ -164,9 +165,8 @@ class RegistryClient:
                 f"the password of {who} is not sent there — give its auth.token.realm an https:// URL",
                 url=self.base_url)
         url = a.token_url(realm, challenge.service, challenge.scopes, account=self.conf.username)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=timeout,
+            resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=self._timeout,
                                  allow_redirects=True, stream=True)
         except requests.RequestException as exc:
             raise e.Unauthorized(f"could not get a token for {who} from the token server {shown} of the registry "
@@ -247,10 +247,8 @@ class RegistryClient:
         started = time.perf_counter()
         resp = self._send("GET", "/v2/", not_found=e.NotFound)
         resp.close()
-        return m.Ping(
-            api_version=resp.headers.get("Docker-Distribution-Api-Version", ""),
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        return m.Ping(api_version=resp.headers.get("Docker-Distribution-Api-Version", ""),
+                      latency_ms=(time.perf_counter() - started) * 1000)
 
     def catalog(self, page_size: int = CATALOG_PAGE) -> list[str]:
         """Every repository, following `Link` pages to the end.
@@ -278,18 +276,12 @@ class RegistryClient:
                           headers={"Accept": MANIFEST_ACCEPT}, not_found=e.ManifestUnknown)
         resp.close()
         digest = resp.headers.get("Docker-Content-Digest", "")
-        if not is_digest(digest):
-            if is_digest(reference):
-                digest = reference
-            else:
-                # Without a trustworthy digest header only the bytes can tell.
-                got = self.manifest(name, reference)
-                return m.ManifestRef(digest=got.digest, media_type=got.media_type, size=got.size)
-        return m.ManifestRef(
-            digest=digest,
-            media_type=_media_type(resp),
-            size=_content_length(resp),
-        )
+        if not is_digest(digest) and not is_digest(reference):
+            # Without a trustworthy digest header only the bytes can tell.
+            got = self.manifest(name, reference)
+            return m.ManifestRef(digest=got.digest, media_type=got.media_type, size=got.size)
+        return m.ManifestRef(digest=digest if is_digest(digest) else reference, media_type=_media_type(resp),
+                             size=_content_length(resp))
 
     def manifest_bytes(self, name: str, reference: str) -> tuple[bytes, str, str]:
         """Raw manifest, its media type and its verified digest."""
@@ -299,12 +291,9 @@ class RegistryClient:
         resp = self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT}, stream=True,
                           not_found=e.ManifestUnknown)
         raw = self._read(resp, MAX_MANIFEST_BYTES, what="manifest")
-        if is_digest(reference):
-            expected = reference
-        else:
-            expected = resp.headers.get("Docker-Content-Digest", "")
-            if not is_digest(expected):
-                expected = digest_of(raw)
+        expected = reference if is_digest(reference) else resp.headers.get("Docker-Content-Digest", "")
+        if not is_digest(expected):
+            expected = digest_of(raw)
         verify(raw, expected, what=f"the manifest of {name}:{reference}", url=self._url(path))
         return raw, _media_type(resp), expected
 
@@ -369,12 +358,11 @@ class RegistryClient:
                 raise e.MalformedContent(f"the registry's {key} pages loop back to {url}", url=url)
         raise e.MalformedContent(f"the registry sent more than {MAX_PAGES} pages of {key}", url=path)
 
-    def _send(self, method: str, path: str, *, not_found: type[e.NotFound],
-              headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+    def _send(self, method: str, path: str, *, not_found: type[e.NotFound], headers: dict[str, str] | None = None,
+              stream: bool = False, data: bytes | None = None) -> requests.Response:
         url = self._url(path)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._request(method, url, headers=headers, stream=stream, timeout=timeout,
+            resp = self._request(method, url, data=data, headers=headers, stream=stream, timeout=self._timeout,
                                  allow_redirects=True)
         except requests.RequestException as exc:
             raise self._transport_error(exc, url) from None
@@ -526,8 +514,7 @@ class RegistryClient:
         2.8 answers 400 DIGEST_INVALID (it deletes by digest only), raised as RegistryAPIError.
         """
         check_name(name)
-        if not is_tag(tag):
-            raise e.InvalidReference(f"“{tag[:300]}” is not a valid tag")
+        check_tag(tag)
         self._write("DELETE", f"/v2/{name}/manifests/{tag}", not_found=e.ManifestUnknown)
 
     def put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> str:
@@ -589,24 +576,11 @@ class RegistryClient:
         """A request that changes the registry: `_send`'s error mapping, plus a body, and only a
         2xx counts as success."""
         url = self._url(path)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
-        try:
-            resp = self._request(method, url, data=data, headers=headers, timeout=timeout,
-                                 allow_redirects=True, stream=True)
-        except requests.RequestException as exc:
-            raise self._transport_error(exc, url) from None
-        try:
-            if resp.status_code >= 400:
-                try:
-                    body = resp.raw.read(64 * 1024, decode_content=True)
-                except Exception:  # noqa: BLE001 - a broken error body still is an error
-                    body = b""
-                raise self._status_error(resp.status_code, body, url, not_found)
-            if not 200 <= resp.status_code < 300:
-                raise e.RegistryAPIError(f"the registry at {self.base_url} answered HTTP {resp.status_code} to "
-                                         f"{method} {urlsplit(url).path}", url=url, status=resp.status_code)
-        finally:
-            resp.close()
+        resp = self._send(method, url, not_found=not_found, headers=headers, stream=True, data=data)
+        resp.close()
+        if not 200 <= resp.status_code < 300:
+            raise e.RegistryAPIError(f"the registry at {self.base_url} answered HTTP {resp.status_code} to "
+                                     f"{method} {urlsplit(url).path}", url=url, status=resp.status_code)
         return resp
 
 
@@ -704,13 +678,9 @@ def _content_length(resp: requests.Response) -> int:
 
 def _next_link(resp: requests.Response, url: str) -> str | None:
     link = resp.links.get("next")
-    if not link or not link.get("url"):
-        return None
-    target = urljoin(url, link["url"])
+    target = urljoin(url, link["url"]) if link and link.get("url") else None
     # Only ever follow a page on the same registry.
-    if urlsplit(target)[:2] != urlsplit(url)[:2]:
-        return None
-    return target
+    return target if target is not None and urlsplit(target)[:2] == urlsplit(url)[:2] else None
 
 
 def _first_error(body: bytes) -> tuple[str, str, str]:
@@ -720,8 +690,8 @@ def _first_error(body: bytes) -> tuple[str, str, str]:
         detail = first.get("detail")
         return (str(first.get("code", ""))[:100], str(first.get("message", ""))[:500],
                 "" if detail is None else str(detail)[:500])
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):  # no or a foreign error body: the status alone must do
-        return "", "", ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "", "", ""  # no or a foreign error body: the status alone must do
 
 
 def run_bounded[T](fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
