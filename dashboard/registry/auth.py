@@ -49,6 +49,8 @@ MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
 # RFC 9110 token and quoted-string, and RFC 7235's token68.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:\\.|[^"\\])*\\?)"?', re.DOTALL)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
 _BARE_VALUE = re.compile(r"[^,\s]*")
 _SPACE = " \t"
@@ -156,19 +158,9 @@ def _params(text: str, pos: int, params: dict[str, str]) -> int:
 
 def _quoted(text: str, pos: int) -> tuple[str, int]:
     """A quoted-string starting at pos (the opening quote); an unterminated one runs to the end."""
-    out: list[str] = []
-    pos += 1
-    while pos < len(text):
-        ch = text[pos]
-        if ch == "\\" and pos + 1 < len(text):
-            out.append(text[pos + 1])
-            pos += 2
-            continue
-        if ch == '"':
-            return "".join(out), pos + 1
-        out.append(ch)
-        pos += 1
-    return "".join(out), pos
+    quoted = _QUOTED.match(text, pos)
+    assert quoted is not None
+    return _ESCAPED.sub(r"\1", quoted[1]), quoted.end()
 
 
 def bearer_challenge(headers: Mapping[str, str] | Any) -> Challenge | None:

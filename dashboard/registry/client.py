@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -51,6 +52,9 @@ class RegistryClient:
         # Not `self.config`: that name is the config() method, which the attribute would shadow.
         self.conf = config
         self.base_url = config.url.rstrip("/")
+        base = urlsplit(self.base_url)
+        self._origin = (base.scheme, base.netloc)
+        self._prefix = base.path.rstrip("/")
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(config.pool_size, 1), max_retries=0)
         session.mount("http://", adapter)
@@ -140,15 +144,9 @@ class RegistryClient:
         finally:
             self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
 
-    @property
-    def _origin(self) -> tuple[str, str]:
-        parts = urlsplit(self.base_url)
-        return parts.scheme, parts.netloc
-
     def _api_path(self, path: str) -> str:
         """The path below a registry URL with a prefix (https://host/registry → /v2/…)."""
-        prefix = urlsplit(self.base_url).path.rstrip("/")
-        return path[len(prefix):] if prefix and path.startswith(prefix + "/") else path
+        return path[len(self._prefix):] if self._prefix and path.startswith(self._prefix + "/") else path
 
     def _fetch_token(self, challenge: a.Challenge) -> a.Token:
         """GET realm?service=…&scope=… with the configured user's basic auth (anonymous without)."""
@@ -496,7 +494,6 @@ class RegistryClient:
         return e.RegistryAPIError(f"the registry at {self.base_url} answered {text}", url=url, status=status,
                                   code=code, detail=detail)
 
-
     # -- writes (deletion, restore) ------------------------------------------------------
 
     def delete_manifest(self, name: str, digest: str) -> None:
@@ -554,7 +551,7 @@ class RegistryClient:
             raise e.MalformedContent(f"the registry at {self.base_url} started an upload without saying where "
                                      "to send it (no Location header)", url=start)
         target = urljoin(start, location)
-        if urlsplit(target)[:2] != urlsplit(self.base_url)[:2]:
+        if urlsplit(target)[:2] != self._origin:
             # Never send the blob (and the credentials with it) anywhere but the registry itself.
             raise e.MalformedContent(
                 f"the registry at {self.base_url} asked for the upload to go to {target[:300]}, which is not "
@@ -696,10 +693,6 @@ def _first_error(body: bytes) -> tuple[str, str, str]:
 
 def run_bounded[T](fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
     """Run `fn` over items with at most `workers` in flight; failures are returned, not raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not items:
-        return []
 
     def guarded(item: Any) -> T | BaseException:
         try:

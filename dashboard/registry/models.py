@@ -48,8 +48,7 @@ class Platform:
     os_version: str = ""
 
     def __str__(self) -> str:
-        parts = [p for p in (self.os, self.architecture, self.variant) if p]
-        return "/".join(parts) or "unknown"
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p) or "unknown"
 
 
 @dataclass(frozen=True)
