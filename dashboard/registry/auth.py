@@ -165,8 +165,7 @@ def _quoted(text: str, pos: int) -> tuple[str, int]:
 
 def bearer_challenge(headers: Mapping[str, str] | Any) -> Challenge | None:
     """The Bearer challenge of an answer's headers, if it has one with a realm."""
-    header = headers.get("WWW-Authenticate", "") if headers is not None else ""
-    for challenge in parse_challenges(header):
+    for challenge in parse_challenges(headers.get("WWW-Authenticate", "")):
         if challenge.scheme == "bearer" and challenge.realm:
             return challenge
     return None

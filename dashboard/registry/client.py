@@ -93,13 +93,10 @@ class RegistryClient:
         scope = a.scope_for(method, self._api_path(parts.path))  # None: a path we can't name the scope of
         headers = dict(kwargs.pop("headers", None) or {})
         bearer = self._bearer
-        sent: a.Token | None = None
-        if bearer is not None:
-            if scope is not None:
-                sent = self._tokens.get((*bearer, scope))
-                if sent is not None:
-                    headers["Authorization"] = f"Bearer {sent.value}"
-        elif self._basic is not None:
+        sent = self._tokens.get((*bearer, scope)) if bearer is not None and scope is not None else None
+        if sent is not None:
+            headers["Authorization"] = f"Bearer {sent.value}"
+        elif bearer is None and self._basic is not None:
             kwargs["auth"] = self._basic
         resp = self._exchange(method, url, None, headers=headers or None, **kwargs)
         if resp.status_code != 401:
@@ -133,8 +130,6 @@ class RegistryClient:
         raise self._token_refused(again, url)
 
     def _exchange(self, method: str, url: str, endpoint: str | None, **kwargs: Any) -> requests.Response:
-        if self.observer is None:
-            return self._session.request(method, url, **kwargs)
         started = time.perf_counter()
         status = "error"
         try:
@@ -142,7 +137,8 @@ class RegistryClient:
             status = str(resp.status_code)
             return resp
         finally:
-            self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
+            if self.observer is not None:
+                self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
 
     def _api_path(self, path: str) -> str:
         """The path below a registry URL with a prefix (https://host/registry → /v2/…)."""
@@ -153,6 +149,7 @@ class RegistryClient:
         realm = challenge.realm
         shown = a.realm_for_humans(realm)
         who = f"“{self.conf.username}”" if self.conf.username else "an anonymous user"
+        server = f"the token server {shown} of the registry at {self.base_url}"
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise e.Unauthorized(f"the registry at {self.base_url} names a token server that is not an HTTP(S) "
@@ -167,8 +164,8 @@ class RegistryClient:
             resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=self._timeout,
                                  allow_redirects=True, stream=True)
         except requests.RequestException as exc:
-            raise e.Unauthorized(f"could not get a token for {who} from the token server {shown} of the registry "
-                                 f"at {self.base_url}: {self._realm_failure(exc)}", url=shown) from None
+            raise e.Unauthorized(f"could not get a token for {who} from {server}: {self._realm_failure(exc)}",
+                                 url=shown) from None
         try:
             if resp.status_code == 401:
                 if self._basic is None:
@@ -176,25 +173,22 @@ class RegistryClient:
                         f"the registry at {self.base_url} needs credentials: its token server {shown} gives "
                         "no anonymous tokens — set REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD",
                         url=shown)
-                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} rejected the "
-                                     f"credentials of {who}", url=shown)
+                raise e.Unauthorized(f"{server} rejected the credentials of {who}", url=shown)
             if resp.status_code != 200:
-                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} answered HTTP "
-                                     f"{resp.status_code} to {who}'s request for "
+                raise e.Unauthorized(f"{server} answered HTTP {resp.status_code} to {who}'s request for "
                                      f"{a.describe_scope(challenge.scope)}", url=shown)
             body = self._read(resp, a.MAX_TOKEN_RESPONSE_BYTES, what="token")
         except e.RegistryError as exc:
             if isinstance(exc, e.Unauthorized):
                 raise
-            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
-                                 f"answer to {who}: {str(exc).replace(self.base_url, shown)}", url=shown) from None
+            raise e.Unauthorized(f"{server} sent no usable answer to {who}: {str(exc).replace(self.base_url, shown)}",
+                                 url=shown) from None
         finally:
             resp.close()
         try:
             return a.parse_token_response(body)
         except a.TokenError as exc:
-            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
-                                 f"token to {who}: {exc}", url=shown) from None
+            raise e.Unauthorized(f"{server} sent no usable token to {who}: {exc}", url=shown) from None
 
     def _realm_failure(self, exc: requests.RequestException) -> str:
         """Why the token server could not be asked, in a few words (never a urllib3 repr)."""
