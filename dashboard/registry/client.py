@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -533,11 +534,9 @@ class RegistryClient:
         repository already has the blob. Returns the digest."""
         check_name(name)
         digest = digest_of(data)
-        try:
+        with suppress(e.NotFound):  # BLOB_UNKNOWN, or NAME_UNKNOWN for a repository's first blob
             self.head_blob(name, digest)
             return digest
-        except e.NotFound:  # BLOB_UNKNOWN, or NAME_UNKNOWN for a repository's first blob
-            pass
         start = self._url(f"/v2/{name}/blobs/uploads/")
         resp = self._write("POST", start, not_found=e.NameUnknown)
         location = resp.headers.get("Location", "").strip()

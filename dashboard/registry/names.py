@@ -40,7 +40,6 @@ def check_name(value: str) -> str:
 
 
 def check_reference(value: str) -> str:
-    """A tag or a digest."""
     return _checked(value, is_tag(value) or is_digest(value), "neither a valid tag nor a sha256/sha512 digest")
 
 
