@@ -49,7 +49,10 @@ MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
 # RFC 9110 token and quoted-string, and RFC 7235's token68.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:\\.|[^"\\])*\\?)"?', re.DOTALL)
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
+_BARE_VALUE = re.compile(r"[^,\s]*")
 _SPACE = " \t"
 
 
@@ -146,7 +149,7 @@ def _params(text: str, pos: int, params: dict[str, str]) -> int:
         if pos < end and text[pos] == '"':
             value, pos = _quoted(text, pos)
         else:
-            m = re.compile(r"[^,\s]*").match(text, pos)
+            m = _BARE_VALUE.match(text, pos)
             assert m is not None
             value, pos = m.group(), m.end()
         params.setdefault(name.group().lower(), value)
@@ -155,25 +158,14 @@ def _params(text: str, pos: int, params: dict[str, str]) -> int:
 
 def _quoted(text: str, pos: int) -> tuple[str, int]:
     """A quoted-string starting at pos (the opening quote); an unterminated one runs to the end."""
-    out: list[str] = []
-    pos += 1
-    while pos < len(text):
-        ch = text[pos]
-        if ch == "\\" and pos + 1 < len(text):
-            out.append(text[pos + 1])
-            pos += 2
-            continue
-        if ch == '"':
-            return "".join(out), pos + 1
-        out.append(ch)
-        pos += 1
-    return "".join(out), pos
+    quoted = _QUOTED.match(text, pos)
+    assert quoted is not None
+    return _ESCAPED.sub(r"\1", quoted[1]), quoted.end()
 
 
 def bearer_challenge(headers: Mapping[str, str] | Any) -> Challenge | None:
     """The Bearer challenge of an answer's headers, if it has one with a realm."""
-    header = headers.get("WWW-Authenticate", "") if headers is not None else ""
-    for challenge in parse_challenges(header):
+    for challenge in parse_challenges(headers.get("WWW-Authenticate", "")):
         if challenge.scheme == "bearer" and challenge.realm:
             return challenge
     return None
@@ -183,8 +175,8 @@ def bearer_challenge(headers: Mapping[str, str] | Any) -> Challenge | None:
 
 _API_PATH = re.compile(
     r"/v2/(?P<name>.+)/(?P<what>tags/list|manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+)")
-_PULL = ("GET", "HEAD")
-_PUSH = ("PUT", "POST", "PATCH")
+_ACTIONS = {"GET": "pull", "HEAD": "pull", "PUT": "pull,push", "POST": "pull,push", "PATCH": "pull,push",
+            "DELETE": "delete"}
 
 
 def scope_for(method: str, path: str) -> str | None:
@@ -200,15 +192,8 @@ def scope_for(method: str, path: str) -> str | None:
     if path.rstrip("/") == "/v2/_catalog":
         return "registry:catalog:*"
     match = _API_PATH.fullmatch(path)
-    if match is None:
-        return None
-    if method in _PULL:
-        actions = "pull"
-    elif method in _PUSH:
-        actions = "pull,push"
-    elif method == "DELETE":
-        actions = "delete"
-    else:
+    actions = _ACTIONS.get(method)
+    if match is None or actions is None:
         return None
     return f"repository:{match['name']}:{actions}"
 
@@ -265,8 +250,8 @@ class Token:
     valid_until: float
     expires_in: float = DEFAULT_EXPIRES_IN
 
-    def usable(self, now: float | None = None) -> bool:
-        return (time.monotonic() if now is None else now) < self.valid_until
+    def usable(self) -> bool:
+        return time.monotonic() < self.valid_until
 
     def __repr__(self) -> str:  # never the token itself
         left = self.valid_until - time.monotonic()
@@ -363,10 +348,6 @@ class TokenCache:
             token = fetch()
             self.put(key, token)
             return token
-
-    def clear(self) -> None:
-        with self._lock:
-            self._tokens.clear()
 
     def __len__(self) -> int:
         with self._lock:

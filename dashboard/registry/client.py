@@ -12,6 +12,8 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -21,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from . import auth as a
 from . import errors as e
 from . import models as m
-from .names import check_digest, check_name, check_reference, is_digest, is_tag
+from .names import check_digest, check_name, check_reference, check_tag, is_digest
 from .parse import digest_of, parse_config, parse_json_object, parse_manifest, verify
 
 T = TypeVar("T")
@@ -51,6 +53,9 @@ class RegistryClient:
         # Not `self.config`: that name is the config() method, which the attribute would shadow.
         self.conf = config
         self.base_url = config.url.rstrip("/")
+        base = urlsplit(self.base_url)
+        self._origin = (base.scheme, base.netloc)
+        self._prefix = base.path.rstrip("/")
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(config.pool_size, 1), max_retries=0)
         session.mount("http://", adapter)
@@ -63,6 +68,7 @@ class RegistryClient:
         #: (realm, service) of the registry's Bearer challenge, once it has sent one.
         self._bearer: tuple[str, str] | None = None
         self._tokens = a.TokenCache()
+        self._timeout = (config.connect_timeout, config.read_timeout)
         if config.insecure:
             session.verify = False
         elif config.ca_bundle:
@@ -88,13 +94,10 @@ class RegistryClient:
         scope = a.scope_for(method, self._api_path(parts.path))  # None: a path we can't name the scope of
         headers = dict(kwargs.pop("headers", None) or {})
         bearer = self._bearer
-        sent: a.Token | None = None
-        if bearer is not None:
-            if scope is not None:
-                sent = self._tokens.get((*bearer, scope))
-                if sent is not None:
-                    headers["Authorization"] = f"Bearer {sent.value}"
-        elif self._basic is not None:
+        sent = self._tokens.get((*bearer, scope)) if bearer is not None and scope is not None else None
+        if sent is not None:
+            headers["Authorization"] = f"Bearer {sent.value}"
+        elif bearer is None and self._basic is not None:
             kwargs["auth"] = self._basic
         resp = self._exchange(method, url, None, headers=headers or None, **kwargs)
         if resp.status_code != 401:
@@ -128,8 +131,6 @@ class RegistryClient:
         raise self._token_refused(again, url)
 
     def _exchange(self, method: str, url: str, endpoint: str | None, **kwargs: Any) -> requests.Response:
-        if self.observer is None:
-            return self._session.request(method, url, **kwargs)
         started = time.perf_counter()
         status = "error"
         try:
@@ -137,23 +138,19 @@ class RegistryClient:
             status = str(resp.status_code)
             return resp
         finally:
-            self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
-
-    @property
-    def _origin(self) -> tuple[str, str]:
-        parts = urlsplit(self.base_url)
-        return parts.scheme, parts.netloc
+            if self.observer is not None:
+                self.observer(method, endpoint or endpoint_of(url), status, time.perf_counter() - started)
 
     def _api_path(self, path: str) -> str:
         """The path below a registry URL with a prefix (https://host/registry → /v2/…)."""
-        prefix = urlsplit(self.base_url).path.rstrip("/")
-        return path[len(prefix):] if prefix and path.startswith(prefix + "/") else path
+        return path[len(self._prefix):] if self._prefix and path.startswith(self._prefix + "/") else path
 
     def _fetch_token(self, challenge: a.Challenge) -> a.Token:
         """GET realm?service=…&scope=… with the configured user's basic auth (anonymous without)."""
         realm = challenge.realm
         shown = a.realm_for_humans(realm)
         who = f"“{self.conf.username}”" if self.conf.username else "an anonymous user"
+        server = f"the token server {shown} of the registry at {self.base_url}"
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise e.Unauthorized(f"the registry at {self.base_url} names a token server that is not an HTTP(S) "
@@ -164,13 +161,12 @@ class RegistryClient:
                 f"the password of {who} is not sent there — give its auth.token.realm an https:// URL",
                 url=self.base_url)
         url = a.token_url(realm, challenge.service, challenge.scopes, account=self.conf.username)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=timeout,
+            resp = self._request("GET", url, endpoint="token", auth=self._basic, timeout=self._timeout,
                                  allow_redirects=True, stream=True)
         except requests.RequestException as exc:
-            raise e.Unauthorized(f"could not get a token for {who} from the token server {shown} of the registry "
-                                 f"at {self.base_url}: {self._realm_failure(exc)}", url=shown) from None
+            raise e.Unauthorized(f"could not get a token for {who} from {server}: {self._realm_failure(exc)}",
+                                 url=shown) from None
         try:
             if resp.status_code == 401:
                 if self._basic is None:
@@ -178,25 +174,22 @@ class RegistryClient:
                         f"the registry at {self.base_url} needs credentials: its token server {shown} gives "
                         "no anonymous tokens — set REGISTRYUI_REGISTRY_USERNAME and REGISTRYUI_REGISTRY_PASSWORD",
                         url=shown)
-                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} rejected the "
-                                     f"credentials of {who}", url=shown)
+                raise e.Unauthorized(f"{server} rejected the credentials of {who}", url=shown)
             if resp.status_code != 200:
-                raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} answered HTTP "
-                                     f"{resp.status_code} to {who}'s request for "
+                raise e.Unauthorized(f"{server} answered HTTP {resp.status_code} to {who}'s request for "
                                      f"{a.describe_scope(challenge.scope)}", url=shown)
             body = self._read(resp, a.MAX_TOKEN_RESPONSE_BYTES, what="token")
         except e.RegistryError as exc:
             if isinstance(exc, e.Unauthorized):
                 raise
-            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
-                                 f"answer to {who}: {str(exc).replace(self.base_url, shown)}", url=shown) from None
+            raise e.Unauthorized(f"{server} sent no usable answer to {who}: {str(exc).replace(self.base_url, shown)}",
+                                 url=shown) from None
         finally:
             resp.close()
         try:
             return a.parse_token_response(body)
         except a.TokenError as exc:
-            raise e.Unauthorized(f"the token server {shown} of the registry at {self.base_url} sent no usable "
-                                 f"token to {who}: {exc}", url=shown) from None
+            raise e.Unauthorized(f"{server} sent no usable token to {who}: {exc}", url=shown) from None
 
     def _realm_failure(self, exc: requests.RequestException) -> str:
         """Why the token server could not be asked, in a few words (never a urllib3 repr)."""
@@ -247,10 +240,8 @@ class RegistryClient:
         started = time.perf_counter()
         resp = self._send("GET", "/v2/", not_found=e.NotFound)
         resp.close()
-        return m.Ping(
-            api_version=resp.headers.get("Docker-Distribution-Api-Version", ""),
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        return m.Ping(api_version=resp.headers.get("Docker-Distribution-Api-Version", ""),
+                      latency_ms=(time.perf_counter() - started) * 1000)
 
     def catalog(self, page_size: int = CATALOG_PAGE) -> list[str]:
         """Every repository, following `Link` pages to the end.
@@ -278,18 +269,12 @@ class RegistryClient:
                           headers={"Accept": MANIFEST_ACCEPT}, not_found=e.ManifestUnknown)
         resp.close()
         digest = resp.headers.get("Docker-Content-Digest", "")
-        if not is_digest(digest):
-            if is_digest(reference):
-                digest = reference
-            else:
-                # Without a trustworthy digest header only the bytes can tell.
-                got = self.manifest(name, reference)
-                return m.ManifestRef(digest=got.digest, media_type=got.media_type, size=got.size)
-        return m.ManifestRef(
-            digest=digest,
-            media_type=_media_type(resp),
-            size=_content_length(resp),
-        )
+        if not is_digest(digest) and not is_digest(reference):
+            # Without a trustworthy digest header only the bytes can tell.
+            got = self.manifest(name, reference)
+            return m.ManifestRef(digest=got.digest, media_type=got.media_type, size=got.size)
+        return m.ManifestRef(digest=digest if is_digest(digest) else reference, media_type=_media_type(resp),
+                             size=_content_length(resp))
 
     def manifest_bytes(self, name: str, reference: str) -> tuple[bytes, str, str]:
         """Raw manifest, its media type and its verified digest."""
@@ -299,12 +284,9 @@ class RegistryClient:
         resp = self._send("GET", path, headers={"Accept": MANIFEST_ACCEPT}, stream=True,
                           not_found=e.ManifestUnknown)
         raw = self._read(resp, MAX_MANIFEST_BYTES, what="manifest")
-        if is_digest(reference):
-            expected = reference
-        else:
-            expected = resp.headers.get("Docker-Content-Digest", "")
-            if not is_digest(expected):
-                expected = digest_of(raw)
+        expected = reference if is_digest(reference) else resp.headers.get("Docker-Content-Digest", "")
+        if not is_digest(expected):
+            expected = digest_of(raw)
         verify(raw, expected, what=f"the manifest of {name}:{reference}", url=self._url(path))
         return raw, _media_type(resp), expected
 
@@ -369,12 +351,11 @@ class RegistryClient:
                 raise e.MalformedContent(f"the registry's {key} pages loop back to {url}", url=url)
         raise e.MalformedContent(f"the registry sent more than {MAX_PAGES} pages of {key}", url=path)
 
-    def _send(self, method: str, path: str, *, not_found: type[e.NotFound],
-              headers: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+    def _send(self, method: str, path: str, *, not_found: type[e.NotFound], headers: dict[str, str] | None = None,
+              stream: bool = False, data: bytes | None = None) -> requests.Response:
         url = self._url(path)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
         try:
-            resp = self._request(method, url, headers=headers, stream=stream, timeout=timeout,
+            resp = self._request(method, url, data=data, headers=headers, stream=stream, timeout=self._timeout,
                                  allow_redirects=True)
         except requests.RequestException as exc:
             raise self._transport_error(exc, url) from None
@@ -508,7 +489,6 @@ class RegistryClient:
         return e.RegistryAPIError(f"the registry at {self.base_url} answered {text}", url=url, status=status,
                                   code=code, detail=detail)
 
-
     # -- writes (deletion, restore) ------------------------------------------------------
 
     def delete_manifest(self, name: str, digest: str) -> None:
@@ -526,8 +506,7 @@ class RegistryClient:
         2.8 answers 400 DIGEST_INVALID (it deletes by digest only), raised as RegistryAPIError.
         """
         check_name(name)
-        if not is_tag(tag):
-            raise e.InvalidReference(f"“{tag[:300]}” is not a valid tag")
+        check_tag(tag)
         self._write("DELETE", f"/v2/{name}/manifests/{tag}", not_found=e.ManifestUnknown)
 
     def put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> str:
@@ -555,11 +534,9 @@ class RegistryClient:
         repository already has the blob. Returns the digest."""
         check_name(name)
         digest = digest_of(data)
-        try:
+        with suppress(e.NotFound):  # BLOB_UNKNOWN, or NAME_UNKNOWN for a repository's first blob
             self.head_blob(name, digest)
             return digest
-        except e.NotFound:  # BLOB_UNKNOWN, or NAME_UNKNOWN for a repository's first blob
-            pass
         start = self._url(f"/v2/{name}/blobs/uploads/")
         resp = self._write("POST", start, not_found=e.NameUnknown)
         location = resp.headers.get("Location", "").strip()
@@ -567,7 +544,7 @@ class RegistryClient:
             raise e.MalformedContent(f"the registry at {self.base_url} started an upload without saying where "
                                      "to send it (no Location header)", url=start)
         target = urljoin(start, location)
-        if urlsplit(target)[:2] != urlsplit(self.base_url)[:2]:
+        if urlsplit(target)[:2] != self._origin:
             # Never send the blob (and the credentials with it) anywhere but the registry itself.
             raise e.MalformedContent(
                 f"the registry at {self.base_url} asked for the upload to go to {target[:300]}, which is not "
@@ -589,24 +566,11 @@ class RegistryClient:
         """A request that changes the registry: `_send`'s error mapping, plus a body, and only a
         2xx counts as success."""
         url = self._url(path)
-        timeout = (self.conf.connect_timeout, self.conf.read_timeout)
-        try:
-            resp = self._request(method, url, data=data, headers=headers, timeout=timeout,
-                                 allow_redirects=True, stream=True)
-        except requests.RequestException as exc:
-            raise self._transport_error(exc, url) from None
-        try:
-            if resp.status_code >= 400:
-                try:
-                    body = resp.raw.read(64 * 1024, decode_content=True)
-                except Exception:  # noqa: BLE001 - a broken error body still is an error
-                    body = b""
-                raise self._status_error(resp.status_code, body, url, not_found)
-            if not 200 <= resp.status_code < 300:
-                raise e.RegistryAPIError(f"the registry at {self.base_url} answered HTTP {resp.status_code} to "
-                                         f"{method} {urlsplit(url).path}", url=url, status=resp.status_code)
-        finally:
-            resp.close()
+        resp = self._send(method, url, not_found=not_found, headers=headers, stream=True, data=data)
+        resp.close()
+        if not 200 <= resp.status_code < 300:
+            raise e.RegistryAPIError(f"the registry at {self.base_url} answered HTTP {resp.status_code} to "
+                                     f"{method} {urlsplit(url).path}", url=url, status=resp.status_code)
         return resp
 
 
@@ -704,13 +668,9 @@ def _content_length(resp: requests.Response) -> int:
 
 def _next_link(resp: requests.Response, url: str) -> str | None:
     link = resp.links.get("next")
-    if not link or not link.get("url"):
-        return None
-    target = urljoin(url, link["url"])
+    target = urljoin(url, link["url"]) if link and link.get("url") else None
     # Only ever follow a page on the same registry.
-    if urlsplit(target)[:2] != urlsplit(url)[:2]:
-        return None
-    return target
+    return target if target is not None and urlsplit(target)[:2] == urlsplit(url)[:2] else None
 
 
 def _first_error(body: bytes) -> tuple[str, str, str]:
@@ -720,16 +680,12 @@ def _first_error(body: bytes) -> tuple[str, str, str]:
         detail = first.get("detail")
         return (str(first.get("code", ""))[:100], str(first.get("message", ""))[:500],
                 "" if detail is None else str(detail)[:500])
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):  # no or a foreign error body: the status alone must do
-        return "", "", ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "", "", ""  # no or a foreign error body: the status alone must do
 
 
 def run_bounded[T](fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T | BaseException]:
     """Run `fn` over items with at most `workers` in flight; failures are returned, not raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not items:
-        return []
 
     def guarded(item: Any) -> T | BaseException:
         try:

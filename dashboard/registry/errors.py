@@ -25,13 +25,9 @@ class RegistryError(Exception):
 class RegistryUnreachable(RegistryError):
     """Connection refused, DNS failure, reset: nothing answered."""
 
-    http_status = 502
-
 
 class RegistryTLSError(RegistryError):
     """TLS handshake or certificate verification failed, or the scheme is wrong."""
-
-    http_status = 502
 
 
 class RegistryTimeout(RegistryError):
@@ -40,8 +36,6 @@ class RegistryTimeout(RegistryError):
 
 class Unauthorized(RegistryError):
     """401/403: credentials are missing, wrong, or lack the permission."""
-
-    http_status = 502
 
 
 class NotFound(RegistryError):
@@ -91,10 +85,8 @@ class RegistryAPIError(RegistryError):
         self.detail = detail
 
 
-class IntegrityError(RegistryError):
-    """Bytes the registry sent do not hash to the digest they are addressed by."""
-
-    http_status = 502
+class _Mismatch(RegistryError):
+    """What was expected, and what the registry has instead."""
 
     def __init__(self, message: str, *, url: str = "", expected: str = "", actual: str = "") -> None:
         super().__init__(message, url=url)
@@ -102,10 +94,12 @@ class IntegrityError(RegistryError):
         self.actual = actual
 
 
+class IntegrityError(_Mismatch):
+    """Bytes the registry sent do not hash to the digest they are addressed by."""
+
+
 class MalformedContent(RegistryError):
     """The registry answered, but the content cannot be understood (not JSON, wrong shape)."""
-
-    http_status = 502
 
 
 class InvalidReference(RegistryError):
@@ -117,15 +111,10 @@ class InvalidReference(RegistryError):
     http_status = 404
 
 
-class Conflict(RegistryError):
+class Conflict(_Mismatch):
     """The registry changed under the user: e.g. the tag no longer points where they confirmed."""
 
     http_status = 409
-
-    def __init__(self, message: str, *, url: str = "", expected: str = "", actual: str = "") -> None:
-        super().__init__(message, url=url)
-        self.expected = expected
-        self.actual = actual
 
 
 class NotRestorable(RegistryError):

@@ -48,8 +48,7 @@ class Platform:
     os_version: str = ""
 
     def __str__(self) -> str:
-        parts = [p for p in (self.os, self.architecture, self.variant) if p]
-        return "/".join(parts) or "unknown"
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p) or "unknown"
 
 
 @dataclass(frozen=True)
@@ -114,23 +113,15 @@ class Manifest:
 
     @property
     def kind(self) -> str:
-        if self.problem and not (self.is_index or self.is_image_manifest):
-            return kinds.UNKNOWN
         if self.is_index:
             return (kinds.by_media_type(self.artifact_type) or kinds.ARTIFACT) if self.artifact_type else kinds.INDEX
         if not self.is_image_manifest:
             return kinds.UNKNOWN
-        types = [self.artifact_type]
-        if self.config is not None:
-            types.append(self.config.media_type)
-        types.extend(layer.media_type for layer in self.layers)
-        for media_type in types:
-            kind = kinds.by_media_type(media_type)
-            if kind:
+        config_type = self.config.media_type if self.config is not None else ""
+        for media_type in (self.artifact_type, config_type, *(layer.media_type for layer in self.layers)):
+            if kind := kinds.by_media_type(media_type):
                 return kind
-        if self.config is not None and self.config.media_type in IMAGE_CONFIG_TYPES:
-            return kinds.IMAGE
-        return kinds.ARTIFACT
+        return kinds.IMAGE if config_type in IMAGE_CONFIG_TYPES else kinds.ARTIFACT
 
 
 @dataclass(frozen=True)
@@ -162,7 +153,7 @@ class ImageConfig:
     history: tuple[HistoryEntry, ...] = ()
     problem: str = ""
     stop_signal: str = ""
-    diff_ids: tuple[str, ...] = field(default=())
+    diff_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

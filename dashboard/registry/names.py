@@ -29,29 +29,26 @@ def is_digest(value: str) -> bool:
     return DIGEST_RE.fullmatch(value) is not None
 
 
-def check_name(value: str) -> str:
-    if not is_name(value):
-        raise InvalidReference(f"“{value[:300]}” is not a valid repository name")
+def _checked(value: str, valid: bool, what: str) -> str:
+    if not valid:
+        raise InvalidReference(f"“{value[:300]}” is {what}")
     return value
+
+
+def check_name(value: str) -> str:
+    return _checked(value, is_name(value), "not a valid repository name")
 
 
 def check_reference(value: str) -> str:
-    """A tag or a digest."""
-    if not (is_tag(value) or is_digest(value)):
-        raise InvalidReference(f"“{value[:300]}” is neither a valid tag nor a sha256/sha512 digest")
-    return value
+    return _checked(value, is_tag(value) or is_digest(value), "neither a valid tag nor a sha256/sha512 digest")
 
 
 def check_tag(value: str) -> str:
-    if not is_tag(value):
-        raise InvalidReference(f"“{value[:300]}” is not a valid tag")
-    return value
+    return _checked(value, is_tag(value), "not a valid tag")
 
 
 def check_digest(value: str) -> str:
-    if not is_digest(value):
-        raise InvalidReference(f"“{value[:300]}” is not a valid sha256/sha512 digest")
-    return value
+    return _checked(value, is_digest(value), "not a valid sha256/sha512 digest")
 
 
 _ATTACHMENT_RE = re.compile(r"(sha256)-([a-f0-9]{64})(?:\.(sig|att|sbom))?")

@@ -25,7 +25,7 @@ from typing import Any
 from . import errors as e
 from . import models as m
 from .client import RegistryClient, run_bounded
-from .names import check_digest, check_name, is_tag
+from .names import check_digest, check_name, check_tag
 from .parse import digest_of, parse_manifest, verify
 
 __all__ = [
@@ -161,8 +161,7 @@ def untag(client: RegistryClient, name: str, tag: str, *, expected_digest: str |
     throwaway path fails after the tag was moved, the tag is put back where it was.
     """
     check_name(name)
-    if not is_tag(tag):
-        raise e.InvalidReference(f"“{tag[:300]}” is not a valid tag")
+    check_tag(tag)
     if expected_digest is not None:
         check_digest(expected_digest)
     current = client.head_manifest(name, tag).digest
@@ -229,9 +228,7 @@ def throwaway_manifest(nonce: str, *, empty_layer: bool = False) -> bytes:
     doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": m.OCI_MANIFEST}
     if not empty_layer:
         doc["artifactType"] = UNTAG_ARTIFACT_TYPE
-    doc["config"] = empty
-    doc["layers"] = [empty] if empty_layer else []
-    doc["annotations"] = {UNTAG_ANNOTATION: nonce}
+    doc |= {"config": empty, "layers": [empty] if empty_layer else [], "annotations": {UNTAG_ANNOTATION: nonce}}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -330,8 +327,7 @@ def restore(client: RegistryClient, name: str, manifest_bytes: bytes, media_type
     verify(manifest_bytes, digest, what=f"the manifest to restore to {name}")
     wanted = list(dict.fromkeys(tags))
     for tag in wanted:
-        if not is_tag(tag):
-            raise e.InvalidReference(f"“{tag[:300]}” is not a valid tag")
+        check_tag(tag)
     missing = missing_content(client, name, manifest_bytes, media_type)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from itertools import takewhile
 from types import MappingProxyType
 from typing import Any
 
@@ -65,15 +66,11 @@ def _keys(value: Any) -> tuple[str, ...]:
 def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    text = value.strip()
     # Go writes nanoseconds; fromisoformat takes at most microseconds.
-    if "." in text:
-        head, _, rest = text.partition(".")
-        frac = ""
-        while rest and rest[0].isdigit():
-            frac += rest[0]
-            rest = rest[1:]
-        text = f"{head}.{frac[:6].ljust(6, '0')}{rest}"
+    text, dot, rest = value.strip().partition(".")
+    if dot:
+        frac = "".join(takewhile(str.isdigit, rest))
+        text = f"{text}.{frac[:6].ljust(6, '0')}{rest[len(frac):]}"
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
