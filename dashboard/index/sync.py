@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db.models import Q
 from django.tasks import task
 from django.utils import timezone
 
-from .. import remote, runs
+from .. import conf, remote, runs
 from ..models import IndexedRepository, IndexedTag, SyncRun
 from ..registry import errors as e
 from ..registry import models as m
@@ -98,18 +97,13 @@ class RepoResult:
     removed: bool = False
 
 
-def _setting(name: str, default: float) -> float:
-    value = settings.REGISTRYUI.get(name, default)
-    return float(default if value is None else value)
-
-
 def interval() -> float:
     """Seconds between scheduled syncs; 0: no schedule."""
-    return max(0.0, _setting("SYNC_INTERVAL", 900.0))
+    return max(0.0, conf.get().sync_interval)
 
 
 def stale_seconds() -> float:
-    return max(1.0, _setting("SYNC_STALE_SECONDS", 120.0))
+    return max(1.0, conf.get().sync_stale_seconds)
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -170,9 +164,6 @@ class _Net:
         except e.RegistryError as exc:
             return _Listed(name, as_of, error=exc)
 
-    def head(self, name: str, tag: str) -> m.ManifestRef:
-        return self.client.head_manifest(name, tag)
-
     @staticmethod
     def fetch(name: str, digest: str) -> tuple[str, ...]:
         """A manifest and its image config into the digest cache (where `store.fetch` finds
@@ -230,16 +221,13 @@ class _Producer(threading.Thread):
                     if self.stopped.is_set():
                         return
                     pairs = [(item, tag) for item in chunk for tag in item.tags or ()]
-                    heads = self.net.windowed(self.net.head, [(item.name, tag) for item, tag in pairs])
+                    heads = self.net.windowed(self.net.client.head_manifest, [(item.name, tag) for item, tag in pairs])
                     for (item, tag), head in zip(pairs, heads, strict=True):
                         item.heads[tag] = head
                     self.put(chunk)
             self.put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
             self.put(exc)
-
-    def stop(self) -> None:
-        self.stopped.set()
 
 
 # -- the database side (the calling thread) -----------------------------------------------------------
@@ -284,7 +272,7 @@ class _Engine:
                     if results:
                         after_chunk(results)
         finally:
-            producer.stop()
+            producer.stopped.set()
             net.close()
 
     def _children(self, net: _Net, name: str, children: set[str], seen: set[str]) -> None:
@@ -575,15 +563,11 @@ def rotation(names: list[str], after: str) -> list[str]:
 class _Runner:
     def __init__(self, run: SyncRun, on_progress: Callable[[SyncRun], None] | None) -> None:
         self.run = run
-        self.pk = run.pk
         self.on_progress = on_progress
         self.heart = runs.Heartbeat(JOB, run.pk, HEARTBEAT)
         self.details: dict[str, Any] = dict(run.details or {})
         self.problems: dict[str, str] = {}
         self.problem_count = 0
-
-    def save(self, **fields: Any) -> None:
-        self.heart.save(**fields)
 
     def after_chunk(self, results: list[RepoResult]) -> None:
         run = self.run
@@ -600,9 +584,9 @@ class _Runner:
                     self.problems[r.name] = r.problem
         if self.problem_count:
             self.details.update(problems=self.problems, problem_count=self.problem_count)
-        self.save(repositories_done=run.repositories_done, tags_seen=run.tags_seen, heads=run.heads,
-                  manifests_fetched=run.manifests_fetched, tags_changed=run.tags_changed, cursor=run.cursor,
-                  details=self.details)
+        self.heart.save(repositories_done=run.repositories_done, tags_seen=run.tags_seen, heads=run.heads,
+                        manifests_fetched=run.manifests_fetched, tags_changed=run.tags_changed, cursor=run.cursor,
+                        details=self.details)
         if self.on_progress is not None:
             self.on_progress(run)
 
@@ -611,7 +595,7 @@ class _Runner:
         started = time.monotonic()
         after = _resume_after(run)
         run.cursor = after
-        self.save(cursor=after)  # kept if the catalog cannot be read: the next run resumes there too
+        self.heart.save(cursor=after)  # kept if the catalog cannot be read: the next run resumes there too
         if run.repositories:
             names = sorted(set(run.repositories))
         else:
@@ -624,7 +608,7 @@ class _Runner:
         if after:
             self.details["resumed_after"] = after
         run.repositories_total = len(order)
-        self.save(repositories_total=len(order), details=self.details)
+        self.heart.save(repositories_total=len(order), details=self.details)
         try:
             _Engine(self.heart.beat).run(order, self.after_chunk)
         except _Stop as stop:
@@ -663,7 +647,7 @@ class _Runner:
             self.details["removed_count"] = len(gone)
 
     def finish(self, state: str, error: str = "") -> None:
-        self.save(**runs.outcome(state, error), details=self.details)
+        self.heart.save(**runs.outcome(state, error), details=self.details)
 
 
 def _analyze() -> None:
@@ -703,7 +687,6 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
     return run
 
 
-
 @task
 def run_sync(run_id: int) -> None:
     """The worker's task (`manage.py db_worker`): reconcile the index with the registry."""
@@ -738,7 +721,3 @@ def progress(run: SyncRun) -> Progress:
     if not run.finished and total and 0 < done < total:
         remaining = elapsed / done * (total - done)
     return Progress(elapsed, remaining, percent)
-
-
-__all__ = ["AlreadyRunning", "Progress", "RepoResult", "active_run", "ensure_scheduled", "execute", "interval",
-           "last_full_run", "next_due", "progress", "request_sync", "rotation", "run_now", "sync_repository"]
