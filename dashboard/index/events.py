@@ -120,12 +120,8 @@ class _Event:
     details: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> RegistryEvent:
-        return RegistryEvent(
-            event_id=self.event_id, action=self.action, repository=self.repository, tag=self.tag,
-            digest=self.digest, media_type=self.media_type, size=self.size, actor=self.actor,
-            address=self.address, user_agent=self.user_agent, at=self.at,
-            source=RegistryEvent.Source.REGISTRY, applied=self.action == RegistryEvent.Action.PULL,
-            details=self.details)
+        return RegistryEvent(**asdict(self), source=RegistryEvent.Source.REGISTRY,
+                             applied=self.action == RegistryEvent.Action.PULL)
 
 
 # -- the endpoint ------------------------------------------------------------------------------
@@ -307,24 +303,16 @@ def _same_pull(item: _Event, earlier: list[_Event]) -> bool:
 
 def _count_pulls(pulls: Iterable[_Event]) -> None:
     """last_pulled_at and pull_count of the pulled tags: by tag, or every tag on a pulled digest."""
-    by_tag: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    by_digest: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    pulled: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
     for pull in pulls:
-        if pull.tag:
-            by_tag[pull.repository, pull.tag].append(pull.at)
-        else:
-            by_digest[pull.repository, pull.digest].append(pull.at)
-    for (repository, tag), times in by_tag.items():
-        _note_pulls(IndexedTag.objects.filter(repository__name=repository, name=tag), times)
-    for (repository, digest), times in by_digest.items():
-        _note_pulls(IndexedTag.objects.filter(repository__name=repository, digest=digest), times)
-
-
-def _note_pulls(tags: Any, times: list[datetime]) -> None:
-    last = max(times)
-    tags.update(pull_count=F("pull_count") + len(times), last_pulled_at=Case(
-        When(Q(last_pulled_at__isnull=True) | Q(last_pulled_at__lt=last), then=Value(last)),
-        default=F("last_pulled_at"), output_field=DateTimeField()))
+        column, value = ("name", pull.tag) if pull.tag else ("digest", pull.digest)
+        pulled[pull.repository, column, value].append(pull.at)
+    for (repository, column, value), times in pulled.items():
+        last = max(times)
+        IndexedTag.objects.filter(repository__name=repository, **{column: value}).update(
+            pull_count=F("pull_count") + len(times), last_pulled_at=Case(
+                When(Q(last_pulled_at__isnull=True) | Q(last_pulled_at__lt=last), then=Value(last)),
+                default=F("last_pulled_at"), output_field=DateTimeField()))
 
 
 def _enqueue_apply() -> None:
@@ -501,12 +489,7 @@ def _schedule_retry(when: datetime) -> None:
         log.exception("could not schedule a retry of the pending registry events")
 
 
-
 @task
 def apply_events() -> int:
     """The worker's task (`manage.py db_worker`): apply the events the endpoint stored."""
     return apply_pending()
-
-
-__all__ = ["ENVELOPE_TYPES", "MAX_BODY", "OWN_USER_AGENT_PREFIX", "EnvelopeError", "Received", "apply_events", "apply_pending",
-           "parse_envelope", "receive"]
