@@ -213,13 +213,7 @@ class Heartbeat:
         if not self.job.model.objects.filter(pk=self.pk, active=True, state=State.RUNNING).update(**fields):
             raise Lost
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= self.every
-
     def beat(self) -> None:
         """A write when the last is `every` seconds old."""
-        if self.due():
+        if time.monotonic() - self.last >= self.every:
             self.save()
-
-
-__all__ = ["NO_SIGN_OF_LIFE", "AlreadyRunning", "Heartbeat", "Job", "Lost", "beating", "elapsed", "outcome"]

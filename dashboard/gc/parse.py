@@ -32,14 +32,10 @@ Storage: `<root>/docker/registry/v2/blobs/sha256/<2 hex>/<64 hex>/data` holds ea
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..disk import DIGEST_PATTERN as _DIGEST
-
-__all__ = [
-    "GCReport", "ManifestRef", "Parser", "Summary", "parse",
-]
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_LINE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
@@ -55,7 +51,6 @@ _DELETING_MANIFEST = re.compile(r"deleting manifest: \S*?/repositories/(?P<repo>
 _FAILURE = re.compile(r"(?:failed to garbage collect|configuration error|failed to construct \S+ driver"
                       r"|unable to \S+ )[^\n]*|.*\blevel=(?:error|fatal|panic)\b.*"
                       r"|.*\"level\":\s*\"(?:error|fatal|panic)\".*")
-
 
 
 @dataclass(frozen=True)
@@ -163,11 +158,6 @@ class Parser:
             return self._summary.marked, self._summary.blobs, self._summary.manifests
         return len(self._all_marked), len(self._eligible_blobs), len(self._eligible_manifests)
 
-    def feed_all(self, lines: Iterable[str]) -> Parser:
-        for line in lines:
-            self.feed(line)
-        return self
-
     def report(self) -> GCReport:
         repos = list(self._repos) + [r for r in self._marked if r not in self._repos]
         return GCReport(
@@ -185,4 +175,7 @@ class Parser:
 
 def parse(text: str) -> GCReport:
     """The report of a whole output (stdout and stderr, in any interleaving)."""
-    return Parser().feed_all(text.splitlines()).report()
+    parser = Parser()
+    for line in text.splitlines():
+        parser.feed(line)
+    return parser.report()
