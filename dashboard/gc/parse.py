@@ -32,7 +32,7 @@ Storage: `<root>/docker/registry/v2/blobs/sha256/<2 hex>/<64 hex>/data` holds ea
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..disk import DIGEST_PATTERN as _DIGEST
@@ -158,6 +158,11 @@ class Parser:
             return self._summary.marked, self._summary.blobs, self._summary.manifests
         return len(self._all_marked), len(self._eligible_blobs), len(self._eligible_manifests)
 
+    def feed_all(self, lines: Iterable[str]) -> Parser:
+        for line in lines:
+            self.feed(line)
+        return self
+
     def report(self) -> GCReport:
         repos = list(self._repos) + [r for r in self._marked if r not in self._repos]
         return GCReport(
@@ -175,7 +180,4 @@ class Parser:
 
 def parse(text: str) -> GCReport:
     """The report of a whole output (stdout and stderr, in any interleaving)."""
-    parser = Parser()
-    for line in text.splitlines():
-        parser.feed(line)
-    return parser.report()
+    return Parser().feed_all(text.splitlines()).report()
