@@ -297,10 +297,6 @@ class _Worker:
         if self.on_line:
             self.on_line(line.rstrip("\n"))
 
-    def beating[T](self, fn: Callable[[], T]) -> T:
-        """fn() in a thread (no database there) while this thread keeps the heartbeat."""
-        return runs.beating(fn, FLUSH_INTERVAL, self.flush)
-
     # -- processes ------------------------------------------------------------------------------
 
     def stream(self, argv: list[str], *, tail: _Tail, parser: Parser | None, timeout: float,
@@ -383,7 +379,7 @@ class _Worker:
         if run.delete_untagged:
             self.set_phase("checking")
             try:
-                protected = self.beating(protected_manifests)
+                protected = runs.beating(protected_manifests, FLUSH_INTERVAL, self.flush)
             except Exception as exc:  # noqa: BLE001 - any failure means no promise
                 if not run.dry_run:
                     self.finish(State.FAILED, report=report, error=(
@@ -424,7 +420,7 @@ class _Worker:
         if before_ok:
             # 3. Sizes before, then the command.
             self.set_phase("marking")
-            sizes_before = self.beating(lambda: disk.scan_blobs(root)) if root else None
+            sizes_before = runs.beating(lambda: disk.scan_blobs(root), FLUSH_INTERVAL, self.flush) if root else None
             if sizes_before is not None:
                 fields["bytes_before"] = sum(sizes_before.values())
             self.say(self.output, f"$ {shlex.join(argv)}")
@@ -487,7 +483,7 @@ class _Worker:
             report["blob_sizes"] = dict(list(known.items())[:LIST_LIMIT])
         if not run.dry_run:
             if root is not None:
-                fields["bytes_after"] = self.beating(lambda: disk.storage_bytes(root))
+                fields["bytes_after"] = runs.beating(lambda: disk.storage_bytes(root), FLUSH_INTERVAL, self.flush)
             fields["deleted_blobs"] = _deleted(result.deleted_blobs, eligible_blobs, exit_code, root and (
                 lambda d: not disk.blob_data_path(root, d).exists()))
             fields["deleted_manifests"] = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (

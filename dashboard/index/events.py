@@ -69,11 +69,10 @@ FUTURE_SLACK = timedelta(minutes=5)
 MAX_PUT_BACK = 500
 BATCH = 200
 
-_SCHEMA1_TYPES = frozenset({
+MANIFEST_MEDIA_TYPES = frozenset(m.MANIFEST_TYPES) | {
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
-})
-MANIFEST_MEDIA_TYPES = frozenset(m.MANIFEST_TYPES) | _SCHEMA1_TYPES
+}
 
 _KNOWN_ACTIONS = frozenset(RegistryEvent.Action.values)
 # The registry's ids are UUIDs; anything printable and short will do as a key.
