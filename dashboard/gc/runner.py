@@ -536,13 +536,12 @@ def _command_error(code: int, result: GCReport, output: _Tail) -> str:
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     """The whole process group: a wrapper's children go too."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+            proc.wait(timeout=KILL_GRACE)
             return
-        try:
-            proc.wait(timeout=wait)
+        except ProcessLookupError:
             return
         except subprocess.TimeoutExpired:
             continue

@@ -41,12 +41,6 @@ from . import store
 
 log = logging.getLogger(__name__)
 
-#: The start of the User-Agent remote.client() sends. The registry reports the dashboard's
-#: own requests like anyone else's: its reads as pulls (which must not count), its untag,
-#: delete, restore and roll back as pushes and deletes, which the dashboard already wrote to the
-#: index and the feed itself under the user's name (store.record_dashboard_event).
-OWN_USER_AGENT_PREFIX = remote.USER_AGENT_PREFIX
-
 #: 2.8 sends v1, 3.x v2; a relay or a hand-made test may say plain JSON.
 ENVELOPE_TYPES = frozenset({
     "application/vnd.docker.distribution.events.v1+json",
@@ -93,7 +87,7 @@ class Received:
     duplicates: int = 0
     #: Follow-up requests of a pull already stored (docker's GET by digest after HEAD by tag).
     merged: int = 0
-    #: The dashboard's own requests (see OWN_USER_AGENT_PREFIX).
+    #: The dashboard's own requests (see _classify).
     own_requests: int = 0
     blobs: int = 0
     unknown_actions: int = 0
@@ -249,7 +243,11 @@ def _classify(raw: Any, now: datetime) -> _Event | str:
     if action in ("push", "pull") and not digest:
         return "invalid"
     user_agent = _text(request.get("useragent"), 300)
-    if user_agent.startswith(OWN_USER_AGENT_PREFIX):
+    # The registry reports the dashboard's own requests (remote.client()'s User-Agent) like anyone
+    # else's: its reads as pulls (which must not count), its untag, delete, restore and roll back as
+    # pushes and deletes, which the dashboard already wrote to the index and the feed itself under
+    # the user's name (store.record_dashboard_event).
+    if user_agent.startswith(remote.USER_AGENT_PREFIX):
         return "own_requests"
     at = parse_time(raw.get("timestamp"))
     if at is None or at > now + FUTURE_SLACK:

@@ -717,7 +717,5 @@ def progress(run: SyncRun) -> Progress:
         return Progress(None, None, None)
     total, done = run.repositories_total, run.repositories_done
     percent = int(100 * done / total) if total else None
-    remaining = None
-    if not run.finished and total and 0 < done < total:
-        remaining = elapsed / done * (total - done)
+    remaining = elapsed / done * (total - done) if not run.finished and 0 < done < total else None
     return Progress(elapsed, remaining, percent)
