@@ -32,6 +32,7 @@ from typing import Any
 from django.tasks import task
 
 from .. import conf, disk, remote, runs
+from ..index import store
 from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
@@ -226,8 +227,7 @@ def refusal(preview: GCRun | None) -> str:
         return ("Refused: the preview could not read which manifests tagged multi-arch images reference "
                 f"({report['protected_error']}), so it cannot promise --delete-untagged spares them. Preview "
                 "again, or run without “delete untagged”.")
-    hits = report.get("protected_hits") or []
-    if not hits:
+    if not (hits := report.get("protected_hits")):
         return ""
     return ("Refused: " + _hits_text(hits) + " Run without “delete untagged”, or tag those manifests first.")
 
@@ -444,8 +444,6 @@ class _Worker:
         state = State.SUCCEEDED if before_ok and exit_code == 0 and not errors else State.FAILED
         if exit_code == 0 and not run.dry_run:
             # What the collector removed leaves the index's storage figures too.
-            from ..index import store
-
             try:
                 store.after_garbage_collection(delete_untagged=run.delete_untagged)
             except Exception as exc:  # noqa: BLE001 - the collection itself is done; the next sync fixes the index

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.db import connection
 from django.db.models import Q
 from django.tasks import task
 from django.utils import timezone
@@ -306,9 +307,8 @@ class _Engine:
         claimed: set[str] = set()
         plan: list[tuple[_Listed, list[str]]] = []
         for item in chunk:
-            mine = [h.digest for h in item.heads.values() if isinstance(h, m.ManifestRef)
-                    and h.digest not in known and h.digest not in claimed]
-            mine = list(dict.fromkeys(mine))
+            mine = list(dict.fromkeys(h.digest for h in item.heads.values() if isinstance(h, m.ManifestRef)
+                                      and h.digest not in known and h.digest not in claimed))
             claimed.update(mine)
             plan.extend((item, mine[i:i + SUB_BATCH]) for i in range(0, len(mine), SUB_BATCH))
         pending: dict[int, list[Future[Any]]] = {}
@@ -653,8 +653,6 @@ class _Runner:
 def _analyze() -> None:
     """PostgreSQL plans the pages' queries from table statistics; after a sync that changed
     thousands of rows the old ones can pick a plan that takes seconds instead of milliseconds."""
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         return
     tables = ["dashboard_indexedrepository", "dashboard_indexedtag", "dashboard_indexedmanifest",
