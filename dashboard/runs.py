@@ -209,6 +209,5 @@ class Heartbeat:
             raise Lost
 
     def beat(self) -> None:
-        """A write when the last is `every` seconds old."""
         if time.monotonic() - self.last >= self.every:
             self.save()

@@ -3,10 +3,8 @@
 - `start()` (a request) records a `GCRun` and hands it to the task worker; `execute()` (the
   worker, or `manage.py gc`) runs it: hooks, the command with its output streamed into the row,
   sizes on disk, the outcome. The request never waits for the command.
-- The lock is the database: a partial unique index allows one `active` row, so two requests,
-  two workers or two dashboards on one database cannot run two at once. A run whose worker
-  died stops sending heartbeats; `active_run()` marks it failed and frees the lock (both in
-  dashboard.runs, shared with the index sync).
+- The row is the lock, across requests, workers and dashboards on one database; a run whose
+  worker died is marked failed by `active_run()` (dashboard.runs, shared with the index sync).
 - `--delete-untagged` is off unless asked for, and a real run with it must come from a
   preview that shows it spares every manifest a tagged index references (registry 2.8
   deletes the untagged platform manifests of tagged multi-arch images, distribution#3178).

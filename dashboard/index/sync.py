@@ -6,9 +6,8 @@ nothing changed costs the catalog, the tag lists and one HEAD per tag, and nothi
 
 - `request_sync()` (a request, the schedule) records a queued `SyncRun` and hands it to the task
   worker; `execute()` (the worker, `run_now()` for `manage.py sync`) runs it. Like garbage
-  collection, the row is the lock (dashboard.runs): a partial unique index allows one queued or
-  running sync across every process, and a run whose worker died stops sending heartbeats and
-  is marked failed by whoever looks next.
+  collection, the row is the lock and a dead worker's run is failed by whoever looks next
+  (dashboard.runs).
 - Resumable: repositories go in catalog order and `cursor` names the last one finished. A run
   after a failed one starts after that cursor and does the repositories before it at the end
   (a rotation), so the repositories the failed run never reached come first, and a run that
