@@ -154,8 +154,7 @@ class Job[R: BackgroundRun]:
 
     def fail_queued(self, pk: int, error: str) -> None:
         """A queued run that cannot be handed to a worker: failed, the lock freed."""
-        self.model.objects.filter(pk=pk, state=State.QUEUED).update(
-            state=State.FAILED, active=False, finished_at=timezone.now(), **self.model.DONE, error=error)
+        self.model.objects.filter(pk=pk, state=State.QUEUED).update(**outcome(State.FAILED, error), **self.model.DONE)
 
     # -- the worker's side -------------------------------------------------------------------------
 

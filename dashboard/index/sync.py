@@ -498,10 +498,7 @@ def last_full_run(*, succeeded: bool = False) -> SyncRun | None:
     runs = SyncRun.objects.filter(finished_at__isnull=False).only("pk", "repositories", "finished_at", "state")
     if succeeded:
         runs = runs.filter(state=State.SUCCEEDED)
-    for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK]:
-        if not run.repositories:
-            return run
-    return None
+    return next((run for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK] if not run.repositories), None)
 
 
 def next_due() -> datetime | None:
