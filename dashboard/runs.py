@@ -46,7 +46,7 @@ class Lost(Exception):
 
 
 def outcome(state: str, error: str = "") -> dict[str, Any]:
-    """The fields that end a run (the kind's own `DONE` are the worker's to add: see `Job.done`)."""
+    """The fields that end a run (the model's own `DONE` are the worker's to add)."""
     return {"state": state, "error": error, "finished_at": timezone.now(), "active": False}
 
 
@@ -96,11 +96,6 @@ class Job[R: BackgroundRun]:
     #: What AlreadyRunning shows when the run holding the lock is gone by the time it is looked up.
     placeholder: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def done(self) -> dict[str, Any]:
-        """What is set with every finished state besides `outcome()` (GC: phase "done")."""
-        return dict(self.model.DONE)
-
     # -- the lock ------------------------------------------------------------------------------
 
     def holder(self) -> R | None:
@@ -119,7 +114,7 @@ class Job[R: BackgroundRun]:
             "pk", "state", "heartbeat_at", "created_at", *self.reads).first()
         if current is None:
             return
-        done = {"active": False, "finished_at": now, "state": State.FAILED, **self.done}
+        done = {"active": False, "finished_at": now, "state": State.FAILED, **self.model.DONE}
         mine = self.model.objects.filter(pk=current.pk, active=True)
         if current.state == State.RUNNING and (current.heartbeat_at or current.created_at) < cutoff:
             mine.filter(state=State.RUNNING).filter(
@@ -159,8 +154,7 @@ class Job[R: BackgroundRun]:
 
     def fail_queued(self, pk: int, error: str) -> None:
         """A queued run that cannot be handed to a worker: failed, the lock freed."""
-        self.model.objects.filter(pk=pk, state=State.QUEUED).update(
-            state=State.FAILED, active=False, finished_at=timezone.now(), **self.done, error=error)
+        self.model.objects.filter(pk=pk, state=State.QUEUED).update(**outcome(State.FAILED, error), **self.model.DONE)
 
     # -- the worker's side -------------------------------------------------------------------------
 
@@ -186,14 +180,14 @@ class Job[R: BackgroundRun]:
         except BaseException as exc:
             self.log.exception("%s failed", name)
             self.model.objects.filter(pk=pk, state=State.RUNNING).update(
-                state=State.FAILED, finished_at=timezone.now(), **self.done, **salvage(),
+                state=State.FAILED, finished_at=timezone.now(), **self.model.DONE, **salvage(),
                 error=f"the worker failed: {type(exc).__name__}: {exc}")
             if not isinstance(exc, Exception):
                 raise
         finally:
             self.model.objects.filter(pk=pk).update(active=False)
             self.model.objects.filter(pk=pk, state=State.RUNNING).update(
-                state=State.FAILED, finished_at=timezone.now(), **self.done, error="the worker stopped mid-run")
+                state=State.FAILED, finished_at=timezone.now(), **self.model.DONE, error="the worker stopped mid-run")
 
 
 class Heartbeat:
@@ -213,13 +207,6 @@ class Heartbeat:
         if not self.job.model.objects.filter(pk=self.pk, active=True, state=State.RUNNING).update(**fields):
             raise Lost
 
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= self.every
-
     def beat(self) -> None:
-        """A write when the last is `every` seconds old."""
-        if self.due():
+        if time.monotonic() - self.last >= self.every:
             self.save()
-
-
-__all__ = ["NO_SIGN_OF_LIFE", "AlreadyRunning", "Heartbeat", "Job", "Lost", "beating", "elapsed", "outcome"]

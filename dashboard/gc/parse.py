@@ -37,10 +37,6 @@ from dataclasses import dataclass, field
 
 from ..disk import DIGEST_PATTERN as _DIGEST
 
-__all__ = [
-    "GCReport", "ManifestRef", "Parser", "Summary", "parse",
-]
-
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_LINE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _MARKING = re.compile(rf"(?P<repo>\S+): marking (?P<kind>manifest|blob) (?P<digest>{_DIGEST})\s*")
@@ -55,7 +51,6 @@ _DELETING_MANIFEST = re.compile(r"deleting manifest: \S*?/repositories/(?P<repo>
 _FAILURE = re.compile(r"(?:failed to garbage collect|configuration error|failed to construct \S+ driver"
                       r"|unable to \S+ )[^\n]*|.*\blevel=(?:error|fatal|panic)\b.*"
                       r"|.*\"level\":\s*\"(?:error|fatal|panic)\".*")
-
 
 
 @dataclass(frozen=True)

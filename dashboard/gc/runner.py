@@ -3,10 +3,8 @@
 - `start()` (a request) records a `GCRun` and hands it to the task worker; `execute()` (the
   worker, or `manage.py gc`) runs it: hooks, the command with its output streamed into the row,
   sizes on disk, the outcome. The request never waits for the command.
-- The lock is the database: a partial unique index allows one `active` row, so two requests,
-  two workers or two dashboards on one database cannot run two at once. A run whose worker
-  died stops sending heartbeats; `active_run()` marks it failed and frees the lock (both in
-  dashboard.runs, shared with the index sync).
+- The row is the lock, across requests, workers and dashboards on one database; a run whose
+  worker died is marked failed by `active_run()` (dashboard.runs, shared with the index sync).
 - `--delete-untagged` is off unless asked for, and a real run with it must come from a
   preview that shows it spares every manifest a tagged index references (registry 2.8
   deletes the untagged platform manifests of tagged multi-arch images, distribution#3178).
@@ -27,12 +25,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from django.conf import settings
 from django.tasks import task
 
-from .. import disk, remote, runs
+from .. import conf, disk, remote, runs
+from ..index import store
 from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
@@ -40,8 +38,6 @@ from ..registry.models import INDEX_TYPES
 from .parse import GCReport, ManifestRef, Parser
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: How often the worker writes output, counters and its heartbeat into the row.
 FLUSH_INTERVAL = 0.5
@@ -71,14 +67,9 @@ class Refused(Exception):
 # -- configuration ----------------------------------------------------------------------------
 
 
-def _setting(name: str, default: Any) -> Any:
-    value = settings.REGISTRYUI.get(name, default)
-    return default if value is None else value
-
-
 def configured() -> tuple[bool, str]:
     """Whether garbage collection can run, and if not, how to set it up."""
-    command = str(_setting("GC_COMMAND", "")).strip()
+    command = conf.get().gc_command
     if not command:
         return False, (
             "Garbage collection is not set up. Set REGISTRYUI_GC_COMMAND to the registry's own command as the "
@@ -86,11 +77,9 @@ def configured() -> tuple[bool, str]:
             "registry binary, and the registry's config file and storage mounted writable), and run the worker: "
             "`python manage.py db_worker`. Set REGISTRYUI_STORAGE_PATH to the storage directory to see sizes.")
     try:
-        argv = shlex.split(command)
+        shlex.split(command)
     except ValueError as exc:
         return False, f"REGISTRYUI_GC_COMMAND cannot be read ({exc}): {command}"
-    if not argv:
-        return False, "REGISTRYUI_GC_COMMAND is empty."
     return True, ""
 
 
@@ -106,11 +95,10 @@ def command_argv(command: str, *, dry_run: bool, delete_untagged: bool) -> list[
 
 
 def _storage_root() -> tuple[Path | None, str]:
-    configured_path = str(_setting("STORAGE_PATH", "")).strip()
+    configured_path = conf.get().storage_path
     if not configured_path:
         return None, "REGISTRYUI_STORAGE_PATH is not set: sizes are not measured"
-    root = disk.v2_root(configured_path)
-    if root is None:
+    if disk.v2_root(configured_path) is None:
         return None, (f"REGISTRYUI_STORAGE_PATH={configured_path} holds no readable docker/registry/v2: "
                       "sizes are not measured")
     return Path(configured_path), ""
@@ -119,12 +107,8 @@ def _storage_root() -> tuple[Path | None, str]:
 # -- the lock ------------------------------------------------------------------------------------
 
 
-def stale_seconds() -> float:
-    return float(_setting("GC_STALE_SECONDS", 60.0))
-
-
 JOB = runs.Job(
-    GCRun, log, stale_seconds,
+    GCRun, log, lambda: conf.get().gc_stale_seconds,
     dead=lambda run: " and the lock freed. A real run may have deleted part of what it listed; run it again.",
     unpicked=lambda stale: (f"the worker stopped or is not running: nobody picked this run up within {stale:.0f} s. "
                             "Start it with `python manage.py db_worker`."),
@@ -157,8 +141,7 @@ def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun 
     if not dry_run and delete_untagged:
         if preview is None or not (preview.dry_run and preview.delete_untagged):
             raise Refused(NEEDS_PREVIEW)
-        reason = refusal(preview)
-        if reason:
+        if reason := refusal(preview):
             raise Refused(reason)
     run = create_run(user, dry_run=dry_run, delete_untagged=delete_untagged, preview=preview)
 
@@ -242,8 +225,7 @@ def refusal(preview: GCRun | None) -> str:
         return ("Refused: the preview could not read which manifests tagged multi-arch images reference "
                 f"({report['protected_error']}), so it cannot promise --delete-untagged spares them. Preview "
                 "again, or run without “delete untagged”.")
-    hits = report.get("protected_hits") or []
-    if not hits:
+    if not (hits := report.get("protected_hits")):
         return ""
     return ("Refused: " + _hits_text(hits) + " Run without “delete untagged”, or tag those manifests first.")
 
@@ -279,7 +261,6 @@ class _Tail:
 class _Worker:
     def __init__(self, run: GCRun, on_line: Callable[[str], None] | None) -> None:
         self.run = run
-        self.pk = run.pk
         self.on_line = on_line
         self.phase = "queued"
         self.output = _Tail(GCRun.OUTPUT_LIMIT)
@@ -297,16 +278,12 @@ class _Worker:
 
     def flush(self, **fields: Any) -> None:
         fields.update(phase=self.phase)
-        if self.output.changed:
-            fields["output"] = self.output.text()
-            self.output.changed = False
-        if self.hooks.changed:
-            fields["hook_output"] = self.hooks.text()
-            self.hooks.changed = False
-        marked, blobs, manifests = self.parser.progress()
-        fields.setdefault("marked", marked)
-        fields.setdefault("eligible_blobs", blobs)
-        fields.setdefault("eligible_manifests", manifests)
+        for name, tail in (("output", self.output), ("hook_output", self.hooks)):
+            if tail.changed:
+                fields[name] = tail.text()
+                tail.changed = False
+        for name, value in zip(("marked", "eligible_blobs", "eligible_manifests"), self.parser.progress(), strict=True):
+            fields.setdefault(name, value)
         self.heart.save(**fields)
 
     def set_phase(self, phase: str) -> None:
@@ -317,10 +294,6 @@ class _Worker:
         tail.add(line)
         if self.on_line:
             self.on_line(line.rstrip("\n"))
-
-    def beating(self, fn: Callable[[], T]) -> T:
-        """fn() in a thread (no database there) while this thread keeps the heartbeat."""
-        return runs.beating(fn, FLUSH_INTERVAL, self.flush)
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -342,8 +315,7 @@ class _Worker:
                 lines.put(raw.decode("utf-8", "replace"))
             lines.put(None)
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        threading.Thread(target=read, daemon=True).start()
         began = time.monotonic()
         exited_at: float | None = None
         timed_out = False
@@ -381,7 +353,7 @@ class _Worker:
     def hook(self, which: str, command: str, extra_env: dict[str, str] | None = None) -> int:
         self.say(self.hooks, f"$ {which} hook: {command}")
         code = self.stream(["/bin/sh", "-c", command], tail=self.hooks, parser=None,
-                           timeout=float(_setting("GC_HOOK_TIMEOUT", 600.0)), env={**self.env, **(extra_env or {})})
+                           timeout=conf.get().gc_hook_timeout, env={**self.env, **(extra_env or {})})
         self.say(self.hooks, f"({which} hook exited with code {code})")
         return code
 
@@ -389,12 +361,12 @@ class _Worker:
 
     def execute(self) -> None:  # noqa: C901 - one linear story, told in order
         run = self.run
-        command = str(_setting("GC_COMMAND", "")).strip()
+        cfg = conf.get()
         ok, reason = configured()
         if not ok:
             self.finish(State.FAILED, reason)
             return
-        argv = command_argv(command, dry_run=run.dry_run, delete_untagged=run.delete_untagged)
+        argv = command_argv(cfg.gc_command, dry_run=run.dry_run, delete_untagged=run.delete_untagged)
         root, storage_note = _storage_root()
         report: dict[str, Any] = {"command": shlex.join(argv), "storage": storage_note}
         errors: list[str] = []
@@ -405,7 +377,7 @@ class _Worker:
         if run.delete_untagged:
             self.set_phase("checking")
             try:
-                protected = self.beating(protected_manifests)
+                protected = runs.beating(protected_manifests, FLUSH_INTERVAL, self.flush)
             except Exception as exc:  # noqa: BLE001 - any failure means no promise
                 if not run.dry_run:
                     self.finish(State.FAILED, report=report, error=(
@@ -414,12 +386,11 @@ class _Worker:
                     return
                 report["protected_error"] = str(exc) or type(exc).__name__
             if protected is not None and not run.dry_run:
-                guard_argv = command_argv(command, dry_run=True, delete_untagged=True)
+                guard_argv = command_argv(cfg.gc_command, dry_run=True, delete_untagged=True)
                 self.say(self.output,
                          f"$ {shlex.join(guard_argv)}    # safety check before deleting untagged manifests")
                 guard = Parser()
-                code = self.stream(guard_argv, tail=self.output, parser=guard,
-                                   timeout=float(_setting("GC_TIMEOUT", 0.0)))
+                code = self.stream(guard_argv, tail=self.output, parser=guard, timeout=cfg.gc_timeout)
                 hits = _hits(guard.report().eligible_manifests, protected)
                 report["guard"] = {"exit_code": code, "protected_hits": hits}
                 if code != 0:
@@ -435,11 +406,10 @@ class _Worker:
 
         # 2. The before hook; a failing one means no garbage collection.
         exit_code: int | None = None
-        before = str(_setting("GC_BEFORE_COMMAND", "")).strip()
         before_ok = True
-        if before:
+        if cfg.gc_before_command:
             self.set_phase("before hook")
-            code = self.hook("before", before)
+            code = self.hook("before", cfg.gc_before_command)
             if code != 0:
                 before_ok = False
                 errors.append(f"the before hook failed (exit code {code}), so garbage collection did not run")
@@ -448,12 +418,12 @@ class _Worker:
         if before_ok:
             # 3. Sizes before, then the command.
             self.set_phase("marking")
-            sizes_before = self.beating(lambda: disk.scan_blobs(root)) if root else None
+            sizes_before = runs.beating(lambda: disk.scan_blobs(root), FLUSH_INTERVAL, self.flush) if root else None
             if sizes_before is not None:
                 fields["bytes_before"] = sum(sizes_before.values())
             self.say(self.output, f"$ {shlex.join(argv)}")
-            exit_code = self.stream(argv, tail=self.output, parser=self.parser,
-                                    timeout=float(_setting("GC_TIMEOUT", 0.0)), follow_phase=True)
+            exit_code = self.stream(argv, tail=self.output, parser=self.parser, timeout=cfg.gc_timeout,
+                                    follow_phase=True)
             result = self.parser.report()
             if exit_code != 0:
                 errors.append(_command_error(exit_code, result, self.output))
@@ -461,10 +431,10 @@ class _Worker:
             fields.update(self.figures(result, root, sizes_before, protected, report, exit_code))
 
         # 4. The after hook, whatever happened (it typically undoes what the before hook did).
-        after = str(_setting("GC_AFTER_COMMAND", "")).strip()
-        if after:
+        if cfg.gc_after_command:
             self.set_phase("after hook")
-            code = self.hook("after", after, {"REGISTRYUI_GC_EXIT_CODE": "" if exit_code is None else str(exit_code)})
+            code = self.hook("after", cfg.gc_after_command,
+                             {"REGISTRYUI_GC_EXIT_CODE": "" if exit_code is None else str(exit_code)})
             if code != 0:
                 done = " (garbage collection itself succeeded)" if exit_code == 0 else ""
                 errors.append(f"the after hook failed (exit code {code}){done}")
@@ -472,8 +442,6 @@ class _Worker:
         state = State.SUCCEEDED if before_ok and exit_code == 0 and not errors else State.FAILED
         if exit_code == 0 and not run.dry_run:
             # What the collector removed leaves the index's storage figures too.
-            from ..index import store
-
             try:
                 store.after_garbage_collection(delete_untagged=run.delete_untagged)
             except Exception as exc:  # noqa: BLE001 - the collection itself is done; the next sync fixes the index
@@ -511,12 +479,11 @@ class _Worker:
             report["blob_sizes"] = dict(list(known.items())[:LIST_LIMIT])
         if not run.dry_run:
             if root is not None:
-                fields["bytes_after"] = self.beating(lambda: disk.storage_bytes(root))
+                fields["bytes_after"] = runs.beating(lambda: disk.storage_bytes(root), FLUSH_INTERVAL, self.flush)
             fields["deleted_blobs"] = _deleted(result.deleted_blobs, eligible_blobs, exit_code, root and (
                 lambda d: not disk.blob_data_path(root, d).exists()))
-            deleted_manifests = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
+            fields["deleted_manifests"] = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
                 lambda m: not disk.manifest_link_path(root, m.repo, m.digest).exists()))
-            fields["deleted_manifests"] = deleted_manifests
         return fields
 
     def finish(self, state: str, error: str = "", *, report: dict[str, Any] | None = None, **fields: Any) -> None:
@@ -565,13 +532,12 @@ def _command_error(code: int, result: GCReport, output: _Tail) -> str:
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     """The whole process group: a wrapper's children go too."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+            proc.wait(timeout=KILL_GRACE)
             return
-        try:
-            proc.wait(timeout=wait)
+        except ProcessLookupError:
             return
         except subprocess.TimeoutExpired:
             continue

@@ -13,8 +13,6 @@ from ..models import GCRun
 from ..web import wants_partial
 from . import runner
 
-# -- garbage collection ----------------------------------------------------------------------
-
 
 @require_GET
 def gc_page(request: HttpRequest) -> HttpResponse:

@@ -41,12 +41,6 @@ from . import store
 
 log = logging.getLogger(__name__)
 
-#: The start of the User-Agent remote.client() sends. The registry reports the dashboard's
-#: own requests like anyone else's: its reads as pulls (which must not count), its untag,
-#: delete, restore and roll back as pushes and deletes, which the dashboard already wrote to the
-#: index and the feed itself under the user's name (store.record_dashboard_event).
-OWN_USER_AGENT_PREFIX = remote.USER_AGENT_PREFIX
-
 #: 2.8 sends v1, 3.x v2; a relay or a hand-made test may say plain JSON.
 ENVELOPE_TYPES = frozenset({
     "application/vnd.docker.distribution.events.v1+json",
@@ -69,11 +63,10 @@ FUTURE_SLACK = timedelta(minutes=5)
 MAX_PUT_BACK = 500
 BATCH = 200
 
-_SCHEMA1_TYPES = frozenset({
+MANIFEST_MEDIA_TYPES = frozenset(m.MANIFEST_TYPES) | {
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
-})
-MANIFEST_MEDIA_TYPES = frozenset(m.MANIFEST_TYPES) | _SCHEMA1_TYPES
+}
 
 _KNOWN_ACTIONS = frozenset(RegistryEvent.Action.values)
 # The registry's ids are UUIDs; anything printable and short will do as a key.
@@ -94,7 +87,7 @@ class Received:
     duplicates: int = 0
     #: Follow-up requests of a pull already stored (docker's GET by digest after HEAD by tag).
     merged: int = 0
-    #: The dashboard's own requests (see OWN_USER_AGENT_PREFIX).
+    #: The dashboard's own requests (see _classify).
     own_requests: int = 0
     blobs: int = 0
     unknown_actions: int = 0
@@ -120,12 +113,8 @@ class _Event:
     details: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> RegistryEvent:
-        return RegistryEvent(
-            event_id=self.event_id, action=self.action, repository=self.repository, tag=self.tag,
-            digest=self.digest, media_type=self.media_type, size=self.size, actor=self.actor,
-            address=self.address, user_agent=self.user_agent, at=self.at,
-            source=RegistryEvent.Source.REGISTRY, applied=self.action == RegistryEvent.Action.PULL,
-            details=self.details)
+        return RegistryEvent(**asdict(self), source=RegistryEvent.Source.REGISTRY,
+                             applied=self.action == RegistryEvent.Action.PULL)
 
 
 # -- the endpoint ------------------------------------------------------------------------------
@@ -254,7 +243,11 @@ def _classify(raw: Any, now: datetime) -> _Event | str:
     if action in ("push", "pull") and not digest:
         return "invalid"
     user_agent = _text(request.get("useragent"), 300)
-    if user_agent.startswith(OWN_USER_AGENT_PREFIX):
+    # The registry reports the dashboard's own requests (remote.client()'s User-Agent) like anyone
+    # else's: its reads as pulls (which must not count), its untag, delete, restore and roll back as
+    # pushes and deletes, which the dashboard already wrote to the index and the feed itself under
+    # the user's name (store.record_dashboard_event).
+    if user_agent.startswith(remote.USER_AGENT_PREFIX):
         return "own_requests"
     at = parse_time(raw.get("timestamp"))
     if at is None or at > now + FUTURE_SLACK:
@@ -307,24 +300,16 @@ def _same_pull(item: _Event, earlier: list[_Event]) -> bool:
 
 def _count_pulls(pulls: Iterable[_Event]) -> None:
     """last_pulled_at and pull_count of the pulled tags: by tag, or every tag on a pulled digest."""
-    by_tag: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    by_digest: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    pulled: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
     for pull in pulls:
-        if pull.tag:
-            by_tag[pull.repository, pull.tag].append(pull.at)
-        else:
-            by_digest[pull.repository, pull.digest].append(pull.at)
-    for (repository, tag), times in by_tag.items():
-        _note_pulls(IndexedTag.objects.filter(repository__name=repository, name=tag), times)
-    for (repository, digest), times in by_digest.items():
-        _note_pulls(IndexedTag.objects.filter(repository__name=repository, digest=digest), times)
-
-
-def _note_pulls(tags: Any, times: list[datetime]) -> None:
-    last = max(times)
-    tags.update(pull_count=F("pull_count") + len(times), last_pulled_at=Case(
-        When(Q(last_pulled_at__isnull=True) | Q(last_pulled_at__lt=last), then=Value(last)),
-        default=F("last_pulled_at"), output_field=DateTimeField()))
+        column, value = ("name", pull.tag) if pull.tag else ("digest", pull.digest)
+        pulled[pull.repository, column, value].append(pull.at)
+    for (repository, column, value), times in pulled.items():
+        last = max(times)
+        IndexedTag.objects.filter(repository__name=repository, **{column: value}).update(
+            pull_count=F("pull_count") + len(times), last_pulled_at=Case(
+                When(Q(last_pulled_at__isnull=True) | Q(last_pulled_at__lt=last), then=Value(last)),
+                default=F("last_pulled_at"), output_field=DateTimeField()))
 
 
 def _enqueue_apply() -> None:
@@ -501,12 +486,7 @@ def _schedule_retry(when: datetime) -> None:
         log.exception("could not schedule a retry of the pending registry events")
 
 
-
 @task
 def apply_events() -> int:
     """The worker's task (`manage.py db_worker`): apply the events the endpoint stored."""
     return apply_pending()
-
-
-__all__ = ["ENVELOPE_TYPES", "MAX_BODY", "OWN_USER_AGENT_PREFIX", "EnvelopeError", "Received", "apply_events", "apply_pending",
-           "parse_envelope", "receive"]

@@ -8,6 +8,7 @@ Reads of the registry happen here only through `fetch_and_index`, which goes thr
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from .. import remote
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
-                      RepositoryManifest, TagHistory)
+                      RegistryEvent, RepositoryManifest, TagHistory)
 from ..ordering import version_sort_key
 from ..registry import kinds
 from ..registry import models as m
@@ -43,11 +44,6 @@ def _aware(when: datetime | None) -> datetime | None:
         when = when.replace(tzinfo=UTC)
     # Go's zero time (0001-01-01) means "not set"; a database may not take the year either.
     return when if when.year >= 1900 else None
-
-
-def _labels_text(labels: Mapping[str, str], annotations: Mapping[str, str]) -> str:
-    lines = [f"{k}={v}" for k, v in {**annotations, **labels}.items()]
-    return "\n".join(lines)[:20_000]
 
 
 @dataclass(frozen=True)
@@ -144,7 +140,8 @@ def _row(mf: m.Manifest, found: Fetched, children: Mapping[str, IndexedManifest]
         created=_aware(created), image_size=size, platforms=platforms[:1000],
         config_digest=mf.config.digest if mf.config is not None else "", artifact_type=mf.artifact_type[:200],
         subject=mf.subject.digest if mf.subject is not None else "", labels=labels,
-        labels_text=_labels_text(labels, mf.annotations), problem=problem[:2000])
+        labels_text="\n".join(f"{k}={v}" for k, v in {**mf.annotations, **labels}.items())[:20_000],
+        problem=problem[:2000])
 
 
 def _index_batch(batch: list[m.Manifest], found: Fetched) -> None:
@@ -298,18 +295,6 @@ def remove_repository(name: str, *, source: str = "sync", actor: str = "", at: d
         _refresh_repository(repo, changed=bool(tags), at=now)
 
 
-def tagged_closure(repo: IndexedRepository) -> set[int]:
-    """Ids of the manifests a tag of `repo` reaches: tagged ones and their index children."""
-    ids = set(IndexedTag.objects.filter(repository=repo, manifest__isnull=False).values_list("manifest_id", flat=True))
-    frontier = set(ids)
-    while frontier:
-        kids = set(IndexedManifest.objects.filter(
-            digest__in=ManifestChild.objects.filter(parent_id__in=frontier).values("digest")).values_list("id", flat=True))
-        frontier = kids - ids
-        ids |= kids
-    return ids
-
-
 def after_garbage_collection(*, delete_untagged: bool) -> None:
     """A collection that deleted ran: deleted manifests are gone from disk, and with
     --delete-untagged so is every manifest no tag reaches. A handful of queries whatever the
@@ -355,10 +340,6 @@ def record_dashboard_event(action: str, name: str, *, tag: str = "", digest: str
     """What the dashboard itself did, in the feed under the user's name. The registry reports the
     same change as events from the dashboard's User-Agent, which the endpoint drops: a 2.8 untag
     is a throwaway push and a delete there, and "registryui" is not who did it."""
-    import uuid
-
-    from ..models import RegistryEvent
-
     RegistryEvent.objects.create(
         event_id=f"dashboard-{uuid.uuid4()}", action=action, repository=name, tag=tag, digest=digest,
         media_type=media_type[:200], actor=actor[:150], address=address[:100], at=timezone.now(),
@@ -372,8 +353,3 @@ def tag_digests(name: str) -> dict[str, str]:
 
 def is_indexed(name: str) -> bool:
     return IndexedRepository.objects.filter(name=name, synced_at__isnull=False).exists()
-
-
-__all__ = ["Fetched", "add_to_repository", "after_garbage_collection", "fetch", "fetch_and_index",
-           "index_manifests", "is_indexed", "known_digests", "record_dashboard_event", "remove_manifest", "remove_repository", "remove_tag",
-           "repository", "set_tags", "tag_digests", "tagged_closure", "version_sort_key"]

@@ -6,9 +6,8 @@ nothing changed costs the catalog, the tag lists and one HEAD per tag, and nothi
 
 - `request_sync()` (a request, the schedule) records a queued `SyncRun` and hands it to the task
   worker; `execute()` (the worker, `run_now()` for `manage.py sync`) runs it. Like garbage
-  collection, the row is the lock (dashboard.runs): a partial unique index allows one queued or
-  running sync across every process, and a run whose worker died stops sending heartbeats and
-  is marked failed by whoever looks next.
+  collection, the row is the lock and a dead worker's run is failed by whoever looks next
+  (dashboard.runs).
 - Resumable: repositories go in catalog order and `cursor` names the last one finished. A run
   after a failed one starts after that cursor and does the repositories before it at the end
   (a rotation), so the repositories the failed run never reached come first, and a run that
@@ -34,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.tasks import task
 from django.utils import timezone
 
-from .. import remote, runs
+from .. import conf, remote, runs
 from ..models import IndexedRepository, IndexedTag, SyncRun
 from ..registry import errors as e
 from ..registry import models as m
@@ -98,18 +97,13 @@ class RepoResult:
     removed: bool = False
 
 
-def _setting(name: str, default: float) -> float:
-    value = settings.REGISTRYUI.get(name, default)
-    return float(default if value is None else value)
-
-
 def interval() -> float:
     """Seconds between scheduled syncs; 0: no schedule."""
-    return max(0.0, _setting("SYNC_INTERVAL", 900.0))
+    return max(0.0, conf.get().sync_interval)
 
 
 def stale_seconds() -> float:
-    return max(1.0, _setting("SYNC_STALE_SECONDS", 120.0))
+    return max(1.0, conf.get().sync_stale_seconds)
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -170,9 +164,6 @@ class _Net:
         except e.RegistryError as exc:
             return _Listed(name, as_of, error=exc)
 
-    def head(self, name: str, tag: str) -> m.ManifestRef:
-        return self.client.head_manifest(name, tag)
-
     @staticmethod
     def fetch(name: str, digest: str) -> tuple[str, ...]:
         """A manifest and its image config into the digest cache (where `store.fetch` finds
@@ -230,16 +221,13 @@ class _Producer(threading.Thread):
                     if self.stopped.is_set():
                         return
                     pairs = [(item, tag) for item in chunk for tag in item.tags or ()]
-                    heads = self.net.windowed(self.net.head, [(item.name, tag) for item, tag in pairs])
+                    heads = self.net.windowed(self.net.client.head_manifest, [(item.name, tag) for item, tag in pairs])
                     for (item, tag), head in zip(pairs, heads, strict=True):
                         item.heads[tag] = head
                     self.put(chunk)
             self.put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it
             self.put(exc)
-
-    def stop(self) -> None:
-        self.stopped.set()
 
 
 # -- the database side (the calling thread) -----------------------------------------------------------
@@ -284,7 +272,7 @@ class _Engine:
                     if results:
                         after_chunk(results)
         finally:
-            producer.stop()
+            producer.stopped.set()
             net.close()
 
     def _children(self, net: _Net, name: str, children: set[str], seen: set[str]) -> None:
@@ -318,9 +306,8 @@ class _Engine:
         claimed: set[str] = set()
         plan: list[tuple[_Listed, list[str]]] = []
         for item in chunk:
-            mine = [h.digest for h in item.heads.values() if isinstance(h, m.ManifestRef)
-                    and h.digest not in known and h.digest not in claimed]
-            mine = list(dict.fromkeys(mine))
+            mine = list(dict.fromkeys(h.digest for h in item.heads.values() if isinstance(h, m.ManifestRef)
+                                      and h.digest not in known and h.digest not in claimed))
             claimed.update(mine)
             plan.extend((item, mine[i:i + SUB_BATCH]) for i in range(0, len(mine), SUB_BATCH))
         pending: dict[int, list[Future[Any]]] = {}
@@ -511,10 +498,7 @@ def last_full_run(*, succeeded: bool = False) -> SyncRun | None:
     runs = SyncRun.objects.filter(finished_at__isnull=False).only("pk", "repositories", "finished_at", "state")
     if succeeded:
         runs = runs.filter(state=State.SUCCEEDED)
-    for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK]:
-        if not run.repositories:
-            return run
-    return None
+    return next((run for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK] if not run.repositories), None)
 
 
 def next_due() -> datetime | None:
@@ -575,15 +559,11 @@ def rotation(names: list[str], after: str) -> list[str]:
 class _Runner:
     def __init__(self, run: SyncRun, on_progress: Callable[[SyncRun], None] | None) -> None:
         self.run = run
-        self.pk = run.pk
         self.on_progress = on_progress
         self.heart = runs.Heartbeat(JOB, run.pk, HEARTBEAT)
         self.details: dict[str, Any] = dict(run.details or {})
         self.problems: dict[str, str] = {}
         self.problem_count = 0
-
-    def save(self, **fields: Any) -> None:
-        self.heart.save(**fields)
 
     def after_chunk(self, results: list[RepoResult]) -> None:
         run = self.run
@@ -600,9 +580,9 @@ class _Runner:
                     self.problems[r.name] = r.problem
         if self.problem_count:
             self.details.update(problems=self.problems, problem_count=self.problem_count)
-        self.save(repositories_done=run.repositories_done, tags_seen=run.tags_seen, heads=run.heads,
-                  manifests_fetched=run.manifests_fetched, tags_changed=run.tags_changed, cursor=run.cursor,
-                  details=self.details)
+        self.heart.save(repositories_done=run.repositories_done, tags_seen=run.tags_seen, heads=run.heads,
+                        manifests_fetched=run.manifests_fetched, tags_changed=run.tags_changed, cursor=run.cursor,
+                        details=self.details)
         if self.on_progress is not None:
             self.on_progress(run)
 
@@ -611,7 +591,7 @@ class _Runner:
         started = time.monotonic()
         after = _resume_after(run)
         run.cursor = after
-        self.save(cursor=after)  # kept if the catalog cannot be read: the next run resumes there too
+        self.heart.save(cursor=after)  # kept if the catalog cannot be read: the next run resumes there too
         if run.repositories:
             names = sorted(set(run.repositories))
         else:
@@ -624,7 +604,7 @@ class _Runner:
         if after:
             self.details["resumed_after"] = after
         run.repositories_total = len(order)
-        self.save(repositories_total=len(order), details=self.details)
+        self.heart.save(repositories_total=len(order), details=self.details)
         try:
             _Engine(self.heart.beat).run(order, self.after_chunk)
         except _Stop as stop:
@@ -663,14 +643,12 @@ class _Runner:
             self.details["removed_count"] = len(gone)
 
     def finish(self, state: str, error: str = "") -> None:
-        self.save(**runs.outcome(state, error), details=self.details)
+        self.heart.save(**runs.outcome(state, error), details=self.details)
 
 
 def _analyze() -> None:
     """PostgreSQL plans the pages' queries from table statistics; after a sync that changed
     thousands of rows the old ones can pick a plan that takes seconds instead of milliseconds."""
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         return
     tables = ["dashboard_indexedrepository", "dashboard_indexedtag", "dashboard_indexedmanifest",
@@ -703,7 +681,6 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
     return run
 
 
-
 @task
 def run_sync(run_id: int) -> None:
     """The worker's task (`manage.py db_worker`): reconcile the index with the registry."""
@@ -734,11 +711,5 @@ def progress(run: SyncRun) -> Progress:
         return Progress(None, None, None)
     total, done = run.repositories_total, run.repositories_done
     percent = int(100 * done / total) if total else None
-    remaining = None
-    if not run.finished and total and 0 < done < total:
-        remaining = elapsed / done * (total - done)
+    remaining = elapsed / done * (total - done) if not run.finished and 0 < done < total else None
     return Progress(elapsed, remaining, percent)
-
-
-__all__ = ["AlreadyRunning", "Progress", "RepoResult", "active_run", "ensure_scheduled", "execute", "interval",
-           "last_full_run", "next_due", "progress", "request_sync", "rotation", "run_now", "sync_repository"]

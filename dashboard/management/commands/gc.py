@@ -41,14 +41,11 @@ class Command(BaseCommand):
             raise CommandError(run.error or f"{kind} #{run.pk} failed", returncode=1)
 
 
-def _size(n: int | None) -> str:
-    return f" ({filesizeformat(n)})" if n is not None else ""
-
-
 def summary(run: GCRun) -> str:
     """One line: what a preview would delete, or what a run deleted and freed."""
     if run.dry_run:
-        text = f"preview #{run.pk}: {run.marked} in use, {run.eligible_blobs} blobs{_size(run.bytes_eligible)}"
+        size = f" ({filesizeformat(run.bytes_eligible)})" if run.bytes_eligible is not None else ""
+        text = f"preview #{run.pk}: {run.marked} in use, {run.eligible_blobs} blobs{size}"
         if run.delete_untagged:
             text += f" and {run.eligible_manifests} manifests"
         return text + " would be deleted"
