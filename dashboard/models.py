@@ -28,7 +28,8 @@ class Deletion(models.Model):
     digest = models.CharField(max_length=200)
     media_type = models.CharField(max_length=200)
     manifest = models.BinaryField()
-    method = models.CharField(max_length=20, blank=True, help_text="How the registry was asked: tag-delete, throwaway, digest")
+    method = models.CharField(max_length=20, blank=True,
+                              help_text="How the registry was asked: tag-delete, throwaway, digest")
     restored_at = models.DateTimeField(null=True, blank=True)
     restored_by = models.CharField(max_length=150, blank=True)
 
@@ -220,7 +221,7 @@ class IndexedBlob(models.Model):
         return self.digest
 
 
-class ManifestBlob(models.Model):
+class ManifestBlob(models.Model):  # noqa: DJ008 - a link row, never shown on its own
     """A layer or config a manifest names (an index names manifests: ManifestChild)."""
 
     manifest = models.ForeignKey(IndexedManifest, on_delete=models.CASCADE, related_name="blob_links")
@@ -231,7 +232,7 @@ class ManifestBlob(models.Model):
         constraints = [models.UniqueConstraint(fields=["manifest", "blob"], name="index_manifest_blob_once")]
 
 
-class ManifestChild(models.Model):
+class ManifestChild(models.Model):  # noqa: DJ008 - a link row, never shown on its own
     """A manifest an index lists (the child may not be indexed yet: the digest says which)."""
 
     parent = models.ForeignKey(IndexedManifest, on_delete=models.CASCADE, related_name="child_links")
@@ -243,7 +244,7 @@ class ManifestChild(models.Model):
         constraints = [models.UniqueConstraint(fields=["parent", "digest"], name="index_child_once")]
 
 
-class RepositoryManifest(models.Model):
+class RepositoryManifest(models.Model):  # noqa: DJ008 - a link row, never shown on its own
     """A manifest is in a repository (tagged or not). A delete keeps the row with `deleted_at`:
     its blobs stay on disk until garbage collection, and the storage page counts them."""
 
@@ -279,7 +280,7 @@ class IndexedTag(models.Model):
         return f"{self.repository.name}:{self.name}"
 
 
-class TagHistory(models.Model):
+class TagHistory(models.Model):  # noqa: DJ008 - shown as a table of its fields, never by name
     """Every digest a tag has pointed at, newest last: what a roll back offers."""
 
     class Source(models.TextChoices):

@@ -214,7 +214,10 @@ def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = ""
         repo = IndexedRepository.objects.select_for_update().get(name=name)
         stored = {t.name: t for t in IndexedTag.objects.filter(repository=repo).only(
             "id", "name", "digest", "updated_at")}
-        fresh = (lambda t: as_of is not None and t.updated_at > as_of)
+
+        def fresh(tag: IndexedTag) -> bool:  # changed after the caller read the registry
+            return as_of is not None and tag.updated_at > as_of
+
         manifest_ids = dict(IndexedManifest.objects.filter(digest__in=set(tags.values())).values_list(
             "digest", "id")) if any(stored.get(t) is None or stored[t].digest != d for t, d in tags.items()) else {}
         # A tag removed after the caller read the registry (an event, the dashboard) stays removed.
