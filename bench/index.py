@@ -52,12 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402 - after the sys.path setup above
-import yaml  # noqa: E402 - after the sys.path setup above
+import requests
+import yaml
 
-from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402 - after the sys.path setup above
-from testbed import push as p  # noqa: E402 - after the sys.path setup above
-from testbed.server import free_port  # noqa: E402 - after the sys.path setup above
+from testbed import RegistryServer, seed_many_repos, seed_many_tags
+from testbed import push as p
+from testbed.server import free_port
 
 SMALL = "bench/small"
 BIG = "bench/big"

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testbed import RegistryServer, seed_many_repos, seed_many_tags  # noqa: E402 - after the sys.path setup above
+from testbed import RegistryServer, seed_many_repos, seed_many_tags
 
 REPO = "bench/big"
 MANY_PREFIX = "many"  # seed_many_repos makes many/repo-0000 … many/repo-NNNN

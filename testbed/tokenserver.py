@@ -400,7 +400,7 @@ class TokenServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+    def log_message(self, fmt: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:

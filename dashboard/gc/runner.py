@@ -31,6 +31,7 @@ from django.tasks import task
 
 from .. import conf, disk, remote, runs
 from ..index import store
+from ..auth import User
 from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
@@ -120,7 +121,7 @@ def active_run() -> GCRun | None:
     return JOB.active()
 
 
-def create_run(user=None, *, dry_run: bool, delete_untagged: bool = False,  # noqa: ANN001
+def create_run(user: User | None = None, *, dry_run: bool, delete_untagged: bool = False,
                preview: GCRun | None = None, username: str | None = None) -> GCRun:
     """Take the lock: a queued, active row, or AlreadyRunning with the run that has it."""
     authenticated = user is not None and getattr(user, "is_authenticated", False)
@@ -130,7 +131,8 @@ def create_run(user=None, *, dry_run: bool, delete_untagged: bool = False,  # no
                     delete_untagged=delete_untagged, preview=preview, phase="queued")
 
 
-def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun | None = None) -> GCRun:  # noqa: ANN001
+def start(user: User | None, *, dry_run: bool, delete_untagged: bool = False,
+          preview: GCRun | None = None) -> GCRun:
     """Queue a run for the task worker and return it (already finished with an immediate backend).
 
     Refused (not configured, or a real --delete-untagged run its preview does not clear), or
@@ -147,7 +149,7 @@ def start(user, *, dry_run: bool, delete_untagged: bool = False, preview: GCRun 
 
     try:
         run_gc.enqueue(run.pk)
-    except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the lock must be freed
+    except Exception as exc:  # whatever the backend raises, the lock must be freed
         log.exception("could not enqueue GC run #%s", run.pk)
         JOB.fail_queued(run.pk, f"could not hand the run to the task worker: {exc}")
     run.refresh_from_db()
@@ -359,7 +361,7 @@ class _Worker:
 
     # -- the run ----------------------------------------------------------------------------------
 
-    def execute(self) -> None:  # noqa: C901 - one linear story, told in order
+    def execute(self) -> None:
         run = self.run
         cfg = conf.get()
         ok, reason = configured()
@@ -444,7 +446,7 @@ class _Worker:
             # What the collector removed leaves the index's storage figures too.
             try:
                 store.after_garbage_collection(delete_untagged=run.delete_untagged)
-            except Exception as exc:  # noqa: BLE001 - the collection itself is done; the next sync fixes the index
+            except Exception as exc:  # the collection itself is done; the next sync fixes the index
                 log.exception("could not update the index after GC run #%s", run.pk)
                 report["index_error"] = str(exc)
         self.finish(state, "; ".join(errors), report=report, exit_code=exit_code, **fields)

@@ -462,7 +462,7 @@ def _enqueue(run: SyncRun) -> None:
     SyncRun.objects.filter(pk=run.pk).update(details=details)
     try:
         (run_sync if due else run_sync.using(run_after=run.not_before)).enqueue(run.pk)
-    except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the lock must be freed
+    except Exception as exc:  # whatever the backend raises, the lock must be freed
         log.exception("could not enqueue sync #%s", run.pk)
         JOB.fail_queued(run.pk, f"could not hand the sync to the task worker: {exc}")
 
@@ -657,7 +657,7 @@ def _analyze() -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE " + ", ".join(tables))
-    except Exception:  # noqa: BLE001 - statistics are an optimisation; autovacuum gets there too
+    except Exception:  # statistics are an optimisation; autovacuum gets there too
         log.warning("ANALYZE of the index tables failed", exc_info=True)
 
 
@@ -675,7 +675,7 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
     JOB.drive(run_id, runner.execute, name=f"sync #{run_id}", salvage=lambda: {"cursor": runner.run.cursor})
     try:
         ensure_scheduled()
-    except Exception:  # noqa: BLE001 - the run is done; the schedule is retried by the next look
+    except Exception:  # the run is done; the schedule is retried by the next look
         log.exception("could not schedule the next sync after #%s", run_id)
     run.refresh_from_db()
     return run

@@ -45,7 +45,7 @@ class Recorder:
             def do_GET(self) -> None:
                 recorder.forward(self)
 
-            do_HEAD = do_GET  # noqa: N815 - http.server's method name
+            do_HEAD = do_GET
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

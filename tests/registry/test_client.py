@@ -527,7 +527,7 @@ def test_catalog__empty_registry__empty_list(empty_registry: RegistryServer) -> 
 class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+    def log_message(self, fmt: str, *args: object) -> None:
         pass
 
     def _answer(self) -> None:
@@ -541,7 +541,7 @@ class _Recorder(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815 - http.server's method names
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def test_plain_web_server__404_to_v2__says_the_url_is_not_a_registry_api(tmp_pat
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+    def log_message(self, fmt: str, *args: object) -> None:
         pass
 
 

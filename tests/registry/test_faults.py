@@ -53,7 +53,7 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+    def log_message(self, fmt: str, *args: object) -> None:
         pass
 
     def _dispatch(self) -> None:
@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             route(self)
 
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815 - http.server's method names
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _dispatch
 
 
 @dataclass

@@ -562,7 +562,7 @@ class MemRegistry:
 class _MemHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+    def log_message(self, fmt: str, *args: object) -> None:
         pass
 
     def _dispatch(self) -> None:
@@ -580,7 +580,7 @@ class _MemHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _dispatch  # noqa: N815 - http.server's method names
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _dispatch
 
 
 @pytest.fixture

@@ -399,7 +399,7 @@ def test_basic_credentials_go_to_the_realm_not_to_the_token_registry_api(bed: Be
     class Proxy(BaseHTTPRequestHandler):  # records what the client sends to the registry's API
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's parameter name
+        def log_message(self, fmt: str, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:
