@@ -1,0 +1,1 @@
+"""registryui's Django app, split by feature; docs/architecture.md is the map."""

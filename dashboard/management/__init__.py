@@ -1,0 +1,1 @@
+"""manage.py commands: gc, sync, ensure_admin."""

@@ -1,0 +1,1 @@
+"""Template filters: digests as people say them, kinds as labels."""

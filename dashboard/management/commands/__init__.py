@@ -1,0 +1,1 @@
+"""One module per manage.py command; each calls the feature it runs."""
