@@ -49,14 +49,6 @@ class TagRow:
     #: Index into a small palette so tags that share a digest share a colour.
     group: int = -1
 
-    @property
-    def valid(self) -> bool:
-        return is_tag(self.tag)
-
-    @property
-    def short_digest(self) -> str:
-        return self.digest.split(":", 1)[-1][:12]
-
 
 @dataclass
 class RepositoryView:
@@ -282,27 +274,27 @@ def filter_names(names: list[str], query: str) -> list[str]:
 
 @dataclass(frozen=True)
 class CatalogRow:
+    """A repository of the catalog, live or from the index (which adds when it changed)."""
+
     name: str
-    namespace: str
-    leaf: str
-    depth: int
     tag_count: int | None = None
     problem: str = ""
+    changed_at: datetime | None = None
+    synced: bool = True
 
     @property
-    def valid(self) -> bool:
-        return is_name(self.name)
+    def namespace(self) -> str:
+        return self.name.rpartition("/")[0]
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rpartition("/")[2]
 
 
 def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | None = None) -> list[CatalogRow]:
-    rows = []
-    for name in names:
-        namespace, _, leaf = name.rpartition("/")
-        count = counts.get(name) if counts else None
-        rows.append(CatalogRow(name=name, namespace=namespace, leaf=leaf, depth=name.count("/"),
-                               tag_count=count if isinstance(count, int) else None,
-                               problem=str(count) if isinstance(count, e.RegistryError) else ""))
-    return rows
+    counted = [(name, (counts or {}).get(name)) for name in names]
+    return [CatalogRow(name=name, tag_count=count if isinstance(count, int) else None,
+                       problem=str(count) if isinstance(count, e.RegistryError) else "") for name, count in counted]
 
 
 def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:

@@ -20,7 +20,6 @@ from django.views.decorators.vary import vary_on_headers
 from .. import disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
-from ..registry.names import is_digest, is_name, is_tag
 from ..web import wants_partial
 from . import figures
 from . import search as searching
@@ -133,8 +132,8 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
-        "name": name, "usage": usage, "linkable": is_name(name), "page": page, "tag_count": len(tags),
-        "rows": [_TagRow(_Proportion.of(t, biggest), is_tag(t.tag), is_digest(t.digest)) for t in page],
+        "name": name, "usage": usage, "page": page, "tag_count": len(tags),
+        "rows": [_Proportion.of(t, biggest) for t in page],
         "sort": sort, "order": order, "following": STORAGE_TAGS.following(sort, order), "unreached": unreached,
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
         **_freshness(),
@@ -143,37 +142,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, template, context)
 
 
-@dataclass(frozen=True)
-class _TagRow:
-    bar: _Proportion
-    tag_ok: bool
-    digest_ok: bool
-
-    @property
-    def usage(self) -> figures.TagUsage:
-        return self.bar.row
-
-
 # -- activity ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _FeedRow:
-    """An event and which of its values may go into a URL (events are untrusted input)."""
-
-    event: RegistryEvent
-
-    @property
-    def repo_ok(self) -> bool:
-        return is_name(self.event.repository)
-
-    @property
-    def tag_ok(self) -> bool:
-        return self.repo_ok and is_tag(self.event.tag)
-
-    @property
-    def digest_ok(self) -> bool:
-        return self.repo_ok and is_digest(self.event.digest)
 
 
 @require_GET
@@ -194,18 +163,15 @@ def activity(request: HttpRequest) -> HttpResponse:
     # One more than a page says whether there is an older one, without counting a big table.
     found = list(figures.events(action=action, repository=repository, actor=actor)[start:start + EVENTS_PER_PAGE + 1])
     context: dict[str, object] = {
-        "rows": [_FeedRow(e) for e in found[:EVENTS_PER_PAGE]], "number": number,
+        "rows": found[:EVENTS_PER_PAGE], "number": number,
         "has_next": len(found) > EVENTS_PER_PAGE, "has_previous": number > 1,
         "action": action, "repository": repository, "actor": actor, "filtered": bool(action or repository or actor),
         "actions": RegistryEvent.Action.choices, "anonymous": figures.ANONYMOUS,
     }
     if wants_partial(request):
         return render(request, "insight/activity.html#feed", context)
-    stale = figures.stale_tags()
-    context.update(
-        any_events=bool(found) or RegistryEvent.objects.exists(), stale=stale,
-        stale_rows=[(t, is_name(t.repository.name) and is_tag(t.name)) for t in stale.tags],
-        **_pulls_context(compute=request.GET.get("chart") == "1"))
+    context.update(any_events=bool(found) or RegistryEvent.objects.exists(), stale=figures.stale_tags(),
+                   **_pulls_context(compute=request.GET.get("chart") == "1"))
     return render(request, "insight/activity.html", context)
 
 
@@ -222,8 +188,7 @@ def _pulls_context(*, compute: bool) -> dict[str, object]:
         elif compute:
             counted_at, chart = timezone.now(), figures.pulls_per_day()
             cache.set(key, (counted_at, chart), PULLS_TTL)
-    return {"chart": chart, "counted_at": counted_at,
-            "chart_rows": [(row, is_name(row.repository)) for row in chart.rows] if chart else []}
+    return {"chart": chart, "counted_at": counted_at}
 
 
 # -- search ------------------------------------------------------------
