@@ -21,7 +21,7 @@ from ..ordering import DESC, INDEXED_TAGS, by_name, by_version, c_order, version
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest
 from ..web import ago
-from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagRow
+from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagRow, attachment
 
 # -- a repository's tags ---------------------------------------------------------------------
 
@@ -64,7 +64,6 @@ class IndexedTagRow(TagRow):
     #: How many more tags share this image than `shared_with` names.
     shared_more: int = 0
     updated_at: datetime | None = None
-    last_pulled_at: datetime | None = None
 
 
 @dataclass
@@ -113,14 +112,6 @@ class TagPage:
         return self.number < self.num_pages
 
     @property
-    def previous_page_number(self) -> int:
-        return self.number - 1
-
-    @property
-    def next_page_number(self) -> int:
-        return self.number + 1
-
-    @property
     def start_index(self) -> int:
         return (self.number - 1) * self.per_page + 1 if self.total else 0
 
@@ -146,7 +137,7 @@ def _matching(repo_id: int, q: str, platform: str, kind: str) -> QuerySet[Indexe
     return tags
 
 
-_ROW_FIELDS = ("name", "digest", "manifest_id", "updated_at", "last_pulled_at", "manifest__media_type",
+_ROW_FIELDS = ("name", "digest", "manifest_id", "updated_at", "manifest__media_type",
                "manifest__kind", "manifest__image_size", "manifest__created", "manifest__platforms",
                "manifest__problem")
 
@@ -212,8 +203,7 @@ def _rows(repo_id: int, found: list[dict]) -> list[IndexedTagRow]:
             size=r["manifest__image_size"] or 0, created=r["manifest__created"], platforms=plats,
             problem=r["manifest__problem"] or "", shared_with=tuple(others[:SHARED_SHOWN]),
             shared_more=max(0, len(others) - SHARED_SHOWN), attachments=tuple(attached.get(digest, ())),
-            group=colours.get(digest, -1), pending=not indexed, updated_at=r["updated_at"],
-            last_pulled_at=r["last_pulled_at"]))
+            group=colours.get(digest, -1), pending=not indexed, updated_at=r["updated_at"]))
     return rows
 
 
@@ -245,12 +235,10 @@ def _attachments(repo_id: int, digests: list[str]) -> dict[str, list[Attachment]
     fallback: dict[str, str] = {}  # referrers-fallback index digest -> the image it names
     for tag, digest, kind in (IndexedTag.objects.filter(repository_id=repo_id, name__in=names)
                               .order_by("name").values_list("name", "digest", "manifest__kind")):
-        target, by_name = attachment_target(tag)  # type: ignore[misc]
-        if by_name == "referrers":
-            fallback[digest] = target
-            if kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-                by_name = kind
-        out.setdefault(target, []).append(Attachment(tag=tag, kind=by_name, target=target))
+        found = attachment(tag, kind)
+        if attachment_target(tag)[1] == "referrers":  # type: ignore[index]
+            fallback[digest] = found.target
+        out.setdefault(found.target, []).append(found)
     referrers = list(IndexedManifest.objects.filter(
         subject__in=digests, repository_links__repository_id=repo_id, repository_links__deleted_at__isnull=True,
     ).order_by("digest").values_list("digest", "subject", "kind"))
@@ -295,13 +283,7 @@ def _orphans(repo_id: int, attachments: QuerySet[IndexedTag]) -> tuple[list[Atta
     total = orphans.count()
     if not total:
         return [], 0
-    out = []
-    for tag, kind in orphans.values_list("name", "manifest__kind")[:ORPHANS_SHOWN]:
-        digest, by_name = attachment_target(tag)  # type: ignore[misc]
-        if by_name == "referrers" and kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-            by_name = kind
-        out.append(Attachment(tag=tag, kind=by_name, target=digest))
-    return out, total
+    return [attachment(tag, kind) for tag, kind in orphans.values_list("name", "manifest__kind")[:ORPHANS_SHOWN]], total
 
 
 @dataclass(frozen=True)

@@ -65,16 +65,17 @@ class RepositoryView:
         return len({r.digest for r in self.rows if r.digest})
 
 
+def attachment(tag: str, kind: str = "") -> Attachment:
+    """A cosign or referrers-fallback tag. The tag name says what cosign meant; the media types
+    (`kind`, the manifest's, when known) say what it is."""
+    target, by_name = attachment_target(tag)  # type: ignore[misc]
+    if by_name == "referrers" and kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
+        by_name = kind
+    return Attachment(tag=tag, kind=by_name, target=target)
+
+
 def split_attachments(tags: list[str]) -> tuple[list[str], list[Attachment]]:
-    plain: list[str] = []
-    attached: list[Attachment] = []
-    for tag in tags:
-        target = attachment_target(tag)
-        if target:
-            attached.append(Attachment(tag=tag, kind=target[1], target=target[0]))
-        else:
-            plain.append(tag)
-    return plain, attached
+    return [t for t in tags if not attachment_target(t)], [attachment(t) for t in tags if attachment_target(t)]
 
 
 def names_only(name: str, tags: list[str]) -> RepositoryView:
@@ -116,20 +117,11 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
             continue
         rows.append(_row(tag, got, manifests, configs))
     plain_rows = [r for r in rows if attachment_target(r.tag) is None]
-    attachments = [Attachment(tag=r.tag, kind=_attachment_kind(r), target=attachment_target(r.tag)[0])
-                   for r in rows if attachment_target(r.tag) is not None]
+    attachments = [attachment(r.tag, r.kind) for r in rows if attachment_target(r.tag) is not None]
     plain_rows, orphans = _attach(plain_rows, attachments)
     plain_rows.extend(_invalid_rows(invalid))
     good = {d: mf for d, mf in manifests.items() if isinstance(mf, m.Manifest)}
     return RepositoryView(name=name, rows=_group(plain_rows), orphans=orphans, detailed=True, manifests=good)
-
-
-def _attachment_kind(row: TagRow) -> str:
-    # The tag name says what cosign meant; the media types say what it is.
-    by_name = attachment_target(row.tag)[1]  # type: ignore[index]
-    if by_name == "referrers" and row.kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-        return row.kind
-    return by_name
 
 
 def _row(tag: str, mf: m.Manifest, manifests: dict, configs: dict) -> TagRow:
@@ -310,16 +302,18 @@ def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
     return dict(zip(names, run_bounded(count, names, remote.concurrency()), strict=True))
 
 
+NO_TAGS = "This repository has no tags: every tag was deleted. Its data stays until garbage collection."
+
+
 def repository_tags(name: str) -> tuple[list[str], str]:
     """The tags, or none with a note when the catalog lists a repository that has none left."""
     try:
         tags = remote.client().tags(name)
-        return tags, "" if tags else ("This repository has no tags: every tag was deleted. "
-                                      "Its data stays until garbage collection.")
     except e.NameUnknown:
-        if name in remote.catalog():
-            return [], "This repository has no tags: every tag was deleted. Its data stays until garbage collection."
-        raise
+        if name not in remote.catalog():
+            raise
+        tags = []
+    return tags, "" if tags else NO_TAGS
 
 
 # -- manifest page ---------------------------------------------------------------------
@@ -346,9 +340,8 @@ def manifest_page(name: str, reference: str) -> ManifestPage:
 
     mf = remote.manifest(name, reference)
     page = ManifestPage(name=name, reference=reference, manifest=mf)
-    target = attachment_target(reference)
-    if target:
-        page.attached_to = Attachment(tag=reference, kind=target[1], target=target[0])
+    if attachment_target(reference):
+        page.attached_to = attachment(reference)
     try:
         page.pretty = json.dumps(json.loads(mf.raw), indent=2, ensure_ascii=False)
     except ValueError:

@@ -297,7 +297,3 @@ def roll_back(user: AbstractBaseUser | AnonymousUser, name: str, tag: str, *, to
     # Known digests cost one query here; an unknown one is fetched so the tag row links to it.
     store.fetch_and_index(name, [digest])
     return record
-
-
-__all__ = ["HISTORY_PAGE_SIZE", "Entry", "History", "NotInHistory", "Plan", "Presence", "TagMoved", "TagState",
-           "TargetGone", "history", "plan", "presence", "roll_back", "tag_state"]

@@ -20,7 +20,7 @@ from django.views.decorators.vary import vary_on_headers
 from .. import disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
-from ..web import wants_partial
+from ..web import render_page, wants_partial
 from . import figures
 from . import search as searching
 
@@ -74,7 +74,7 @@ def _disk_files() -> tuple[int, int] | None:
 def storage(request: HttpRequest) -> HttpResponse:
     if request.GET.get("measure") == "1" and wants_partial(request):
         return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
-                                                     "totals": figures.totals()})
+                                                             "totals": figures.totals()})
     name = request.GET.get("repository", "").strip()
     if name:
         return _repository_storage(request, name[:300])
@@ -94,7 +94,7 @@ def storage(request: HttpRequest) -> HttpResponse:
     }
     if context["measured"]:
         context["disk"] = _disk_files()
-    return render(request, "insight/storage.html#repo-table" if wants_partial(request) else "insight/storage.html", context)
+    return render_page(request, "insight/storage.html", "repo-table", context)
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
         **_freshness(),
     }
-    template = "insight/storage.html#tag-table" if wants_partial(request) else "insight/storage.html"
-    return render(request, template, context)
+    return render_page(request, "insight/storage.html", "tag-table", context)
 
 
 # -- activity ------------------------------------------------------------------------------------
@@ -203,4 +202,4 @@ def search(request: HttpRequest) -> HttpResponse:
     results = searching.search(request.GET.get("q", ""), limit=RESULTS_PER_GROUP)
     # The top bar's box keeps what was searched for.
     context = {"q": results.query, "results": results, "global_query": results.query}
-    return render(request, "insight/search.html#results" if wants_partial(request) else "insight/search.html", context)
+    return render_page(request, "insight/search.html", "results", context)
