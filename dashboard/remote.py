@@ -28,16 +28,9 @@ def client() -> RegistryClient:
     """The pooled client for the configured registry (a new one if the settings change)."""
     cfg = conf.get()
     return _client_for(m.RegistryConfig(
-        url=cfg.registry_url,
-        username=cfg.username,
-        password=cfg.password,
-        ca_bundle=cfg.ca_bundle,
-        insecure=cfg.insecure,
-        connect_timeout=cfg.connect_timeout,
-        read_timeout=cfg.read_timeout,
-        pool_size=cfg.concurrency,
-        user_agent=f"{USER_AGENT_PREFIX}{cfg.version}",
-    ))
+        url=cfg.registry_url, username=cfg.username, password=cfg.password, ca_bundle=cfg.ca_bundle,
+        insecure=cfg.insecure, connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
+        pool_size=cfg.concurrency, user_agent=f"{USER_AGENT_PREFIX}{cfg.version}"))
 
 
 @lru_cache(maxsize=4)

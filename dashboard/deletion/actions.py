@@ -49,10 +49,9 @@ def untag(user: User, name: str, tag: str, expected_digest: str = "") -> TagResu
         if expected_digest and digest != expected_digest:
             raise e.Conflict(f"“{tag}” now points at {digest[:19]}…, not at the image you confirmed; nothing was changed")
         result, tag_delete = ops.untag(client, name, tag, expected_digest=digest, tag_delete=remote.tag_delete_known())
-    except e.UnsupportedOperation as exc:
-        remote.forget_delete_support()
-        return TagResult(tag, False, str(exc))
     except e.RegistryError as exc:
+        if isinstance(exc, e.UnsupportedOperation):
+            remote.forget_delete_support()
         return TagResult(tag, False, str(exc))
     remote.learn_tag_delete(tag_delete)
     _record(user, name, Deletion.Action.UNTAG, [tag], digest, media_type, raw, result.method)

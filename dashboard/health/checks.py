@@ -7,16 +7,21 @@ import re
 import shutil
 import statistics
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import requests
 from django.core.cache import cache
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from .. import conf, disk, remote
 from ..browse import live
+from ..index import sync
+from ..models import Deletion, GCRun, IndexedTag, RegistryEvent, SyncRun
 from ..registry import errors as e
 from ..web import ago
 
@@ -164,8 +169,6 @@ class StorageCheck:
             cache.set(_key("blobs"), blobs, 60)
         used = usage.used / usage.total * 100 if usage.total else 0.0
         threshold = conf.get().storage_warn_percent
-        from django.template.defaultfilters import filesizeformat
-
         figure = f"{used:.0f}% used"
         text = (f"{filesizeformat(usage.free)} free of {filesizeformat(usage.total)} · {blobs[0]} blobs, "
                 f"{filesizeformat(blobs[1])}")
@@ -216,8 +219,6 @@ class GCCheck:
     name: str = "Garbage collection"
 
     def run(self) -> Result:
-        from ..models import Deletion, GCRun
-
         last = GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED).first()
         since = Deletion.objects.filter(registry=remote.registry_url())
         if last and last.finished_at:
@@ -239,15 +240,8 @@ class IndexCheck:
     name: str = "Index"
 
     def run(self) -> Result:
-        from datetime import timedelta
-
-        from ..index import sync
-        from ..models import IndexedTag, RegistryEvent, SyncRun
-
-        try:
+        with suppress(Exception):  # a health check reports, it never fails the page
             sync.ensure_scheduled()
-        except Exception:  # noqa: BLE001 - a health check reports, it never fails the page
-            pass
         now = timezone.now()
         tags = IndexedTag.objects.count()
         last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()

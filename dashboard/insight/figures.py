@@ -237,14 +237,6 @@ def overview(version: str | None = None) -> Overview:
     return _cached("overview", _overview, version)
 
 
-def totals(version: str | None = None) -> Totals:
-    return overview(version).totals
-
-
-def repository_usage(version: str | None = None) -> list[RepositoryUsage]:
-    return overview(version).repositories
-
-
 @dataclass(frozen=True)
 class TagUsage:
     tag: str

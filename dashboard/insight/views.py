@@ -8,19 +8,17 @@ from datetime import timedelta
 from operator import attrgetter
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import disk, remote
+from .. import conf, disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
-from ..web import render_page, wants_partial
+from ..web import page_of, render_page, wants_partial
 from . import figures
 from . import search as searching
 
@@ -32,6 +30,7 @@ PULLS_INLINE = 20_000
 PULLS_TTL = 5 * 60
 # The registry's blob files, walked at most once a minute: a big storage takes a while.
 DISK_TTL = 60
+
 
 def _sorted(rows: Sequence[Any], column: str, order: str) -> list[Any]:
     key = attrgetter(column)  # each column sorts by the row's attribute of that name
@@ -51,13 +50,9 @@ def _freshness() -> dict[str, object]:
     return {"last_sync": last, "last_event": latest_event}
 
 
-def _storage_path() -> str:
-    return str(settings.REGISTRYUI.get("STORAGE_PATH", "") or "").strip()
-
-
 def _disk_files() -> tuple[int, int] | None:
     """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
-    path = _storage_path()
+    path = conf.get().storage_path
     if not path or disk.v2_root(path) is None:
         return None
     key = remote.cache_key("storage", "blob-files")
@@ -72,9 +67,10 @@ def _disk_files() -> tuple[int, int] | None:
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def storage(request: HttpRequest) -> HttpResponse:
-    if request.GET.get("measure") == "1" and wants_partial(request):
+    measured = request.GET.get("measure") == "1"
+    if measured and wants_partial(request):
         return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
-                                                             "totals": figures.totals()})
+                                                             "totals": figures.overview().totals})
     name = request.GET.get("repository", "").strip()
     if name:
         return _repository_storage(request, name[:300])
@@ -82,18 +78,15 @@ def storage(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     rows = [r for r in overview.repositories if query.lower() in r.name.lower()] if query else overview.repositories
     sort, order = STORAGE_REPOSITORIES.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
-    page = Paginator(_sorted(rows, sort, order), REPOSITORIES_PER_PAGE).get_page(
-        request.GET.get("page"))
+    page = page_of(_sorted(rows, sort, order), REPOSITORIES_PER_PAGE, request.GET.get("page"))
     biggest = max((r.total for r in overview.repositories), default=0)
     context = {
         "overview": overview, "totals": overview.totals, "page": page, "query": query, "matching": len(rows),
-        "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order), "biggest": biggest,
+        "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order),
         "rows": [_Proportion.of(r, biggest) for r in page],
-        "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(_storage_path()),
-        "measured": request.GET.get("measure") == "1", **_freshness(),
+        "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(conf.get().storage_path),
+        "measured": measured, "disk": _disk_files() if measured else None, **_freshness(),
     }
-    if context["measured"]:
-        context["disk"] = _disk_files()
     return render_page(request, "insight/storage.html", "repo-table", context)
 
 
@@ -111,15 +104,11 @@ class _Proportion:
             return cls(row, 0.0, 0.0)
         return cls(row, round(100 * (row.unique or 0) / biggest, 2), round(100 * (row.shared or 0) / biggest, 2))
 
-    @property
-    def shared_x(self) -> float:
-        return self.unique_width
-
 
 def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     repo = IndexedRepository.objects.filter(name=name).first()
     version = figures.stamp()
-    usage = next((r for r in figures.repository_usage(version) if r.name == name), None) if repo else None
+    usage = next((r for r in figures.overview(version).repositories if r.name == name), None) if repo else None
     if repo is None or usage is None:
         return render(request, "error.html", {
             "title": "Not in the index",
@@ -128,7 +117,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     tags = figures.tag_usage(repo, version)
     sort, order = STORAGE_TAGS.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
     column = "version_key" if sort == "name" else sort  # by name: in version order, as the index stores it
-    page = Paginator(_sorted(tags, column, order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
+    page = page_of(_sorted(tags, column, order), TAGS_PER_PAGE, request.GET.get("page"))
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
