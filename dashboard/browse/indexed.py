@@ -295,15 +295,10 @@ class Facets:
 
 
 def facets(name: str) -> Facets:
-    pairs = (IndexedTag.objects.filter(repository__name=name, manifest__isnull=False).exclude(ATTACHMENT_TAG)
-             .values_list("manifest__platforms", "manifest__kind").distinct())
-    platforms: set[str] = set()
-    found_kinds: set[str] = set()
-    for plats, kind in pairs:
-        platforms.update(p for p in (plats or "").split() if p != "unknown")
-        if kind:
-            found_kinds.add(kind)
-    return Facets(platforms=sorted(platforms), kinds=sorted(found_kinds))
+    pairs = list(IndexedTag.objects.filter(repository__name=name, manifest__isnull=False).exclude(ATTACHMENT_TAG)
+                 .values_list("manifest__platforms", "manifest__kind").distinct())
+    platforms = {p for plats, _ in pairs for p in (plats or "").split() if p != "unknown"}
+    return Facets(platforms=sorted(platforms), kinds=sorted({kind for _, kind in pairs if kind}))
 
 
 # -- how fresh ---------------------------------------------------------------------------------

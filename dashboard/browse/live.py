@@ -219,12 +219,9 @@ def history_with_layers(manifest: m.Manifest, config: m.ImageConfig | None) -> t
     layers = list(manifest.layers)
     if config is None or not config.history:
         return [HistoryLine(None, layer) for layer in layers], ""
-    lines: list[HistoryLine] = []
     remaining = iter(layers)
-    for entry in config.history:
-        lines.append(HistoryLine(entry, None if entry.empty_layer else next(remaining, None)))
-    extra = list(remaining)
-    lines.extend(HistoryLine(None, layer) for layer in extra)
+    lines = [HistoryLine(entry, None if entry.empty_layer else next(remaining, None)) for entry in config.history]
+    lines.extend(HistoryLine(None, layer) for layer in remaining)
     non_empty = sum(1 for h in config.history if not h.empty_layer)
     note = "" if non_empty == len(layers) else (
         f"the history names {non_empty} layer-creating steps but the manifest has {len(layers)} layers; "
