@@ -110,12 +110,8 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
                              and mf.config.media_type in m.IMAGE_CONFIG_TYPES})
     configs = remote.many_by_digest(name, "config", config_digests)
 
-    rows: list[TagRow] = []
-    for tag, got in zip(tags, tagged, strict=True):
-        if isinstance(got, e.RegistryError):
-            rows.append(TagRow(tag=tag, problem=str(got)))
-            continue
-        rows.append(_row(tag, got, manifests, configs))
+    rows = [TagRow(tag=tag, problem=str(got)) if isinstance(got, e.RegistryError)
+            else _row(tag, got, manifests, configs) for tag, got in zip(tags, tagged, strict=True)]
     plain_rows = [r for r in rows if attachment_target(r.tag) is None]
     attachments = [attachment(r.tag, r.kind) for r in rows if attachment_target(r.tag) is not None]
     plain_rows, orphans = _attach(plain_rows, attachments)
