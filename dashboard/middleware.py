@@ -4,10 +4,10 @@ import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 
-from .registry.errors import InvalidReference, NameUnknown, NotFound, RegistryError
+from .registry import errors as e
 from .registry.names import is_name
+from .web import error_page
 
 log = logging.getLogger(__name__)
 
@@ -22,28 +22,19 @@ class RegistryErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, RegistryError):
+        if not isinstance(exception, e.RegistryError):
             return None
-        if not isinstance(exception, (NotFound, InvalidReference)):
+        if not isinstance(exception, (e.NotFound, e.InvalidReference)):
             log.warning("registry error on %s: %s", request.path, exception)
-        title = _title(exception)
-        from .web import wants_partial
-
-        template = "error.html#message" if wants_partial(request) else "error.html"
         # Within a repository that exists, the way on is back to it, not to the catalog.
         match = getattr(request, "resolver_match", None)
         name = match.kwargs.get("name", "") if match else ""
-        missing_inside = isinstance(exception, NotFound) and not isinstance(exception, NameUnknown)
+        missing_inside = isinstance(exception, e.NotFound) and not isinstance(exception, e.NameUnknown)
         repository = name if missing_inside and is_name(name) else ""
-        response = TemplateResponse(request, template, {"title": title, "error": exception,
-                                                        "repository": repository},
-                                    status=exception.http_status)
-        return response.render()
+        return error_page(request, _title(exception), exception, exception.http_status, repository)
 
 
-def _title(exc: RegistryError) -> str:
-    from .registry import errors as e
-
+def _title(exc: e.RegistryError) -> str:
     return {
         e.InvalidReference: "Not a valid name",
         e.NameUnknown: "Repository not found",
@@ -56,4 +47,4 @@ def _title(exc: RegistryError) -> str:
         e.IntegrityError: "The registry sent content that does not match its digest",
         e.MalformedContent: "The registry sent something unreadable",
         e.UnsupportedOperation: "The registry does not support this",
-    }.get(type(exc), "Not found" if isinstance(exc, NotFound) else "The registry answered with an error")
+    }.get(type(exc), "Not found" if isinstance(exc, e.NotFound) else "The registry answered with an error")

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template import loader
 from django.utils import timezone
-
-T = TypeVar("T")
-
 
 def wants_partial(request: HttpRequest) -> bool:
     # A history restore (Back after a pushed URL) swaps the whole body: it needs the whole page.
     return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_page(request: HttpRequest, template: str, partial: str, context: dict[str, Any],
+                status: int = 200) -> HttpResponse:
+    """The page, or for htmx only its `partial` (a partialdef of the template)."""
+    return render(request, f"{template}#{partial}" if wants_partial(request) else template, context, status=status)
+
+
+def error_page(request: HttpRequest, title: str, error: Exception | str, status: int,
+               repository: str = "") -> HttpResponse:
+    """What went wrong, with the way on (back to `repository`, when there is one to go back to)."""
+    return render_page(request, "error.html", "message", {"title": title, "error": error, "repository": repository},
+                       status)
 
 
 def page_of[T](items: Sequence[T], per_page: int, number: object) -> Page[T]:
@@ -62,8 +73,6 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     # No context processors, no registry call: this page must render when everything else fails.
-    from django.template import loader
-
     return HttpResponse(loader.get_template("500.html").render(), status=500)
 
 

@@ -19,9 +19,9 @@ from django.utils import timezone
 from ..models import IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, SyncRun, TagHistory
 from ..ordering import DESC, INDEXED_TAGS, by_name, by_version, c_order, version_key
 from ..registry import kinds
-from ..registry.names import attachment_target, is_digest, is_name
+from ..registry.names import attachment_target, is_digest
 from ..web import ago
-from .live import GROUP_COLOURS, Attachment, PlatformRow, TagRow
+from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagRow, attachment
 
 # -- a repository's tags ---------------------------------------------------------------------
 
@@ -64,7 +64,6 @@ class IndexedTagRow(TagRow):
     #: How many more tags share this image than `shared_with` names.
     shared_more: int = 0
     updated_at: datetime | None = None
-    last_pulled_at: datetime | None = None
 
 
 @dataclass
@@ -113,14 +112,6 @@ class TagPage:
         return self.number < self.num_pages
 
     @property
-    def previous_page_number(self) -> int:
-        return self.number - 1
-
-    @property
-    def next_page_number(self) -> int:
-        return self.number + 1
-
-    @property
     def start_index(self) -> int:
         return (self.number - 1) * self.per_page + 1 if self.total else 0
 
@@ -146,7 +137,7 @@ def _matching(repo_id: int, q: str, platform: str, kind: str) -> QuerySet[Indexe
     return tags
 
 
-_ROW_FIELDS = ("name", "digest", "manifest_id", "updated_at", "last_pulled_at", "manifest__media_type",
+_ROW_FIELDS = ("name", "digest", "manifest_id", "updated_at", "manifest__media_type",
                "manifest__kind", "manifest__image_size", "manifest__created", "manifest__platforms",
                "manifest__problem")
 
@@ -212,8 +203,7 @@ def _rows(repo_id: int, found: list[dict]) -> list[IndexedTagRow]:
             size=r["manifest__image_size"] or 0, created=r["manifest__created"], platforms=plats,
             problem=r["manifest__problem"] or "", shared_with=tuple(others[:SHARED_SHOWN]),
             shared_more=max(0, len(others) - SHARED_SHOWN), attachments=tuple(attached.get(digest, ())),
-            group=colours.get(digest, -1), pending=not indexed, updated_at=r["updated_at"],
-            last_pulled_at=r["last_pulled_at"]))
+            group=colours.get(digest, -1), pending=not indexed, updated_at=r["updated_at"]))
     return rows
 
 
@@ -245,12 +235,10 @@ def _attachments(repo_id: int, digests: list[str]) -> dict[str, list[Attachment]
     fallback: dict[str, str] = {}  # referrers-fallback index digest -> the image it names
     for tag, digest, kind in (IndexedTag.objects.filter(repository_id=repo_id, name__in=names)
                               .order_by("name").values_list("name", "digest", "manifest__kind")):
-        target, by_name = attachment_target(tag)  # type: ignore[misc]
-        if by_name == "referrers":
-            fallback[digest] = target
-            if kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-                by_name = kind
-        out.setdefault(target, []).append(Attachment(tag=tag, kind=by_name, target=target))
+        found = attachment(tag, kind)
+        if attachment_target(tag)[1] == "referrers":  # type: ignore[index]
+            fallback[digest] = found.target
+        out.setdefault(found.target, []).append(found)
     referrers = list(IndexedManifest.objects.filter(
         subject__in=digests, repository_links__repository_id=repo_id, repository_links__deleted_at__isnull=True,
     ).order_by("digest").values_list("digest", "subject", "kind"))
@@ -295,13 +283,7 @@ def _orphans(repo_id: int, attachments: QuerySet[IndexedTag]) -> tuple[list[Atta
     total = orphans.count()
     if not total:
         return [], 0
-    out = []
-    for tag, kind in orphans.values_list("name", "manifest__kind")[:ORPHANS_SHOWN]:
-        digest, by_name = attachment_target(tag)  # type: ignore[misc]
-        if by_name == "referrers" and kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-            by_name = kind
-        out.append(Attachment(tag=tag, kind=by_name, target=digest))
-    return out, total
+    return [attachment(tag, kind) for tag, kind in orphans.values_list("name", "manifest__kind")[:ORPHANS_SHOWN]], total
 
 
 @dataclass(frozen=True)
@@ -313,15 +295,10 @@ class Facets:
 
 
 def facets(name: str) -> Facets:
-    pairs = (IndexedTag.objects.filter(repository__name=name, manifest__isnull=False).exclude(ATTACHMENT_TAG)
-             .values_list("manifest__platforms", "manifest__kind").distinct())
-    platforms: set[str] = set()
-    found_kinds: set[str] = set()
-    for plats, kind in pairs:
-        platforms.update(p for p in (plats or "").split() if p != "unknown")
-        if kind:
-            found_kinds.add(kind)
-    return Facets(platforms=sorted(platforms), kinds=sorted(found_kinds))
+    pairs = list(IndexedTag.objects.filter(repository__name=name, manifest__isnull=False).exclude(ATTACHMENT_TAG)
+                 .values_list("manifest__platforms", "manifest__kind").distinct())
+    platforms = {p for plats, _ in pairs for p in (plats or "").split() if p != "unknown"}
+    return Facets(platforms=sorted(platforms), kinds=sorted({kind for _, kind in pairs if kind}))
 
 
 # -- how fresh ---------------------------------------------------------------------------------
@@ -333,68 +310,53 @@ _CAUSES = {TagHistory.Source.SYNC: "a sync", TagHistory.Source.DASHBOARD: "the d
 
 @dataclass(frozen=True)
 class Freshness:
-    """How current the index is for one repository (or, with `name` empty, the registry)."""
+    """How current the index is for one repository (or for the registry), said in a sentence."""
 
-    name: str
-    changed_at: datetime | None
     synced_at: datetime | None
-    #: The last event the registry sent about this repository (a pull counts: the flow is alive).
-    event_at: datetime | None
-    event_action: str
-    #: What made the last change: "a push event", "a sync", "the dashboard", …
-    changed_by: str
     sentence: str
 
 
-def _sentence(changed_at: datetime | None, changed_by: str, synced_at: datetime | None, event_at: datetime | None,
-              event_action: str, now: datetime, no_sync: str = "no full sync yet") -> str:
+def _freshness(changed_at: datetime | None, changed_by: str, synced_at: datetime | None,
+               events: QuerySet[RegistryEvent], now: datetime | None, no_sync: str = "no full sync yet") -> Freshness:
+    now = now or timezone.now()
+    event = events.filter(source=RegistryEvent.Source.REGISTRY).order_by("-at", "-id").values(
+        "received_at", "action").first() or {}
     parts = []
     if changed_at is not None:
         parts.append(f"Index updated {ago(changed_at, now)}" + (f" by {changed_by}" if changed_by else ""))
     parts.append(f"full sync {ago(synced_at, now)}" if synced_at is not None else no_sync)
-    # An event later than the change (a pull) still says the registry's notifications arrive.
+    # The last event the registry sent (a pull counts): later than the change, it still says the
+    # registry's notifications arrive.
+    event_at = event.get("received_at")
     if event_at is not None and (changed_at is None or event_at > changed_at + timedelta(seconds=1)):
-        parts.append(f"last registry event ({event_action}) {ago(event_at, now)}")
+        parts.append(f"last registry event ({event['action']}) {ago(event_at, now)}")
     text = " · ".join(parts)
-    return text[0].upper() + text[1:]
+    return Freshness(synced_at=synced_at, sentence=text[0].upper() + text[1:])
 
 
 def freshness(name: str, *, now: datetime | None = None) -> Freshness:
-    now = now or timezone.now()
     repo = IndexedRepository.objects.filter(name=name).values("changed_at", "synced_at").first() or {}
-    changed_at, synced_at = repo.get("changed_at"), repo.get("synced_at")
-    event = (RegistryEvent.objects.filter(repository=name, source=RegistryEvent.Source.REGISTRY)
-             .order_by("-at", "-id").values("received_at", "action").first())
+    changed_at = repo.get("changed_at")
     changed_by = ""
     if changed_at is not None:
+        # What made the last change: "a push event", "a sync", "the dashboard", …
         cause = TagHistory.objects.filter(repository=name, at=changed_at).values("source", "digest").first()
         if cause is not None:
             if cause["source"] == TagHistory.Source.EVENT:
                 changed_by = "a push event" if cause["digest"] else "a delete event"
             else:
                 changed_by = _CAUSES.get(cause["source"], "")
-    event_at = event["received_at"] if event else None
-    action = event["action"] if event else ""
-    return Freshness(name=name, changed_at=changed_at, synced_at=synced_at, event_at=event_at, event_action=action,
-                     changed_by=changed_by,
-                     sentence=_sentence(changed_at, changed_by, synced_at, event_at, action, now))
+    return _freshness(changed_at, changed_by, repo.get("synced_at"), RegistryEvent.objects.filter(repository=name), now)
 
 
 def registry_freshness(*, now: datetime | None = None) -> Freshness:
     """The index as a whole: its last change, last finished sync, last event received."""
-    now = now or timezone.now()
     changed_at = IndexedRepository.objects.aggregate(at=Max("changed_at"))["at"]
     # A sync of a few repositories is not a full one; until one finished, the index may lack some.
     runs = SyncRun.objects.filter(state=SyncRun.State.SUCCEEDED, finished_at__isnull=False).order_by("-finished_at")
     synced_at = next((at for at, scope in runs.values_list("finished_at", "repositories")[:20] if not scope), None)
-    event = (RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-at", "-id")
-             .values("received_at", "action").first())
-    event_at = event["received_at"] if event else None
-    action = event["action"] if event else ""
-    return Freshness(name="", changed_at=changed_at, synced_at=synced_at, event_at=event_at, event_action=action,
-                     changed_by="", sentence=_sentence(changed_at, "", synced_at, event_at, action, now,
-                                                       no_sync="no full sync has finished yet: some repositories "
-                                                               "may be missing"))
+    return _freshness(changed_at, "", synced_at, RegistryEvent.objects.all(), now,
+                      no_sync="no full sync has finished yet: some repositories may be missing")
 
 
 # -- the catalog -------------------------------------------------------------------------------
@@ -403,19 +365,6 @@ def registry_freshness(*, now: datetime | None = None) -> Freshness:
 def index_has_repositories() -> bool:
     """The index has been filled by a sync at least once: the catalog can come from it."""
     return IndexedRepository.objects.filter(synced_at__isnull=False).exists()
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    name: str
-    namespace: str
-    leaf: str
-    depth: int
-    tag_count: int | None
-    changed_at: datetime | None
-    synced: bool
-    problem: str = ""
-    valid: bool = True
 
 
 def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
@@ -428,11 +377,6 @@ def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
     return repos.order_by(c_order("namespace"), c_order("name"))
 
 
-def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogEntry]:
-    out = []
-    for repo in repos:
-        namespace, _, leaf = repo.name.rpartition("/")
-        out.append(CatalogEntry(name=repo.name, namespace=namespace, leaf=leaf, depth=repo.name.count("/"),
-                                tag_count=repo.tag_count, changed_at=repo.changed_at,
-                                synced=repo.synced_at is not None, valid=is_name(repo.name)))
-    return out
+def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogRow]:
+    return [CatalogRow(name=repo.name, tag_count=repo.tag_count, changed_at=repo.changed_at,
+                       synced=repo.synced_at is not None) for repo in repos]

@@ -49,14 +49,6 @@ class TagRow:
     #: Index into a small palette so tags that share a digest share a colour.
     group: int = -1
 
-    @property
-    def valid(self) -> bool:
-        return is_tag(self.tag)
-
-    @property
-    def short_digest(self) -> str:
-        return self.digest.split(":", 1)[-1][:12]
-
 
 @dataclass
 class RepositoryView:
@@ -73,16 +65,17 @@ class RepositoryView:
         return len({r.digest for r in self.rows if r.digest})
 
 
+def attachment(tag: str, kind: str = "") -> Attachment:
+    """A cosign or referrers-fallback tag. The tag name says what cosign meant; the media types
+    (`kind`, the manifest's, when known) say what it is."""
+    target, by_name = attachment_target(tag)  # type: ignore[misc]
+    if by_name == "referrers" and kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
+        by_name = kind
+    return Attachment(tag=tag, kind=by_name, target=target)
+
+
 def split_attachments(tags: list[str]) -> tuple[list[str], list[Attachment]]:
-    plain: list[str] = []
-    attached: list[Attachment] = []
-    for tag in tags:
-        target = attachment_target(tag)
-        if target:
-            attached.append(Attachment(tag=tag, kind=target[1], target=target[0]))
-        else:
-            plain.append(tag)
-    return plain, attached
+    return [t for t in tags if not attachment_target(t)], [attachment(t) for t in tags if attachment_target(t)]
 
 
 def names_only(name: str, tags: list[str]) -> RepositoryView:
@@ -117,27 +110,14 @@ def resolve(name: str, tags: list[str]) -> RepositoryView:
                              and mf.config.media_type in m.IMAGE_CONFIG_TYPES})
     configs = remote.many_by_digest(name, "config", config_digests)
 
-    rows: list[TagRow] = []
-    for tag, got in zip(tags, tagged, strict=True):
-        if isinstance(got, e.RegistryError):
-            rows.append(TagRow(tag=tag, problem=str(got)))
-            continue
-        rows.append(_row(tag, got, manifests, configs))
+    rows = [TagRow(tag=tag, problem=str(got)) if isinstance(got, e.RegistryError)
+            else _row(tag, got, manifests, configs) for tag, got in zip(tags, tagged, strict=True)]
     plain_rows = [r for r in rows if attachment_target(r.tag) is None]
-    attachments = [Attachment(tag=r.tag, kind=_attachment_kind(r), target=attachment_target(r.tag)[0])
-                   for r in rows if attachment_target(r.tag) is not None]
+    attachments = [attachment(r.tag, r.kind) for r in rows if attachment_target(r.tag) is not None]
     plain_rows, orphans = _attach(plain_rows, attachments)
     plain_rows.extend(_invalid_rows(invalid))
     good = {d: mf for d, mf in manifests.items() if isinstance(mf, m.Manifest)}
     return RepositoryView(name=name, rows=_group(plain_rows), orphans=orphans, detailed=True, manifests=good)
-
-
-def _attachment_kind(row: TagRow) -> str:
-    # The tag name says what cosign meant; the media types say what it is.
-    by_name = attachment_target(row.tag)[1]  # type: ignore[index]
-    if by_name == "referrers" and row.kind in (kinds.SIGNATURE, kinds.SBOM, kinds.ATTESTATION):
-        return row.kind
-    return by_name
 
 
 def _row(tag: str, mf: m.Manifest, manifests: dict, configs: dict) -> TagRow:
@@ -235,12 +215,9 @@ def history_with_layers(manifest: m.Manifest, config: m.ImageConfig | None) -> t
     layers = list(manifest.layers)
     if config is None or not config.history:
         return [HistoryLine(None, layer) for layer in layers], ""
-    lines: list[HistoryLine] = []
     remaining = iter(layers)
-    for entry in config.history:
-        lines.append(HistoryLine(entry, None if entry.empty_layer else next(remaining, None)))
-    extra = list(remaining)
-    lines.extend(HistoryLine(None, layer) for layer in extra)
+    lines = [HistoryLine(entry, None if entry.empty_layer else next(remaining, None)) for entry in config.history]
+    lines.extend(HistoryLine(None, layer) for layer in remaining)
     non_empty = sum(1 for h in config.history if not h.empty_layer)
     note = "" if non_empty == len(layers) else (
         f"the history names {non_empty} layer-creating steps but the manifest has {len(layers)} layers; "
@@ -282,27 +259,27 @@ def filter_names(names: list[str], query: str) -> list[str]:
 
 @dataclass(frozen=True)
 class CatalogRow:
+    """A repository of the catalog, live or from the index (which adds when it changed)."""
+
     name: str
-    namespace: str
-    leaf: str
-    depth: int
     tag_count: int | None = None
     problem: str = ""
+    changed_at: datetime | None = None
+    synced: bool = True
 
     @property
-    def valid(self) -> bool:
-        return is_name(self.name)
+    def namespace(self) -> str:
+        return self.name.rpartition("/")[0]
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rpartition("/")[2]
 
 
 def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | None = None) -> list[CatalogRow]:
-    rows = []
-    for name in names:
-        namespace, _, leaf = name.rpartition("/")
-        count = counts.get(name) if counts else None
-        rows.append(CatalogRow(name=name, namespace=namespace, leaf=leaf, depth=name.count("/"),
-                               tag_count=count if isinstance(count, int) else None,
-                               problem=str(count) if isinstance(count, e.RegistryError) else ""))
-    return rows
+    counted = [(name, (counts or {}).get(name)) for name in names]
+    return [CatalogRow(name=name, tag_count=count if isinstance(count, int) else None,
+                       problem=str(count) if isinstance(count, e.RegistryError) else "") for name, count in counted]
 
 
 def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
@@ -318,16 +295,18 @@ def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
     return dict(zip(names, run_bounded(count, names, remote.concurrency()), strict=True))
 
 
+NO_TAGS = "This repository has no tags: every tag was deleted. Its data stays until garbage collection."
+
+
 def repository_tags(name: str) -> tuple[list[str], str]:
     """The tags, or none with a note when the catalog lists a repository that has none left."""
     try:
         tags = remote.client().tags(name)
-        return tags, "" if tags else ("This repository has no tags: every tag was deleted. "
-                                      "Its data stays until garbage collection.")
     except e.NameUnknown:
-        if name in remote.catalog():
-            return [], "This repository has no tags: every tag was deleted. Its data stays until garbage collection."
-        raise
+        if name not in remote.catalog():
+            raise
+        tags = []
+    return tags, "" if tags else NO_TAGS
 
 
 # -- manifest page ---------------------------------------------------------------------
@@ -354,9 +333,8 @@ def manifest_page(name: str, reference: str) -> ManifestPage:
 
     mf = remote.manifest(name, reference)
     page = ManifestPage(name=name, reference=reference, manifest=mf)
-    target = attachment_target(reference)
-    if target:
-        page.attached_to = Attachment(tag=reference, kind=target[1], target=target[0])
+    if attachment_target(reference):
+        page.attached_to = attachment(reference)
     try:
         page.pretty = json.dumps(json.loads(mf.raw), indent=2, ensure_ascii=False)
     except ValueError:

@@ -26,8 +26,7 @@ def repository_context(request: HttpRequest, name: str, sort: str = "name", orde
         page = indexed.tag_page(name, sort=sort, order=order, q=params.get("q", ""),
                                 platform=params.get("platform", ""), kind=params.get("kind", ""),
                                 page=params.get("page", 1), per_page=TAG_PAGE_SIZE)
-        note = "" if page.tag_count else ("This repository has no tags: every tag was deleted. "
-                                          "Its data stays until garbage collection.")
+        note = "" if page.tag_count else live.NO_TAGS
         return {"name": name, "indexed": True, "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
                 "sort": page.sort, "order": page.order, "note": note, "freshness": indexed.freshness(name),
                 **INDEXED_TAGS.next_orders(page.sort, page.order), **delete_context(request, name)}

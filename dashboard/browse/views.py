@@ -11,13 +11,11 @@ from .. import remote
 from ..auth import can_delete
 from ..index import store
 from ..registry.names import check_digest, check_name, check_reference
-from ..web import page_of, wants_partial
+from ..web import page_of, render_page, wants_partial
 from . import indexed, live
 from .tags import repository_context
 
 CATALOG_PAGE_SIZE = 100
-
-
 
 
 @require_GET
@@ -37,8 +35,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         counts = live.tag_counts(list(page)) if with_counts else None
         context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
                    "rows": live.catalog_rows(list(page), counts)}
-    template = "browse/catalog.html#repo-list" if wants_partial(request) else "browse/catalog.html"
-    return render(request, template, context)
+    return render_page(request, "browse/catalog.html", "repo-list", context)
 
 
 @require_GET

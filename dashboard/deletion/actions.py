@@ -31,7 +31,8 @@ def tags_of(name: str, digest: str) -> list[str]:
     """Every tag that points at `digest` now, read live."""
     tags = remote.client().tags(name)
     refs = run_bounded(lambda t: remote.client().head_manifest(name, t), tags, remote.concurrency())
-    return sorted(t for t, r in zip(tags, refs, strict=True) if not isinstance(r, e.RegistryError) and r.digest == digest)
+    return sorted(t for t, r in zip(tags, refs, strict=True)
+                  if not isinstance(r, e.RegistryError) and r.digest == digest)
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,12 @@ def untag(user: User, name: str, tag: str, expected_digest: str = "") -> TagResu
     try:
         raw, media_type, digest = client.manifest_bytes(name, tag)
         if expected_digest and digest != expected_digest:
-            raise e.Conflict(f"“{tag}” now points at {digest[:19]}…, not at the image you confirmed; nothing was changed")
+            raise e.Conflict(f"“{tag}” now points at {digest[:19]}…, not at the image you confirmed; "
+                             "nothing was changed")
         result, tag_delete = ops.untag(client, name, tag, expected_digest=digest, tag_delete=remote.tag_delete_known())
-    except e.UnsupportedOperation as exc:
-        remote.forget_delete_support()
-        return TagResult(tag, False, str(exc))
     except e.RegistryError as exc:
+        if isinstance(exc, e.UnsupportedOperation):
+            remote.forget_delete_support()
         return TagResult(tag, False, str(exc))
     remote.learn_tag_delete(tag_delete)
     _record(user, name, Deletion.Action.UNTAG, [tag], digest, media_type, raw, result.method)

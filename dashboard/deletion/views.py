@@ -55,7 +55,8 @@ def tag_delete(request: HttpRequest, name: str, tag: str) -> HttpResponse:
     digest = remote.client().head_manifest(name, tag).digest
     context = {"name": name, "tag": tag, "digest": digest, **delete_context(request, name),
                "siblings": [t for t in actions.tags_of(name, digest) if t != tag]}
-    return render(request, "deletion/confirm_untag.html#confirm" if request.htmx else "deletion/confirm_untag.html", context)
+    template = "deletion/confirm_untag.html"
+    return render(request, f"{template}#confirm" if request.htmx else template, context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -76,7 +77,8 @@ def bulk_untag(request: HttpRequest, name: str) -> HttpResponse:
                 messages.error(request, f"{name}:{r.tag}: {r.message}")
         return _after_change(request, name, results)
     context = {"name": name, "tags": tags, **delete_context(request, name)}
-    return render(request, "deletion/confirm_bulk.html#confirm" if request.htmx else "deletion/confirm_bulk.html", context)
+    template = "deletion/confirm_bulk.html"
+    return render(request, f"{template}#confirm" if request.htmx else template, context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -7,16 +7,21 @@ import re
 import shutil
 import statistics
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import requests
 from django.core.cache import cache
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from .. import conf, disk, remote
 from ..browse import live
+from ..index import sync
+from ..models import Deletion, GCRun, IndexedTag, RegistryEvent, SyncRun
 from ..registry import errors as e
 from ..web import ago
 
@@ -133,7 +138,8 @@ class DebugCheck:
         errors = sum(max(v, 0) for c, v in delta.items() if c[:1] in ("4", "5"))
         scount = storage_count - previous["scount"]
         storage_ms = (storage_sum - previous["ssum"]) / scount * 1000 if scount > 0 else None
-        explanation = f"{total / span:.1f} req/s, {errors / total:.0%} errors" if total else "no requests since the last look"
+        explanation = (f"{total / span:.1f} req/s, {errors / total:.0%} errors" if total
+                       else "no requests since the last look")
         if storage_ms is not None:
             explanation += f" · storage actions {storage_ms:.1f} ms"
         return {"figure": f"{total / span:.1f} req/s", "explanation": explanation,
@@ -164,8 +170,6 @@ class StorageCheck:
             cache.set(_key("blobs"), blobs, 60)
         used = usage.used / usage.total * 100 if usage.total else 0.0
         threshold = conf.get().storage_warn_percent
-        from django.template.defaultfilters import filesizeformat
-
         figure = f"{used:.0f}% used"
         text = (f"{filesizeformat(usage.free)} free of {filesizeformat(usage.total)} · {blobs[0]} blobs, "
                 f"{filesizeformat(blobs[1])}")
@@ -216,8 +220,6 @@ class GCCheck:
     name: str = "Garbage collection"
 
     def run(self) -> Result:
-        from ..models import Deletion, GCRun
-
         last = GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED).first()
         since = Deletion.objects.filter(registry=remote.registry_url())
         if last and last.finished_at:
@@ -239,15 +241,8 @@ class IndexCheck:
     name: str = "Index"
 
     def run(self) -> Result:
-        from datetime import timedelta
-
-        from ..index import sync
-        from ..models import IndexedTag, RegistryEvent, SyncRun
-
-        try:
+        with suppress(Exception):  # a health check reports, it never fails the page
             sync.ensure_scheduled()
-        except Exception:  # noqa: BLE001 - a health check reports, it never fails the page
-            pass
         now = timezone.now()
         tags = IndexedTag.objects.count()
         last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()
@@ -256,7 +251,8 @@ class IndexCheck:
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
         parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
         if last and last.finished_at:
-            parts.append(f"last sync {ago(last.finished_at)}" + (" failed" if last.state == SyncRun.State.FAILED else ""))
+            failed = " failed" if last.state == SyncRun.State.FAILED else ""
+            parts.append(f"last sync {ago(last.finished_at)}{failed}")
         if active and active.state == SyncRun.State.RUNNING:
             parts.append("a sync is running")
         elif active and active.not_before and active.not_before > now:

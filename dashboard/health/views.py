@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import conf, metrics
-from ..web import wants_partial
+from ..web import render_page
 from . import checks
 
 # -- health --------------------------------------------------------------------------------
@@ -20,7 +19,7 @@ from . import checks
 def health_page(request: HttpRequest) -> HttpResponse:
     context = {"report": checks.run_checks(), "interval": conf.get().health_interval,
                "compact": request.GET.get("compact") == "1"}
-    return render(request, "health/health.html#panels" if wants_partial(request) else "health/health.html", context)
+    return render_page(request, "health/health.html", "panels", context)
 
 
 @login_not_required

@@ -122,27 +122,25 @@ def _live_digest(name: str, tag: str) -> str:
         return ""
 
 
-def _raise_not_found(name: str, tag: str) -> None:
-    """Neither the registry nor the history knows the tag. A HEAD has no body to say whether the
-    repository or the tag is missing; the tag list does."""
-    remote.client().tags(name)
-    remote.client().head_manifest(name, tag)
-    raise e.ManifestUnknown(f"there is no tag “{tag}” in {name}")
-
-
 def _history_rows(name: str, tag: str) -> QuerySet[TagHistory]:
     return TagHistory.objects.filter(repository=name, tag=tag).order_by("-at", "-id")
 
 
+def _known_digest(name: str, tag: str) -> str:
+    """The tag's digest now ("" when the registry has no such tag). Raises the registry's NotFound
+    when neither the registry nor the history knows the tag: there is nothing to show. (A HEAD has
+    no body to say whether the repository or the tag is missing; the tag list does.)"""
+    current = _live_digest(name, tag)
+    if not current and not _history_rows(name, tag).exists():
+        remote.client().tags(name)
+        remote.client().head_manifest(name, tag)
+        raise e.ManifestUnknown(f"there is no tag “{tag}” in {name}")
+    return current
+
+
 def tag_state(name: str, tag: str) -> TagState:
-    """The tag as the registry has it now. Raises the registry's NotFound when neither the
-    registry nor the history knows the tag: there is nothing to show."""
-    try:
-        current = remote.client().head_manifest(name, tag).digest
-    except e.NotFound:
-        if not _history_rows(name, tag).exists():
-            _raise_not_found(name, tag)
-        current = ""
+    """The tag as the registry has it now (see _known_digest)."""
+    current = _known_digest(name, tag)
     indexed = IndexedTag.objects.filter(repository__name=name, name=tag).first()
     manifest = IndexedManifest.objects.filter(digest=current).first() if current else None
     return TagState(name=name, tag=tag, current=current, current_manifest=manifest, indexed=indexed)
@@ -228,7 +226,8 @@ def _siblings(name: str, tag: str, digests: list[str]) -> tuple[dict[str, list[s
     if len(tags) <= LIVE_TAG_LIMIT:
         others = [t for t in tags if t != tag]
         refs = run_bounded(lambda t: remote.client().head_manifest(name, t), others, remote.concurrency())
-        found = {d: sorted(t for t, r in zip(others, refs, strict=True) if not isinstance(r, BaseException) and r.digest == d)
+        found = {d: sorted(t for t, r in zip(others, refs, strict=True)
+                           if not isinstance(r, BaseException) and r.digest == d)
                  for d in wanted}
         return found, "live"
     rows = IndexedTag.objects.filter(repository__name=name, digest__in=wanted).exclude(name=tag)
@@ -242,9 +241,7 @@ def plan(name: str, tag: str, to: str) -> Plan:
     """What rolling `tag` back to `to` would do, read live. The target's details come from the
     index, which learns the manifest here if it had not yet (it is confirmed to exist).
     Raises NotInHistory when the tag never pointed at `to`."""
-    current = _live_digest(name, tag)
-    if not current and not _history_rows(name, tag).exists():
-        _raise_not_found(name, tag)
+    current = _known_digest(name, tag)
     if not TagHistory.objects.filter(repository=name, tag=tag, digest=to).exists():
         raise NotInHistory(to)
     to_exists = presence(name, [to])[to].exists is True
@@ -297,7 +294,3 @@ def roll_back(user: AbstractBaseUser | AnonymousUser, name: str, tag: str, *, to
     # Known digests cost one query here; an unknown one is fetched so the tag row links to it.
     store.fetch_and_index(name, [digest])
     return record
-
-
-__all__ = ["HISTORY_PAGE_SIZE", "Entry", "History", "NotInHistory", "Plan", "Presence", "TagMoved", "TagState",
-           "TargetGone", "history", "plan", "presence", "roll_back", "tag_state"]

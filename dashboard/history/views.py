@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -15,13 +15,8 @@ from ..auth import can_delete, client_address
 from ..registry.errors import InvalidReference, RegistryError
 from ..registry.names import check_digest, check_name, check_tag
 from ..templatetags.registryui import short_digest
-from ..web import wants_partial
+from ..web import error_page, render_page
 from . import rollback
-
-
-def _error(request: HttpRequest, title: str, error: Exception | str, status: int) -> HttpResponse:
-    template = "error.html#message" if wants_partial(request) else "error.html"
-    return render(request, template, {"title": title, "error": error, "repository": ""}, status=status)
 
 
 @require_GET
@@ -31,7 +26,7 @@ def tag_history(request: HttpRequest, name: str, tag: str) -> HttpResponse:
     check_tag(tag)
     context = {"name": name, "tag": tag, "history": rollback.history(name, tag, request.GET.get("page")),
                "can_roll_back": can_delete(request)}
-    return render(request, "history/tag_history.html#history" if wants_partial(request) else "history/tag_history.html", context)
+    return render_page(request, "history/tag_history.html", "history", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -46,7 +41,7 @@ def tag_rollback(request: HttpRequest, name: str, tag: str) -> HttpResponse:
         try:
             check_digest(value)
         except InvalidReference as exc:
-            return _error(request, "Not a valid digest", exc, 400)
+            return error_page(request, "Not a valid digest", exc, 400)
     problem, status = "", 200
     if request.method == "POST":
         if not can_delete(request):
@@ -74,11 +69,10 @@ def tag_rollback(request: HttpRequest, name: str, tag: str) -> HttpResponse:
     except rollback.NotInHistory:
         return _not_in_history(request, name, tag, to)
     context = {"name": name, "tag": tag, "plan": plan, "problem": problem, "can_roll_back": can_delete(request)}
-    template = "history/confirm_rollback.html#confirm" if wants_partial(request) else "history/confirm_rollback.html"
-    return render(request, template, context, status=status)
+    return render_page(request, "history/confirm_rollback.html", "confirm", context, status)
 
 
 def _not_in_history(request: HttpRequest, name: str, tag: str, to: str) -> HttpResponse:
-    return _error(request, "Not in this tag’s history",
-                  f"{to} is not a digest “{tag}” of {name} pointed at before, as far as the dashboard’s history "
-                  "knows: a roll back only goes back to one of those.", 404)
+    return error_page(request, "Not in this tag’s history",
+                      f"{to} is not a digest “{tag}” of {name} pointed at before, as far as the dashboard’s history "
+                      "knows: a roll back only goes back to one of those.", 404)

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -30,8 +29,6 @@ from django.utils import timezone
 from .. import remote
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RegistryEvent, RepositoryManifest)
-
-T = TypeVar("T")
 
 # Figures stay cached while the index is unchanged; this only bounds how long an unused entry lives.
 CACHE_TTL = 15 * 60
@@ -166,7 +163,7 @@ def stamp() -> str:
     return hashlib.sha256(repr((sorted(rm.items()), sorted(tags.items()))).encode()).hexdigest()[:24]
 
 
-def _cached(what: str, compute: Callable[[], T], version: str | None) -> T:
+def _cached[T](what: str, compute: Callable[[], T], version: str | None) -> T:
     key = remote.cache_key("storage", f"{what}:{version or stamp()}")
     found = cache.get(key)
     if found is None:
@@ -238,14 +235,6 @@ def overview(version: str | None = None) -> Overview:
     from the catalog stays until a collection frees what it held), in name order. `version`:
     `stamp()`, when the caller already has it."""
     return _cached("overview", _overview, version)
-
-
-def totals(version: str | None = None) -> Totals:
-    return overview(version).totals
-
-
-def repository_usage(version: str | None = None) -> list[RepositoryUsage]:
-    return overview(version).repositories
 
 
 @dataclass(frozen=True)
@@ -476,8 +465,3 @@ def stale_tags(limit: int = 12) -> Staleness:
         F("last_pulled_at").asc(nulls_first=True), "updated_at", "id")[:limit])
     counts = IndexedTag.objects.aggregate(total=Count("id"), never=Count("id", filter=Q(last_pulled_at__isnull=True)))
     return Staleness(tags=tags, never_pulled=counts["never"], total=counts["total"])
-
-
-__all__ = ["ANONYMOUS", "PULL_DAYS", "Bar", "Chart", "DayBar", "Overview", "PullChart", "PullRow", "RepositoryUsage",
-           "Staleness", "TagUsage", "Totals", "Unreached", "events", "largest_chart", "overview", "pulls_per_day",
-           "repository_usage", "short_label", "stale_tags", "stamp", "tag_usage", "totals", "unreached"]

@@ -25,10 +25,6 @@ class RepoHit:
     tag_count: int
     changed_at: datetime | None
 
-    @property
-    def valid(self) -> bool:
-        return is_name(self.name)
-
 
 @dataclass(frozen=True)
 class TagHit:
@@ -43,10 +39,6 @@ class TagHit:
     def valid(self) -> bool:
         # What a hostile registry lists is shown, but never put into a URL.
         return is_name(self.repository) and is_tag(self.tag) and (not self.digest or is_digest(self.digest))
-
-    @property
-    def short_digest(self) -> str:
-        return self.digest.split(":", 1)[-1][:12]
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,17 @@ from datetime import timedelta
 from operator import attrgetter
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import disk, remote
+from .. import conf, disk, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
-from ..registry.names import is_digest, is_name, is_tag
-from ..web import wants_partial
+from ..web import page_of, render_page, wants_partial
 from . import figures
 from . import search as searching
 
@@ -33,6 +30,7 @@ PULLS_INLINE = 20_000
 PULLS_TTL = 5 * 60
 # The registry's blob files, walked at most once a minute: a big storage takes a while.
 DISK_TTL = 60
+
 
 def _sorted(rows: Sequence[Any], column: str, order: str) -> list[Any]:
     key = attrgetter(column)  # each column sorts by the row's attribute of that name
@@ -52,13 +50,9 @@ def _freshness() -> dict[str, object]:
     return {"last_sync": last, "last_event": latest_event}
 
 
-def _storage_path() -> str:
-    return str(settings.REGISTRYUI.get("STORAGE_PATH", "") or "").strip()
-
-
 def _disk_files() -> tuple[int, int] | None:
     """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
-    path = _storage_path()
+    path = conf.get().storage_path
     if not path or disk.v2_root(path) is None:
         return None
     key = remote.cache_key("storage", "blob-files")
@@ -73,9 +67,10 @@ def _disk_files() -> tuple[int, int] | None:
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def storage(request: HttpRequest) -> HttpResponse:
-    if request.GET.get("measure") == "1" and wants_partial(request):
+    measured = request.GET.get("measure") == "1"
+    if measured and wants_partial(request):
         return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
-                                                     "totals": figures.totals()})
+                                                             "totals": figures.overview().totals})
     name = request.GET.get("repository", "").strip()
     if name:
         return _repository_storage(request, name[:300])
@@ -83,19 +78,16 @@ def storage(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     rows = [r for r in overview.repositories if query.lower() in r.name.lower()] if query else overview.repositories
     sort, order = STORAGE_REPOSITORIES.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
-    page = Paginator(_sorted(rows, sort, order), REPOSITORIES_PER_PAGE).get_page(
-        request.GET.get("page"))
+    page = page_of(_sorted(rows, sort, order), REPOSITORIES_PER_PAGE, request.GET.get("page"))
     biggest = max((r.total for r in overview.repositories), default=0)
     context = {
         "overview": overview, "totals": overview.totals, "page": page, "query": query, "matching": len(rows),
-        "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order), "biggest": biggest,
+        "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order),
         "rows": [_Proportion.of(r, biggest) for r in page],
-        "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(_storage_path()),
-        "measured": request.GET.get("measure") == "1", **_freshness(),
+        "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(conf.get().storage_path),
+        "measured": measured, "disk": _disk_files() if measured else None, **_freshness(),
     }
-    if context["measured"]:
-        context["disk"] = _disk_files()
-    return render(request, "insight/storage.html#repo-table" if wants_partial(request) else "insight/storage.html", context)
+    return render_page(request, "insight/storage.html", "repo-table", context)
 
 
 @dataclass(frozen=True)
@@ -112,15 +104,11 @@ class _Proportion:
             return cls(row, 0.0, 0.0)
         return cls(row, round(100 * (row.unique or 0) / biggest, 2), round(100 * (row.shared or 0) / biggest, 2))
 
-    @property
-    def shared_x(self) -> float:
-        return self.unique_width
-
 
 def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     repo = IndexedRepository.objects.filter(name=name).first()
     version = figures.stamp()
-    usage = next((r for r in figures.repository_usage(version) if r.name == name), None) if repo else None
+    usage = next((r for r in figures.overview(version).repositories if r.name == name), None) if repo else None
     if repo is None or usage is None:
         return render(request, "error.html", {
             "title": "Not in the index",
@@ -129,51 +117,20 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     tags = figures.tag_usage(repo, version)
     sort, order = STORAGE_TAGS.parse(request.GET.get("sort", ""), request.GET.get("order", ""))
     column = "version_key" if sort == "name" else sort  # by name: in version order, as the index stores it
-    page = Paginator(_sorted(tags, column, order), TAGS_PER_PAGE).get_page(request.GET.get("page"))
+    page = page_of(_sorted(tags, column, order), TAGS_PER_PAGE, request.GET.get("page"))
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
-        "name": name, "usage": usage, "linkable": is_name(name), "page": page, "tag_count": len(tags),
-        "rows": [_TagRow(_Proportion.of(t, biggest), is_tag(t.tag), is_digest(t.digest)) for t in page],
+        "name": name, "usage": usage, "page": page, "tag_count": len(tags),
+        "rows": [_Proportion.of(t, biggest) for t in page],
         "sort": sort, "order": order, "following": STORAGE_TAGS.following(sort, order), "unreached": unreached,
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
         **_freshness(),
     }
-    template = "insight/storage.html#tag-table" if wants_partial(request) else "insight/storage.html"
-    return render(request, template, context)
-
-
-@dataclass(frozen=True)
-class _TagRow:
-    bar: _Proportion
-    tag_ok: bool
-    digest_ok: bool
-
-    @property
-    def usage(self) -> figures.TagUsage:
-        return self.bar.row
+    return render_page(request, "insight/storage.html", "tag-table", context)
 
 
 # -- activity ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _FeedRow:
-    """An event and which of its values may go into a URL (events are untrusted input)."""
-
-    event: RegistryEvent
-
-    @property
-    def repo_ok(self) -> bool:
-        return is_name(self.event.repository)
-
-    @property
-    def tag_ok(self) -> bool:
-        return self.repo_ok and is_tag(self.event.tag)
-
-    @property
-    def digest_ok(self) -> bool:
-        return self.repo_ok and is_digest(self.event.digest)
 
 
 @require_GET
@@ -194,18 +151,15 @@ def activity(request: HttpRequest) -> HttpResponse:
     # One more than a page says whether there is an older one, without counting a big table.
     found = list(figures.events(action=action, repository=repository, actor=actor)[start:start + EVENTS_PER_PAGE + 1])
     context: dict[str, object] = {
-        "rows": [_FeedRow(e) for e in found[:EVENTS_PER_PAGE]], "number": number,
+        "rows": found[:EVENTS_PER_PAGE], "number": number,
         "has_next": len(found) > EVENTS_PER_PAGE, "has_previous": number > 1,
         "action": action, "repository": repository, "actor": actor, "filtered": bool(action or repository or actor),
         "actions": RegistryEvent.Action.choices, "anonymous": figures.ANONYMOUS,
     }
     if wants_partial(request):
         return render(request, "insight/activity.html#feed", context)
-    stale = figures.stale_tags()
-    context.update(
-        any_events=bool(found) or RegistryEvent.objects.exists(), stale=stale,
-        stale_rows=[(t, is_name(t.repository.name) and is_tag(t.name)) for t in stale.tags],
-        **_pulls_context(compute=request.GET.get("chart") == "1"))
+    context.update(any_events=bool(found) or RegistryEvent.objects.exists(), stale=figures.stale_tags(),
+                   **_pulls_context(compute=request.GET.get("chart") == "1"))
     return render(request, "insight/activity.html", context)
 
 
@@ -222,8 +176,7 @@ def _pulls_context(*, compute: bool) -> dict[str, object]:
         elif compute:
             counted_at, chart = timezone.now(), figures.pulls_per_day()
             cache.set(key, (counted_at, chart), PULLS_TTL)
-    return {"chart": chart, "counted_at": counted_at,
-            "chart_rows": [(row, is_name(row.repository)) for row in chart.rows] if chart else []}
+    return {"chart": chart, "counted_at": counted_at}
 
 
 # -- search ------------------------------------------------------------
@@ -238,4 +191,4 @@ def search(request: HttpRequest) -> HttpResponse:
     results = searching.search(request.GET.get("q", ""), limit=RESULTS_PER_GROUP)
     # The top bar's box keeps what was searched for.
     context = {"q": results.query, "results": results, "global_query": results.query}
-    return render(request, "insight/search.html#results" if wants_partial(request) else "insight/search.html", context)
+    return render_page(request, "insight/search.html", "results", context)

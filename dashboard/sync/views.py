@@ -30,24 +30,16 @@ POLL_ACTIVE = 1
 POLL_WAITING = 30
 
 
-def _poll(run: SyncRun | None) -> int:
-    if run is None or run.finished:
-        return 0
-    if run.state == SyncRun.State.QUEUED and run.not_before and run.not_before > timezone.now():
-        return POLL_WAITING
-    return POLL_ACTIVE
-
-
 def _run_context(run: SyncRun | None) -> dict[str, Any]:
     if run is None:
         return {"run": None, "poll": 0}
     progress = sync.progress(run)
     details = run.details or {}
     problems = details.get("problems") or {}
-    waiting = (run.state == SyncRun.State.QUEUED and run.not_before is not None
-               and run.not_before > timezone.now())
+    waiting = run.state == SyncRun.State.QUEUED and run.not_before is not None and run.not_before > timezone.now()
+    poll = 0 if run.finished else POLL_WAITING if waiting else POLL_ACTIVE
     return {
-        "run": run, "poll": _poll(run), "waiting": waiting, "percent": progress.percent,
+        "run": run, "poll": poll, "waiting": waiting, "percent": progress.percent,
         "elapsed": duration(progress.elapsed), "remaining": duration(progress.remaining),
         "problems": sorted(problems.items()), "problem_count": details.get("problem_count", len(problems)),
         "resumed_after": details.get("resumed_after", ""), "removed_count": details.get("removed_count", 0),
@@ -71,9 +63,9 @@ def _events_context(request: HttpRequest) -> dict[str, Any]:
         "      ignoredmediatypes:\n"
         "        - application/octet-stream\n"
     )
-    return {"events_token_set": bool(conf.get().events_token),
-            "last_event": last.received_at if last else None, "last_event_ago": ago(last.received_at if last else None),
-            "events_url": url, "events_yaml": snippet}
+    last_event = last.received_at if last else None
+    return {"events_token_set": bool(conf.get().events_token), "last_event": last_event,
+            "last_event_ago": ago(last_event), "events_yaml": snippet}
 
 
 def _next_scheduled(active: SyncRun | None) -> datetime | None:

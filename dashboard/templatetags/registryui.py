@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from django import template
 
+from ..registry.names import is_digest, is_name, is_tag
+
 register = template.Library()
+# What a hostile registry lists is shown, but goes into a URL only when its grammar allows.
+register.filter("is_name", is_name)
+register.filter("is_tag", is_tag)
+register.filter("is_digest", is_digest)
 
 
 @register.filter
