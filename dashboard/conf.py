@@ -46,8 +46,9 @@ class Config:
     def from_mapping(cls, raw: Mapping[str, Any]) -> Config:
         """From `settings.REGISTRYUI` (upper-case keys); a missing key or a value of the wrong
         type gets the default, so a typo in an override cannot break a page."""
-        registry = replace(DEFAULTS.registry, **_typed(DEFAULTS.registry, raw, {"url": "REGISTRY_URL",
-                                                                              "pool_size": "CONCURRENCY"}))
+        registry = replace(
+            DEFAULTS.registry, **_typed(DEFAULTS.registry, raw, {"url": "REGISTRY_URL", "pool_size": "CONCURRENCY"})
+        )
         return cls(**_typed(DEFAULTS, raw, {}), registry=registry)
 
 
@@ -60,8 +61,11 @@ def _typed(defaults: object, raw: Mapping[str, Any], keys: Mapping[str, str]) ->
         if value is None or kind not in (str, bool, int, float):
             continue
         try:
-            values[f.name] = value if kind is bool and isinstance(value, bool) else (
-                str(value).strip() if kind is str and f.name != "password" else kind(value))
+            values[f.name] = (
+                value
+                if kind is bool and isinstance(value, bool)
+                else (str(value).strip() if kind is str and f.name != "password" else kind(value))
+            )
         except (TypeError, ValueError):
             pass
     return values

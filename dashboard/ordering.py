@@ -126,8 +126,9 @@ class Columns:
         """For each column, the order a click on its header asks for: the current column turns
         around, the others start at their first order."""
         current = self.order(sort, order)
-        return {col: (ASC if current == DESC else DESC) if col == sort else self.order(col, "")
-                for col in self.descending}
+        return {
+            col: (ASC if current == DESC else DESC) if col == sort else self.order(col, "") for col in self.descending
+        }
 
     def next_orders(self, sort: str, order: str) -> dict[str, str]:
         """`following` as the tag table reads it: `name_next`, `created_next`, …"""
@@ -136,9 +137,11 @@ class Columns:
 
 #: A repository's tags, live and from the index (which sorts by platform and kind too). "image": by image.
 LIVE_TAGS = Columns({"name": True, "created": True, "size": True, "image": True}, default="name")
-INDEXED_TAGS = Columns({"name": True, "created": True, "size": True, "platform": False, "kind": False,
-                        "image": True}, default="name")
+INDEXED_TAGS = Columns(
+    {"name": True, "created": True, "size": True, "platform": False, "kind": False, "image": True}, default="name"
+)
 #: The storage page's repositories, and one repository's tags.
-STORAGE_REPOSITORIES = Columns({"name": False, "total": True, "unique": True, "shared": True, "reclaimable": True},
-                               default="total")
+STORAGE_REPOSITORIES = Columns(
+    {"name": False, "total": True, "unique": True, "shared": True, "reclaimable": True}, default="total"
+)
 STORAGE_TAGS = Columns({"name": False, "total": True, "unique": True, "shared": True}, default="unique")

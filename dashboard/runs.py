@@ -29,8 +29,9 @@ from .models import BackgroundRun
 State = BackgroundRun.State
 
 #: The start of what a run whose worker stopped reporting says; the job adds the rest.
-NO_SIGN_OF_LIFE = ("the worker stopped: no sign of life for {seconds:.0f} s (stopped or crashed mid-run), so the run "
-                   "was marked failed")
+NO_SIGN_OF_LIFE = (
+    "the worker stopped: no sign of life for {seconds:.0f} s (stopped or crashed mid-run), so the run was marked failed"
+)
 
 
 class AlreadyRunning(Exception):
@@ -110,8 +111,11 @@ class Job[R: BackgroundRun]:
         cutoff = now - timedelta(seconds=stale)
         # Pages poll this every second: a read in the usual case, writes only for a dead run. The
         # updates re-check their condition, so a heartbeat that lands in between wins.
-        current = self.model.objects.filter(active=True).only(
-            "pk", "state", "heartbeat_at", "created_at", *self.reads).first()
+        current = (
+            self.model.objects.filter(active=True)
+            .only("pk", "state", "heartbeat_at", "created_at", *self.reads)
+            .first()
+        )
         if current is None:
             return
         done = {"active": False, "finished_at": now, "state": State.FAILED, **self.model.DONE}
@@ -163,11 +167,19 @@ class Job[R: BackgroundRun]:
         this worker got it."""
         now = timezone.now()
         claimed = self.model.objects.filter(*when, pk=pk, state=State.QUEUED, active=True).update(
-            state=State.RUNNING, started_at=now, heartbeat_at=now)
+            state=State.RUNNING, started_at=now, heartbeat_at=now
+        )
         return self.model.objects.get(pk=pk), bool(claimed)
 
-    def drive(self, pk: int, work: Callable[[], None], *, name: str,
-              on_lost: Callable[[], None] | None = None, salvage: Callable[[], dict[str, Any]] = dict) -> None:
+    def drive(
+        self,
+        pk: int,
+        work: Callable[[], None],
+        *,
+        name: str,
+        on_lost: Callable[[], None] | None = None,
+        salvage: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
         """Run `work()` for the claimed run `pk` (`name` in the log) and release the lock however it
         ends: stopped quietly when the run was marked stale meanwhile (`on_lost`), failed with what
         `salvage()` keeps when it raised, failed when it returned without finishing."""
@@ -180,14 +192,19 @@ class Job[R: BackgroundRun]:
         except BaseException as exc:
             self.log.exception("%s failed", name)
             self.model.objects.filter(pk=pk, state=State.RUNNING).update(
-                state=State.FAILED, finished_at=timezone.now(), **self.model.DONE, **salvage(),
-                error=f"the worker failed: {type(exc).__name__}: {exc}")
+                state=State.FAILED,
+                finished_at=timezone.now(),
+                **self.model.DONE,
+                **salvage(),
+                error=f"the worker failed: {type(exc).__name__}: {exc}",
+            )
             if not isinstance(exc, Exception):
                 raise
         finally:
             self.model.objects.filter(pk=pk).update(active=False)
             self.model.objects.filter(pk=pk, state=State.RUNNING).update(
-                state=State.FAILED, finished_at=timezone.now(), **self.model.DONE, error="the worker stopped mid-run")
+                state=State.FAILED, finished_at=timezone.now(), **self.model.DONE, error="the worker stopped mid-run"
+            )
 
 
 class Heartbeat:

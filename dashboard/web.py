@@ -12,22 +12,26 @@ from django.shortcuts import render
 from django.template import loader
 from django.utils import timezone
 
+
 def wants_partial(request: HttpRequest) -> bool:
     # A history restore (Back after a pushed URL) swaps the whole body: it needs the whole page.
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def render_page(request: HttpRequest, template: str, partial: str, context: dict[str, Any],
-                status: int = 200) -> HttpResponse:
+def render_page(
+    request: HttpRequest, template: str, partial: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
     """The page, or for htmx only its `partial` (a partialdef of the template)."""
     return render(request, f"{template}#{partial}" if wants_partial(request) else template, context, status=status)
 
 
-def error_page(request: HttpRequest, title: str, error: Exception | str, status: int,
-               repository: str = "") -> HttpResponse:
+def error_page(
+    request: HttpRequest, title: str, error: Exception | str, status: int, repository: str = ""
+) -> HttpResponse:
     """What went wrong, with the way on (back to `repository`, when there is one to go back to)."""
-    return render_page(request, "error.html", "message", {"title": title, "error": error, "repository": repository},
-                       status)
+    return render_page(
+        request, "error.html", "message", {"title": title, "error": error, "repository": repository}, status
+    )
 
 
 def page_of[T](items: Sequence[T], per_page: int, number: object) -> Page[T]:
@@ -67,12 +71,11 @@ def duration(seconds: float | None) -> str:
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "error.html", {"title": "Page not found",
-                                          "error": "There is no page at this address."}, status=404)
+    return render(
+        request, "error.html", {"title": "Page not found", "error": "There is no page at this address."}, status=404
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     # No context processors, no registry call: this page must render when everything else fails.
     return HttpResponse(loader.get_template("500.html").render(), status=500)
-
-

@@ -54,13 +54,32 @@ UNSAFE = frozenset({"logout", "delete", "restore", "rollback", "untag", "start"}
 # What links may not reach: machine endpoints, a wrong method (GET /-/events/ is 405), deliberately bad
 # addresses, and what the GET filter and search forms would ask (typed by hand: forms are never submitted).
 EXTRA_URLS = (
-    "/-/health.json", "/-/live", "/metrics", "/-/events/", "/-/login/",
-    "/r/UPPER/", "/r/nope/", "/r/acme/web/-/manifests/sha256:bad/", "/r/acme/web/-/tags/nope/history/",
-    "/r/acme/web/-/blobs/sha256:bad/", "/-/sync/runs/999999/", "/-/gc/runs/999999/", "/does-not-exist/",
-    "/?q=acme", "/?q=zzz-no-match", "/-/search/", "/-/search/?q=web", "/-/search/?q=latest",
-    "/-/search/?q=org.opencontainers", "/-/search/?q=zzz-no-match", "/r/acme/web/?q=1.",
-    "/r/acme/web/?kind=signature", "/r/acme/multi/?platform=linux%2Farm64", "/-/storage/?q=acme",
-    "/-/activity/?action=push", "/-/activity/?chart=1",
+    "/-/health.json",
+    "/-/live",
+    "/metrics",
+    "/-/events/",
+    "/-/login/",
+    "/r/UPPER/",
+    "/r/nope/",
+    "/r/acme/web/-/manifests/sha256:bad/",
+    "/r/acme/web/-/tags/nope/history/",
+    "/r/acme/web/-/blobs/sha256:bad/",
+    "/-/sync/runs/999999/",
+    "/-/gc/runs/999999/",
+    "/does-not-exist/",
+    "/?q=acme",
+    "/?q=zzz-no-match",
+    "/-/search/",
+    "/-/search/?q=web",
+    "/-/search/?q=latest",
+    "/-/search/?q=org.opencontainers",
+    "/-/search/?q=zzz-no-match",
+    "/r/acme/web/?q=1.",
+    "/r/acme/web/?kind=signature",
+    "/r/acme/multi/?platform=linux%2Farm64",
+    "/-/storage/?q=acme",
+    "/-/activity/?action=push",
+    "/-/activity/?chart=1",
 )
 # Also asked without signing in: the sign-in page, and what the access rules answer a stranger.
 ANON_URLS = ("/", "/-/login/", "/r/acme/web/", "/-/health.json", "/-/live")
@@ -74,7 +93,8 @@ ADMIN = ("admin", "crawl-admin-password")
 _BLOCK = frozenset(
     "address article aside blockquote br caption dd details dialog div dl dt fieldset figcaption figure footer "
     "form h1 h2 h3 h4 h5 h6 header hr li main nav ol option p pre section summary table tbody td tfoot th thead "
-    "tr ul".split())
+    "tr ul".split()
+)
 _HIDDEN = frozenset({"script", "style", "template"})
 
 
@@ -143,8 +163,14 @@ def extract_html(html: str) -> dict[str, Any]:
     p.feed(html)
     p.close()
     lines = [_collapse(line) for line in "".join(p.chunks).split("\n")]
-    return {"title": _collapse("".join(p.title)), "text": [line for line in lines if line],
-            "links": p.links, "hx": p.hx, "forms": p.forms, "assets": p.assets}
+    return {
+        "title": _collapse("".join(p.title)),
+        "text": [line for line in lines if line],
+        "links": p.links,
+        "hx": p.hx,
+        "forms": p.forms,
+        "assets": p.assets,
+    }
 
 
 def _json_shape(value: Any) -> Any:
@@ -172,7 +198,8 @@ _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _TIMESTAMP = re.compile(
     r"\b(?P<iso>\d{4}-\d\d-\d\d)[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d| UTC)?"
     r"|\b(?P<month>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?) (?P<day>\d{1,2}), (?P<year>\d{4}), "
-    r"(?:\d{1,2}(?::\d\d)? [ap]\.m\.|noon|midnight)")
+    r"(?:\d{1,2}(?::\d\d)? [ap]\.m\.|noon|midnight)"
+)
 _HASHED = re.compile(r"\.[0-9a-f]{12}(\.(?:css|js|svg|png|ico|woff2?))\b")
 # Each rule: something that changes from one run to the next although the code did not. Digests, tag names,
 # counts and image sizes are never touched. CSRF tokens and CSP nonces need no rule: they only live in
@@ -202,8 +229,11 @@ def _timestamp(match: re.Match[str], today: date | None) -> str:
     """A date-time of the run (within a day of ``today``) becomes "{timestamp}"; an older one is content."""
     if today is not None:
         try:
-            day = (date.fromisoformat(match["iso"]) if match["iso"] else
-                   date(int(match["year"]), _MONTHS.index(match["month"][:3].lower()) + 1, int(match["day"])))
+            day = (
+                date.fromisoformat(match["iso"])
+                if match["iso"]
+                else date(int(match["year"]), _MONTHS.index(match["month"][:3].lower()) + 1, int(match["day"]))
+            )
         except ValueError:
             return match[0]
         if abs((day - today).days) > 1:
@@ -226,12 +256,25 @@ def normalise(text: str, origin: str = "", today: date | None = None) -> str:
     return text
 
 
-_COMPARED = ("status", "content_type", "location", "title", "text", "links", "hx", "forms", "assets", "json",
-             "hx_headers", "body")
+_COMPARED = (
+    "status",
+    "content_type",
+    "location",
+    "title",
+    "text",
+    "links",
+    "hx",
+    "forms",
+    "assets",
+    "json",
+    "hx_headers",
+    "body",
+)
 
 
 def normalise_page(page: dict[str, Any], origin: str = "", today: date | None = None) -> dict[str, Any]:
     """The fields compared, every string in them normalised."""
+
     def walk(value: Any) -> Any:
         if isinstance(value, str):
             return normalise(value, origin, today)
@@ -279,9 +322,13 @@ def sign_in(session: requests.Session, base: str, user: str, password: str) -> N
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
     if form.status_code != 200 or not match:
         raise RuntimeError(f"GET {login} answered {form.status_code} without a CSRF token")
-    r = session.post(login, data={"csrfmiddlewaretoken": match[1], "username": user, "password": password,
-                                  "next": "/"},
-                     headers={"Referer": login}, allow_redirects=False, timeout=TIMEOUT_S)
+    r = session.post(
+        login,
+        data={"csrfmiddlewaretoken": match[1], "username": user, "password": password, "next": "/"},
+        headers={"Referer": login},
+        allow_redirects=False,
+        timeout=TIMEOUT_S,
+    )
     if r.status_code != 302 or "sessionid" not in session.cookies:
         raise RuntimeError(f"signing in as {user!r} failed: POST {login} answered {r.status_code}")
 
@@ -316,8 +363,9 @@ def _fetch(session: requests.Session, base: str, path: str, headers: dict[str, s
     return page
 
 
-def snapshot(base: str, user: str, password: str, max_urls: int = MAX_URLS,
-             per_shape: int = PER_SHAPE) -> dict[str, Any]:
+def snapshot(
+    base: str, user: str, password: str, max_urls: int = MAX_URLS, per_shape: int = PER_SHAPE
+) -> dict[str, Any]:
     """Sign in and crawl the dashboard at ``base``.
 
     Returns ``{"origin", "date", ..., "pages": {"GET /path": page, "HX /path": page, "ANON /path": page}}``:
@@ -363,9 +411,16 @@ def snapshot(base: str, user: str, password: str, max_urls: int = MAX_URLS,
             pages[f"HX {path}"] = _fetch(session, base, path, {"HX-Request": "true"})
     # Last, so that the request counters it lists cover the whole crawl.
     pages["GET /metrics (token)"] = _fetch(session, base, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
-    return {"origin": base, "date": today,
-            "seconds": round(time.monotonic() - started, 1), "crawled": len(crawled), "not_crawled_cap": len(pending),
-            "not_crawled_shape": limited, "skipped_unsafe": sorted(skipped), "pages": dict(sorted(pages.items()))}
+    return {
+        "origin": base,
+        "date": today,
+        "seconds": round(time.monotonic() - started, 1),
+        "crawled": len(crawled),
+        "not_crawled_cap": len(pending),
+        "not_crawled_shape": limited,
+        "skipped_unsafe": sorted(skipped),
+        "pages": dict(sorted(pages.items())),
+    }
 
 
 # -- comparing ----------------------------------------------------------------------------------------------
@@ -383,8 +438,12 @@ def _context(snap: dict[str, Any]) -> tuple[str, date | None]:
     return snap.get("origin", ""), date.fromisoformat(snap["date"]) if snap.get("date") else None
 
 
-def page_diff(a: dict[str, Any], b: dict[str, Any], context_a: tuple[str, date | None] = ("", None),
-              context_b: tuple[str, date | None] = ("", None)) -> list[str]:
+def page_diff(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    context_a: tuple[str, date | None] = ("", None),
+    context_b: tuple[str, date | None] = ("", None),
+) -> list[str]:
     """How page ``b`` differs from page ``a`` once both are normalised (each with its snapshot's origin and
     date): lines to print, none if they are equal."""
     na, nb = normalise_page(a, *context_a), normalise_page(b, *context_b)
@@ -444,8 +503,17 @@ def _wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"the dashboard at {url} did not answer /-/live within {timeout:.0f} s; log: {log}")
 
 
-def run_checkout(checkout: Path, out: Path, registry_url: str, *, storage_path: str = "", gc_command: str = "",
-                 python: str = "", max_urls: int = MAX_URLS, per_shape: int = PER_SHAPE) -> dict[str, Any]:
+def run_checkout(
+    checkout: Path,
+    out: Path,
+    registry_url: str,
+    *,
+    storage_path: str = "",
+    gc_command: str = "",
+    python: str = "",
+    max_urls: int = MAX_URLS,
+    per_shape: int = PER_SHAPE,
+) -> dict[str, Any]:
     """Start ``checkout``'s dashboard on a fresh data dir against ``registry_url``, sync the index, crawl it and
     stop it; the snapshot is written to ``out`` and returned."""
     checkout = checkout.resolve()
@@ -453,14 +521,21 @@ def run_checkout(checkout: Path, out: Path, registry_url: str, *, storage_path: 
     python = python or (str(venv) if venv.exists() else sys.executable)
     data = Path(tempfile.mkdtemp(prefix="registryui-crawl-"))
     # Nothing of the caller's environment configures the dashboard: both runs see exactly this.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REGISTRYUI_", "DJANGO_")) and k not in ("DATABASE_URL", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REGISTRYUI_", "DJANGO_")) and k not in ("DATABASE_URL", "PYTHONPATH")
+    }
     env |= {
-        "REGISTRYUI_DATA_DIR": str(data), "REGISTRYUI_REGISTRY_URL": registry_url,
+        "REGISTRYUI_DATA_DIR": str(data),
+        "REGISTRYUI_REGISTRY_URL": registry_url,
         # No leftover collectstatic manifest of the checkout switches on hashed static names.
-        "REGISTRYUI_STATIC_ROOT": str(data / "static"), "REGISTRYUI_METRICS_TOKEN": METRICS_TOKEN,
-        "REGISTRYUI_STORAGE_PATH": storage_path, "REGISTRYUI_GC_COMMAND": gc_command,
-        "DJANGO_SUPERUSER_USERNAME": ADMIN[0], "DJANGO_SUPERUSER_PASSWORD": ADMIN[1],
+        "REGISTRYUI_STATIC_ROOT": str(data / "static"),
+        "REGISTRYUI_METRICS_TOKEN": METRICS_TOKEN,
+        "REGISTRYUI_STORAGE_PATH": storage_path,
+        "REGISTRYUI_GC_COMMAND": gc_command,
+        "DJANGO_SUPERUSER_USERNAME": ADMIN[0],
+        "DJANGO_SUPERUSER_PASSWORD": ADMIN[1],
         "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid",
     }
 
@@ -468,8 +543,14 @@ def run_checkout(checkout: Path, out: Path, registry_url: str, *, storage_path: 
         subprocess.run([python, "manage.py", *args], cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL)
 
     # The venv may hold an editable install of another checkout: make sure this checkout's code is what runs.
-    where = subprocess.run([python, "-c", "import dashboard; print(dashboard.__file__)"], cwd=checkout, env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [python, "-c", "import dashboard; print(dashboard.__file__)"],
+        cwd=checkout,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not Path(where).resolve().is_relative_to(checkout):
         raise RuntimeError(f"{python} in {checkout} imports dashboard from {where}, not from the checkout")
     manage("migrate", "--noinput", "-v0")
@@ -480,8 +561,13 @@ def run_checkout(checkout: Path, out: Path, registry_url: str, *, storage_path: 
     url = f"http://127.0.0.1:{port}"
     log = data / "runserver.log"
     with log.open("wb") as log_file:
-        server = subprocess.Popen([python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-                                  cwd=checkout, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=checkout,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_live(url, server, log)
         # naturaltime says "now" for under a second, "a second ago" after: keep the sync out of that first second.
@@ -515,13 +601,16 @@ def seeded_registry() -> Iterator[tuple[str, str, str]]:
 
 def _summary(result: dict[str, Any]) -> str:
     left = f"; not crawled: {result['not_crawled_cap']} over the cap" if result["not_crawled_cap"] else ""
-    return (f"{len(result['pages'])} URLs ({result['crawled']} pages by link, "
-            f"{result['not_crawled_shape']} more of the same shape left out{left}) in {result['seconds']} s")
+    return (
+        f"{len(result['pages'])} URLs ({result['crawled']} pages by link, "
+        f"{result['not_crawled_shape']} more of the same shape left out{left}) in {result['seconds']} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testbed.crawl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m testbed.crawl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="mode", required=True)
     s = sub.add_parser("snapshot", help="crawl a running dashboard")
     s.add_argument("--url", required=True)
@@ -543,9 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out-dir", type=Path, help="where before.json and after.json go (default: a new temp dir)")
     for p in (s, r, b):
         p.add_argument("--max-urls", type=int, default=MAX_URLS, help=f"pages to crawl by link at most ({MAX_URLS})")
-        p.add_argument("--per-shape", type=int, default=PER_SHAPE,
-                       help=f"of URLs that differ only by numbers, digests or query values, crawl at most this "
-                            f"many ({PER_SHAPE}; 0: no limit)")
+        p.add_argument(
+            "--per-shape",
+            type=int,
+            default=PER_SHAPE,
+            help=f"of URLs that differ only by numbers, digests or query values, crawl at most this "
+            f"many ({PER_SHAPE}; 0: no limit)",
+        )
     for p in (r, b):
         p.add_argument("--python", default="", help="the checkouts' interpreter (default: DIR/.venv, else this one)")
     args = parser.parse_args(argv)
@@ -576,8 +669,10 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             out = out_dir / f"{name}.json"
             results.append(run_checkout(checkout, out, url, storage_path=storage, gc_command=gc, **limits))
-            print(f"== {name}: {checkout} -> {out}: {_summary(results[-1])}; "
-                  f"{time.monotonic() - t0:.0f} s with migrate, sync and start-up")
+            print(
+                f"== {name}: {checkout} -> {out}: {_summary(results[-1])}; "
+                f"{time.monotonic() - t0:.0f} s with migrate, sync and start-up"
+            )
     differ = compare(*results)
     print(f"== both: {time.monotonic() - started:.0f} s in all")
     return 1 if differ else 0

@@ -62,7 +62,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -92,8 +92,9 @@ def test_imports__the_registry_client_has_no_django() -> None:
         assert not {n for n in _imports(path) if not n.startswith("dashboard.registry")}, path
 
 
-@pytest.mark.parametrize("layer", ["dashboard.index", "dashboard.registry", *(f"dashboard.{m}" for m in SHARED),
-                                   "dashboard.models"])
+@pytest.mark.parametrize(
+    "layer", ["dashboard.index", "dashboard.registry", *(f"dashboard.{m}" for m in SHARED), "dashboard.models"]
+)
 def test_imports__lower_layers_import_no_page_and_no_feature(layer: str) -> None:
     pages = {f"dashboard.{f}.views" for f in FEATURES} | {f"dashboard.{f}.urls" for f in FEATURES}
     features = tuple(f"dashboard.{f}" for f in FEATURES)

@@ -11,14 +11,20 @@ TODAY = date(2026, 12, 4)
 
 
 def _page(body: str, title: str = "Repository") -> str:
-    return (f"<!doctype html><html><head><title>{title} · registryui</title><script>var x = 1;</script>"
-            f"<style>p {{ color: red }}</style></head><body><main>{body}</main></body></html>")
+    return (
+        f"<!doctype html><html><head><title>{title} · registryui</title><script>var x = 1;</script>"
+        f"<style>p {{ color: red }}</style></head><body><main>{body}</main></body></html>"
+    )
 
 
 def _snapshot(body: str, origin: str = "http://127.0.0.1:8001", day: str = "2026-12-04") -> dict:
-    return {"origin": origin, "date": day,
-            "pages": {"GET /r/acme/web/": {"status": 200, "content_type": "text/html; charset=utf-8",
-                                            **extract_html(_page(body))}}}
+    return {
+        "origin": origin,
+        "date": day,
+        "pages": {
+            "GET /r/acme/web/": {"status": 200, "content_type": "text/html; charset=utf-8", **extract_html(_page(body))}
+        },
+    }
 
 
 def _compare(before: str, after: str, **after_snapshot: str) -> tuple[int, str]:
@@ -40,10 +46,12 @@ def test_extract__how_the_template_wraps_text_does_not_matter():
 
 
 def test_extract__links_htmx_gets_forms_and_assets():
-    page = extract_html('<html><head><link rel="stylesheet" href="/static/app.css"><script src="/static/app.js">'
-                        '</script></head><body><a href="/r/acme/web/?sort=name">Tag</a>'
-                        '<div hx-get="/?counts=1" hx-trigger="load"></div>'
-                        '<form method="post" action="/-/logout/"><button>Sign out</button></form></body></html>')
+    page = extract_html(
+        '<html><head><link rel="stylesheet" href="/static/app.css"><script src="/static/app.js">'
+        '</script></head><body><a href="/r/acme/web/?sort=name">Tag</a>'
+        '<div hx-get="/?counts=1" hx-trigger="load"></div>'
+        '<form method="post" action="/-/logout/"><button>Sign out</button></form></body></html>'
+    )
     assert page["links"] == ["/r/acme/web/?sort=name"]
     assert page["hx"] == ["/?counts=1"]
     assert page["forms"] == ["POST /-/logout/"]
@@ -51,8 +59,10 @@ def test_extract__links_htmx_gets_forms_and_assets():
 
 
 def test_compare__relative_times_are_equal():
-    differ, out = _compare("<p>Index updated 3 min ago · full sync 2 minutes ago</p><td>3 years, 6 months ago</td>",
-                           "<p>Index updated just now · full sync a second ago</p><td>3 years, 7 months ago</td>")
+    differ, out = _compare(
+        "<p>Index updated 3 min ago · full sync 2 minutes ago</p><td>3 years, 6 months ago</td>",
+        "<p>Index updated just now · full sync a second ago</p><td>3 years, 7 months ago</td>",
+    )
     assert differ == 0, out
     assert out.strip() == "1 pages compared, 0 differ"
 
@@ -65,8 +75,12 @@ def test_compare__a_different_tag_name_differs():
 
 
 def test_compare__digests_sizes_and_counts_are_never_normalised_away():
-    for before, after in [("sha256:ec2fb44ace3f", "sha256:5745a1ea039e"), ("118.1 KB", "118.2 KB"),
-                          ("4 tags", "5 tags"), ("took 1 s · every 15 min", "took 1 s · every 30 min")]:
+    for before, after in [
+        ("sha256:ec2fb44ace3f", "sha256:5745a1ea039e"),
+        ("118.1 KB", "118.2 KB"),
+        ("4 tags", "5 tags"),
+        ("took 1 s · every 15 min", "took 1 s · every 30 min"),
+    ]:
         assert _compare(f"<p>{before}</p>", f"<p>{after}</p>")[0] == 1, (before, after)
 
 
@@ -76,7 +90,8 @@ def test_compare__the_runs_own_timestamps_and_durations_are_equal():
         "<p>78.8 GB free of 252.0 GB</p><p>3 ms</p>",
         "<p>Started 2026-12-05 09:41:59 UTC · took 2 s</p><p>every 15 min; next 09:56 UTC (in 15 minutes)</p>"
         "<p>78.6 GB free of 252.0 GB</p><p>12.5 ms</p>",
-        day="2026-12-05")
+        day="2026-12-05",
+    )
     assert differ == 0, out
 
 
@@ -87,8 +102,11 @@ def test_compare__an_images_creation_date_is_content():
 
 
 def test_compare__the_dashboards_own_port_is_equal():
-    differ, out = _compare("<pre>url: http://127.0.0.1:8001/-/events/</pre>",
-                           "<pre>url: http://127.0.0.1:9002/-/events/</pre>", origin="http://127.0.0.1:9002")
+    differ, out = _compare(
+        "<pre>url: http://127.0.0.1:8001/-/events/</pre>",
+        "<pre>url: http://127.0.0.1:9002/-/events/</pre>",
+        origin="http://127.0.0.1:9002",
+    )
     assert differ == 0, out
 
 

@@ -12,9 +12,14 @@ def test_parse__an_unknown_column_or_order_falls_back_to_the_tables_default() ->
 
 def test_next_orders__the_current_column_turns_around__the_others_start_at_their_first_order() -> None:
     assert STORAGE_REPOSITORIES.following("name", "asc") == dict.fromkeys(STORAGE_REPOSITORIES.descending, "desc")
-    assert INDEXED_TAGS.next_orders("kind", "desc") == {"name_next": "desc", "created_next": "desc", "size_next":
-                                                         "desc", "platform_next": "asc", "kind_next": "asc",
-                                                         "image_next": "desc"}
+    assert INDEXED_TAGS.next_orders("kind", "desc") == {
+        "name_next": "desc",
+        "created_next": "desc",
+        "size_next": "desc",
+        "platform_next": "asc",
+        "kind_next": "asc",
+        "image_next": "desc",
+    }
 
 
 def test_sort_by_name__names_that_are_not_versions_come_first_either_way() -> None:
