@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
+from playwright.sync_api import Browser, expect
 
 from dashboard.index import store
 from testbed import RegistryServer
 from testbed import push as p
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, Watch, make_user, new_context, shot, sign_in
+from tests.helpers.browser import make_user, shots, sign_in, watched_page
 from tests.helpers.html import dom
+from tests.helpers.pages import signed_in
 
 pytestmark = pytest.mark.postgres
 
@@ -81,33 +83,21 @@ def history_of_stable(server: RegistryServer) -> Reg:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg]:
-    configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def reg(empty_registry: RegistryServer, point_at, db) -> Iterator[Reg]:
+    point_at(empty_registry.url, ANONYMOUS_READ=False, PULL_HOST="")
     fixture = history_of_stable(empty_registry)
     yield fixture
     cache.clear()
 
 
-def _user(username: str, group: str) -> User:
-    user = User.objects.create_user(username, password=f"pw-{username}-123")
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
 @pytest.fixture
 def maintainer(client: Client, db) -> User:
-    user = _user("mia", "maintainer")
-    client.force_login(user)
-    return user
+    return signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
 
 @pytest.fixture
 def viewer(client: Client, db) -> User:
-    user = _user("vic", "viewer")
-    client.force_login(user)
-    return user
+    return signed_in(client, "vic", "viewer", password="pw-vic-123")
 
 
 def history_url(tag: str = "stable") -> str:
@@ -316,7 +306,7 @@ def test_roll_back__without_csrf_token__refused_and_unchanged(reg: Reg) -> None:
     from dashboard.models import Rollback
 
     forger = Client(enforce_csrf_checks=True)
-    forger.force_login(_user("mia", "maintainer"))
+    signed_in(forger, "mia", "maintainer")
     response = forger.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     assert response.status_code == 403
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
@@ -423,56 +413,35 @@ def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maint
 
 
 @pytest.fixture
-def live_reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[tuple[str, Reg]]:
+def live_reg(tmp_path: Path, live_server, transactional_db, point_at) -> Iterator[tuple[str, Reg]]:
     """The same history, read by pytest-django's live server (signed-in only)."""
     with RegistryServer(tmp_path / "registry") as server:
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(server.url, ANONYMOUS_READ=False, PULL_HOST="")
         fixture = history_of_stable(server)
         yield live_server.url, fixture
         cache.clear()
 
 
 @pytest.mark.browser
-def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[str, Reg]) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
+def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[str, Reg], browser: Browser) -> None:
     base, reg = live_reg
     mia = make_user("mia", "maintainer")
-    watch = Watch()
+    with watched_page(browser) as page:
+        sign_in(page, base, mia, history_url())
+        table = page.locator("#history table")
+        expect(table.locator("tbody tr")).to_have_count(2)
+        expect(table.locator("tbody tr").first).to_contain_text("current")
+        shots(page, "page", prefix="history-")
 
-    def shots(page, name: str) -> None:
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme)
-            shot(page, f"history-{name}-{scheme}")
-        page.emulate_media(color_scheme="light")
+        page.get_by_role("link", name=f"Roll back stable to {reg.a.digest[7:19]}…").click()
+        confirm = page.get_by_role("alertdialog")
+        expect(confirm).to_contain_text(f"will point at {reg.a.digest[7:19]} instead of {reg.b.digest[7:19]}")
+        expect(confirm.locator(".taglist")).to_have_text("prod")
+        shots(page, "confirm", prefix="history-")
 
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        ctx = new_context(browser, watch)
-        try:
-            page = ctx.new_page()
-            sign_in(page, base, mia, history_url())
-            table = page.locator("#history table")
-            expect(table.locator("tbody tr")).to_have_count(2)
-            expect(table.locator("tbody tr").first).to_contain_text("current")
-            shots(page, "page")
-
-            page.get_by_role("link", name=f"Roll back stable to {reg.a.digest[7:19]}…").click()
-            confirm = page.get_by_role("alertdialog")
-            expect(confirm).to_contain_text(f"will point at {reg.a.digest[7:19]} instead of {reg.b.digest[7:19]}")
-            expect(confirm.locator(".taglist")).to_have_text("prod")
-            shots(page, "confirm")
-
-            confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
-            expect(page).to_have_url(base + history_url())
-            expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
-            expect(table.locator("tbody tr")).to_have_count(3)
-            shots(page, "after")
-            assert reg.digest("stable") == reg.a.digest
-            watch.assert_clean(page)
-        finally:
-            ctx.close()
-            browser.close()
+        confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
+        expect(page).to_have_url(base + history_url())
+        expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
+        expect(table.locator("tbody tr")).to_have_count(3)
+        shots(page, "after", prefix="history-")
+        assert reg.digest("stable") == reg.a.digest

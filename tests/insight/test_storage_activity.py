@@ -20,19 +20,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dashboard.index import store
-from tests.helpers.browser import (
-    mark_document,
-    no_sideways_scroll,
-    same_document,
-    shot,
-    watched_page,
-)
+from tests.helpers.browser import mark_document, no_sideways_scroll, same_document, shots, watched_page
 from tests.helpers.html import elements
 from tests.helpers.pages import get
 
 pytestmark = pytest.mark.postgres
 
-HTMX = {"HX-Request": "true"}
 XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 
 
@@ -567,10 +560,8 @@ def realistic_index() -> None:
 
 
 @pytest.fixture
-def live(live_server, transactional_db, configure, settings):
-    configure(ANONYMOUS_READ=True, STORAGE_PATH="", REGISTRY_URL="http://127.0.0.1:5000")
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def live(live_server, transactional_db, point_at):
+    point_at("http://127.0.0.1:5000", ANONYMOUS_READ=True, STORAGE_PATH="")
     yield live_server.url
     cache.clear()
 
@@ -579,14 +570,6 @@ def live(live_server, transactional_db, configure, settings):
 def page(browser, live):
     with watched_page(browser) as pg:
         yield pg
-
-
-def shots(page, name: str) -> None:
-
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        shot(page, f"{name}-{scheme}")
-    page.emulate_media(color_scheme="light")
 
 
 @pytest.mark.browser
@@ -600,7 +583,7 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
     expect(bars).to_have_count(10)
     expect(bars.first).to_have_attribute("data-repository", "ml/model-server")
     no_sideways_scroll(page)
-    shots(page, "index-storage")
+    shots(page, "storage", prefix="index-")
 
     mark_document(page)
     page.get_by_role("link", name="Repository", exact=True).click()
@@ -618,7 +601,7 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
     expect(page.get_by_role("heading", name="ml/model-server", level=1)).to_be_visible()
     page.goto(live + "/-/storage/?repository=legacy/billing")
     expect(page.locator("table.unreached tbody tr")).to_have_count(3)
-    shots(page, "index-storage-repository")
+    shots(page, "storage-repository", prefix="index-")
 
 
 @pytest.mark.browser
@@ -629,14 +612,14 @@ def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(
 
     page.goto(live + "/-/activity/")
     expect(page.locator(".activity-empty")).to_contain_text("No registry events yet")
-    shots(page, "index-activity-empty")
+    shots(page, "activity-empty", prefix="index-")
 
     realistic_index()
     page.goto(live + "/-/activity/")
     expect(page.locator("table.pulls-chart tbody tr").first).to_have_attribute("data-repository", "acme/web")
     expect(page.locator("#feed tbody tr")).to_have_count(50)
     no_sideways_scroll(page)
-    shots(page, "index-activity")
+    shots(page, "activity", prefix="index-")
 
     mark_document(page)
     page.get_by_label("Action").select_option("delete")
