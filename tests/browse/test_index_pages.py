@@ -20,7 +20,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from dashboard.index import store
+from dashboard.browse.live import TagRow, sort_rows
+from dashboard.index import store, sync
+from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag, RegistryEvent
 from testbed import Kind, RegistryServer, seed_many_tags
 from testbed.push import build_image, push_image, put_manifest
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WEB
@@ -91,8 +93,6 @@ def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str
 
 @pytest.mark.parametrize("order", ["", "asc", "desc"])
 def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> None:
-    from dashboard.browse.live import TagRow, sort_rows
-
     expected = [r.tag for r in sort_rows([TagRow(tag=t) for t in odd], "name", order)]
     assert shown(client, "team/odd", f"sort=name&order={order}" if order else "") == expected
     # Names that are not versions stay on top whichever way the versions run.
@@ -100,8 +100,6 @@ def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> 
 
 
 def test_name_order__seeded_repositories_match_the_live_order(client, dashboard) -> None:
-    from dashboard.browse.live import TagRow, sort_rows
-
     index(REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART)
     for repo in (REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART):
         for order in ("asc", "desc"):
@@ -159,8 +157,6 @@ def test_sort_by_platform__each_platform_set_together_and_turns_around(client, s
 
 
 def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboard) -> None:
-    from dashboard.models import IndexedManifest, IndexedTag
-
     index(REPO_WEB)
     # One repository with several kinds: a chart and an artifact pushed next to the images.
     chart = dashboard.seeded.fact(REPO_CHART, "0.1.0")
@@ -384,7 +380,6 @@ def freshness_text(client, name: str) -> str:
 
 def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:
     from dashboard.browse import indexed
-    from dashboard.models import IndexedRepository, RegistryEvent
 
     index(REPO_ALPINE)
     assert freshness_text(client, REPO_ALPINE).startswith("Index updated just now by a sync · full sync just now")
@@ -441,8 +436,6 @@ def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_fi
 
 
 def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, configure) -> None:
-    from dashboard.index import sync
-
     seeded = dashboard.seeded
     # As the live catalog: namespace first, each namespace's repositories under one heading.
     listed = sorted(seeded.repos, key=lambda n: (n.rpartition("/")[0], n))

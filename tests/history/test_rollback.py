@@ -20,9 +20,12 @@ import requests
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
+from dashboard import remote
 from dashboard.index import store
+from dashboard.models import IndexedTag, RegistryEvent, Rollback, TagHistory
 from testbed import RegistryServer
 from testbed import push as p
 from tests.helpers.browser import make_user, shots, sign_in, watched_page
@@ -62,8 +65,6 @@ def image(seed: str, *, created: str, platform: str = "linux/amd64") -> p.Image:
 
 def index_now(repo: str = REPO) -> None:
     """What a sync does for one repository: every tag's digest, then the manifests it lacks."""
-    from dashboard import remote
-
     client = remote.client()
     digests = {t: client.head_manifest(repo, t).digest for t in client.tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
@@ -145,10 +146,6 @@ def test_history__both_digests_newest_first__current_confirmed_live(client: Clie
 
 
 def test_history__last_pulled_and_pull_count_from_the_index(client: Client, reg: Reg, maintainer: User) -> None:
-    from django.utils import timezone
-
-    from dashboard.models import IndexedTag
-
     IndexedTag.objects.filter(repository__name=REPO, name="stable").update(
         last_pulled_at=timezone.now() - timezone.timedelta(hours=3), pull_count=1234)
     body = client.get(history_url()).content.decode()
@@ -185,8 +182,6 @@ def test_history__deleted_manifest_shows_gone_and_offers_no_roll_back(client: Cl
 def test_history__long_history__paged_newest_first__each_digest_offered_once(client: Client, reg: Reg,
                                                                              maintainer: User) -> None:
     from datetime import timedelta
-
-    from django.utils import timezone
 
     start = timezone.now()
     for i in range(60):  # a CI job flipping `stable` back and forth, ending where the registry is (B)
@@ -245,8 +240,6 @@ def test_confirm__viewer_sees_why_the_button_is_disabled(client: Client, reg: Re
 
 def test_roll_back__tag_points_at_a_again__pulls_with_skopeo__audited(client: Client, reg: Reg, maintainer: User,
                                                                       tmp_path: Path) -> None:
-    from dashboard.models import IndexedTag, RegistryEvent, Rollback, TagHistory
-
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest}, follow=True)
     assert response.redirect_chain == [(history_url(), 302)]
     assert any(f"app:stable rolled back to {reg.a.digest[7:19]}" in m for m in texts(response))
@@ -286,8 +279,6 @@ def test_roll_back__htmx__redirects_the_whole_page(client: Client, reg: Reg, mai
 
 
 def test_roll_back__viewer_forged_post__403_and_unchanged(client: Client, reg: Reg, viewer: User) -> None:
-    from dashboard.models import Rollback
-
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     assert response.status_code == 403
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
@@ -303,8 +294,6 @@ def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, conf
 
 
 def test_roll_back__without_csrf_token__refused_and_unchanged(reg: Reg) -> None:
-    from dashboard.models import Rollback
-
     forger = Client(enforce_csrf_checks=True)
     signed_in(forger, "mia", "maintainer")
     response = forger.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
@@ -313,8 +302,6 @@ def test_roll_back__without_csrf_token__refused_and_unchanged(reg: Reg) -> None:
 
 
 def test_roll_back__tag_moved_in_between__conflict_and_unchanged(client: Client, reg: Reg, maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     c = image("c", created="2024-09-01T00:00:00Z")
     reg.push(c, "stable")  # someone pushes while the maintainer reads the confirmation for B → A
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
@@ -328,8 +315,6 @@ def test_roll_back__tag_moved_in_between__conflict_and_unchanged(client: Client,
 
 def test_roll_back__target_manifest_deleted__clear_error_and_unchanged(client: Client, reg: Reg,
                                                                        maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     p.delete_manifest(reg.server.url, REPO, reg.a.digest)
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     body = response.content.decode()
@@ -349,8 +334,6 @@ def test_roll_back__target_manifest_deleted__clear_error_and_unchanged(client: C
     {"to": ""},
 ])
 def test_roll_back__bad_digest_in_to__400(client: Client, reg: Reg, maintainer: User, data: dict) -> None:
-    from dashboard.models import Rollback
-
     shown = client.get(rollback_url(), data)
     assert shown.status_code == 400 and "Not a valid digest" in shown.content.decode()
     posted = client.post(rollback_url(), {**data, "from": reg.b.digest})
@@ -366,8 +349,6 @@ def test_roll_back__bad_digest_in_from__400(client: Client, reg: Reg, maintainer
 
 def test_roll_back__digest_never_on_this_tag__refused_and_unchanged(client: Client, reg: Reg,
                                                                    maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     other = image("other", created="2024-03-01T00:00:00Z")
     p.push_image(reg.server.url, REPO, other)  # in the repository, but never `stable`
     shown = client.get(rollback_url(), {"to": other.digest})
@@ -393,8 +374,6 @@ def test_roll_back__tag_removed_since__history_remains_and_brings_it_back(client
 
 
 def test_roll_back__already_there__nothing_to_do(client: Client, reg: Reg, maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     reg.push(reg.a, "stable")
     index_now()
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.a.digest}, follow=True)

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
+from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_MULTI, REPO_WEB, XSS_LABEL
 from tests.helpers.browser import App, Watch, mark_document, new_context, same_document, shot
 from tests.helpers.html import dom
@@ -188,7 +189,6 @@ def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None
 
 def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(client, indexed) -> None:
     from dashboard.insight import search as queries
-    from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 
     now = timezone.now()
     repos = IndexedRepository.objects.bulk_create(
