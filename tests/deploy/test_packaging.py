@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
+from django.conf import settings
+from django.urls import resolve
 
+from testbed import registry_binary
+from testbed.push import build_image, push_image
+from testbed.server import free_port
 from tests.helpers.servers import QuietHandler, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -431,9 +436,6 @@ TOKEN_PLACEHOLDER = "@REGISTRYUI_EVENTS_TOKEN@"
 
 
 def test_deploy__registry_notifies_the_dashboards_events_endpoint() -> None:
-    from django.conf import settings
-    from django.urls import resolve
-
     endpoint = _notifications_endpoint()
     url = urlsplit(endpoint["url"])
     compose = _effective(("docker-compose.yml",))
@@ -504,8 +506,6 @@ def _url_paths(command: list[str]) -> list[str]:
 
 
 def test_healthchecks__name_real_routes() -> None:
-    from django.urls import resolve
-
     image_check = _healthcheck_command((ROOT / "Dockerfile").read_text())
     assert image_check[:2] == ["python", "-c"] and "urllib" in image_check[2]
     assert [resolve(p).url_name for p in _url_paths(image_check)] == ["live"]
@@ -702,10 +702,6 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     """deploy/registry.yml on Distribution's own binary (Debian's 2.8): the API, the debug server
     with Prometheus metrics, and `garbage-collect` on the same file, as the worker runs it. Only
     the paths and addresses change, through the registry's own REGISTRY_* overrides."""
-    from testbed import registry_binary
-    from testbed.push import build_image, push_image
-    from testbed.server import free_port
-
     binary = registry_binary()
     storage = tmp_path / "storage"
     port = free_port()
@@ -771,10 +767,6 @@ def test_deploy__registry_entrypoint_sends_the_shared_token_with_manifest_events
     """deploy/registry-entrypoint.sh on Debian's registry binary, as compose runs it: the token
     (from REGISTRYUI_EVENTS_TOKEN, or generated into the file the dashboard reads) goes out as
     the bearer token of every event, and only manifest events are sent."""
-    from testbed import registry_binary
-    from testbed.push import build_image, push_image
-    from testbed.server import free_port
-
     received: list[tuple[dict[str, str], dict]] = []
     with serving(_Listener, received=received) as listener:
         # The shipped config, with only what this machine needs changed: the listener for the
@@ -862,7 +854,5 @@ def test_settings__defaults_keep_plain_http_working(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120, check=False)
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr + result.stdout, warning
-    from django.conf import settings
-
     assert not settings.SECURE_SSL_REDIRECT and settings.SECURE_HSTS_SECONDS == 0
     assert settings.SECURE_PROXY_SSL_HEADER is None and not settings.USE_X_FORWARDED_HOST
