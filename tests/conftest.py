@@ -15,7 +15,7 @@ import pytest
 from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from testbed import RegistryServer, SeededRegistry, registry_binary, seed_standard, tool_binaries
+from testbed import RegistryServer, Seeded, SeededRegistry, registry_binary, seed_standard, tool_binaries
 from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, App, Watch, new_context
 
 
@@ -57,28 +57,43 @@ def configure(settings) -> Callable[..., None]:
 
 
 @pytest.fixture
-def dashboard(registry: SeededRegistry, configure, settings, db):
+def point_at(configure, settings) -> Callable[..., None]:
+    """``point_at(url, ANONYMOUS_READ=False)``: the dashboard reads the registry at `url` with no
+    catalog cache (and these options), answers any Host, and starts from an empty cache."""
+
+    def apply(url: str, **options: object) -> None:
+        configure(REGISTRY_URL=url, CATALOG_TTL=0, **options)
+        settings.ALLOWED_HOSTS = ["*"]
+        cache.clear()
+
+    return apply
+
+
+@pytest.fixture
+def dashboard(registry: SeededRegistry, point_at, db):
     """The Django app pointed at the seeded session registry, with an empty cache.
 
     Browsing tests read as an anonymous visitor (REGISTRYUI_ANONYMOUS_READ); who may do what
     has its own tests with the default, closed setting.
     """
-    configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+    point_at(registry.url, ANONYMOUS_READ=True)
     yield registry
     cache.clear()
+
+
+@pytest.fixture
+def seeded(dashboard: SeededRegistry) -> Seeded:
+    """What the seed pushed (``dashboard.seeded``), for tests that need nothing else of it."""
+    return dashboard.seeded
 
 
 # -- a real browser ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def app(live_server, transactional_db, registry: SeededRegistry, configure, settings) -> Iterator[App]:
+def app(live_server, transactional_db, registry: SeededRegistry, point_at) -> Iterator[App]:
     """pytest-django's in-process live server, pointed at the seeded registry like ``dashboard``."""
-    configure(REGISTRY_URL=registry.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=True)
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+    point_at(registry.url, PULL_HOST="", ANONYMOUS_READ=True)
     yield App(url=live_server.url, registry=registry)
     cache.clear()
 

@@ -5,22 +5,17 @@ The real registry validates names and manifests; a compromised or broken one nee
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.cache import cache
 
+from testbed.push import sha256_digest as _digest
+from tests.helpers.servers import QuietHandler, serving
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
 
 CONFIG = json.dumps({
     "created": "2025-01-02T03:04:05.123456789Z",
@@ -54,10 +49,7 @@ CATALOG = ["evil/repo", "<script>alert('name')</script>", "../../etc", "UPPER/ca
 TAG_LIST = ["good", "multi", "a/b", "<img src=x onerror=alert('tag')>", "sha256-" + "0" * 64 + ".sig"]
 
 
-class Hostile(BaseHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
+class Hostile(QuietHandler):
     def _send(self, status: int, body: bytes, ctype: str = "application/json", head: bool = False,
               digest: str = "") -> None:
         self.send_response(status)
@@ -89,24 +81,19 @@ class Hostile(BaseHTTPRequestHandler):
             return self._send(200, BLOBS[path[len(prefix):]], "application/octet-stream", head=head)
         return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"<b>unknown</b>"}]}', head=head)
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's method name
         self._route(head=False)
 
-    def do_HEAD(self) -> None:
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's method name
         self._route(head=True)
 
 
 @pytest.fixture
 def hostile(configure, db) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    configure(REGISTRY_URL=url, CATALOG_TTL=0, ANONYMOUS_READ=True)
-    cache.clear()
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(Hostile) as url:
+        configure(REGISTRY_URL=url, CATALOG_TTL=0, ANONYMOUS_READ=True)
+        cache.clear()
+        yield url
     cache.clear()
 
 

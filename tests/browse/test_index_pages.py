@@ -15,13 +15,14 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from django.core.cache import cache
 from django.template.defaultfilters import filesizeformat
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from dashboard.index import store
+from dashboard.browse.live import TagRow, sort_rows
+from dashboard.index import store, sync
+from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag, RegistryEvent
 from testbed import Kind, RegistryServer, seed_many_tags
 from testbed.push import build_image, push_image, put_manifest
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WEB
@@ -42,6 +43,7 @@ from tests.helpers.pages import (
     KIND_LABEL,
     catalog_order,
     get,
+    index,
     manifest_url,
     plain_tags,
     repo_url,
@@ -56,25 +58,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 MANY = "team/many"
 
 
-def index(*names: str) -> None:
-    """What a sync does for these repositories: their tags, manifests and configs into the index."""
-    from dashboard.index.sync import sync_repository
-
-    for name in names:
-        result = sync_repository(name)
-        assert not result.problem, (name, result.problem)
-
-
-def point_at(server: RegistryServer, configure, settings) -> None:
-    configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=True)
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
-
-
 @pytest.fixture
-def many(empty_registry: RegistryServer, configure, settings) -> Iterator[dict[str, str]]:
+def many(empty_registry: RegistryServer, point_at) -> Iterator[dict[str, str]]:
     """250 tags v1.0.0 … v1.249.0 in one indexed repository, created a minute apart (v1.249.0 newest)."""
-    point_at(empty_registry, configure, settings)
+    point_at(empty_registry.url, ANONYMOUS_READ=True)
     tags = seed_many_tags(empty_registry.url, MANY, 250)
     index(MANY)
     yield tags
@@ -87,8 +74,8 @@ ODD_TAGS = ["latest", "main", "stable", "1.0.0", "1.0.0-rc.1", "1.0.0-rc.2", "1.
 
 
 @pytest.fixture
-def odd(empty_registry: RegistryServer, configure, settings) -> Iterator[list[str]]:
-    point_at(empty_registry, configure, settings)
+def odd(empty_registry: RegistryServer, point_at) -> Iterator[list[str]]:
+    point_at(empty_registry.url, ANONYMOUS_READ=True)
     image = build_image([{"odd.txt": b"odd\n"}])
     push_image(empty_registry.url, "team/odd", image, ODD_TAGS[0])
     for tag in ODD_TAGS[1:]:
@@ -106,8 +93,6 @@ def shown(client, name: str, query: str = "", *, htmx: bool = False) -> list[str
 
 @pytest.mark.parametrize("order", ["", "asc", "desc"])
 def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> None:
-    from dashboard.browse.live import TagRow, sort_rows
-
     expected = [r.tag for r in sort_rows([TagRow(tag=t) for t in odd], "name", order)]
     assert shown(client, "team/odd", f"sort=name&order={order}" if order else "") == expected
     # Names that are not versions stay on top whichever way the versions run.
@@ -115,8 +100,6 @@ def test_name_order__matches_the_live_pages_semver_order(client, odd, order) -> 
 
 
 def test_name_order__seeded_repositories_match_the_live_order(client, dashboard) -> None:
-    from dashboard.browse.live import TagRow, sort_rows
-
     index(REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART)
     for repo in (REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART):
         for order in ("asc", "desc"):
@@ -126,9 +109,8 @@ def test_name_order__seeded_repositories_match_the_live_order(client, dashboard)
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_sort_by_created__newest_first_by_default_and_turns_around(client, dashboard, order) -> None:
+def test_sort_by_created__newest_first_by_default_and_turns_around(client, seeded, order) -> None:
     index(REPO_WEB)
-    seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_WEB, f"sort=created&order={order}")))
     got = row_order(doc)
     created = [when(seeded.fact(REPO_WEB, t).created) for t in got]
@@ -139,9 +121,8 @@ def test_sort_by_created__newest_first_by_default_and_turns_around(client, dashb
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_sort_by_size__largest_first_by_default_and_turns_around(client, dashboard, order) -> None:
+def test_sort_by_size__largest_first_by_default_and_turns_around(client, seeded, order) -> None:
     index(REPO_WEB)
-    seeded = dashboard.seeded
     got = shown(client, REPO_WEB, f"sort=size&order={order}")
     sizes = [seeded.fact(REPO_WEB, t).size for t in got]
     assert sizes == sorted(sizes, reverse=order == "desc") and len(set(sizes)) > 1
@@ -155,9 +136,8 @@ def test_sort_by_created_across_pages__page_two_continues_page_one(client, many)
     assert shown(client, MANY, "sort=created&order=asc&page=3") == newest_first[::-1][200:]
 
 
-def test_group_by_image__tags_of_one_digest_stand_together(client, dashboard) -> None:
+def test_group_by_image__tags_of_one_digest_stand_together(client, seeded) -> None:
     index(REPO_WEB)
-    seeded = dashboard.seeded
     digests = [seeded.digest(REPO_WEB, t) for t in shown(client, REPO_WEB, "sort=image")]
     runs = [d for i, d in enumerate(digests) if i == 0 or digests[i - 1] != d]
     assert len(runs) == len(set(digests))
@@ -165,9 +145,8 @@ def test_group_by_image__tags_of_one_digest_stand_together(client, dashboard) ->
         (when(seeded.manifests[d].created) for d in runs), reverse=True)
 
 
-def test_sort_by_platform__each_platform_set_together_and_turns_around(client, dashboard) -> None:
+def test_sort_by_platform__each_platform_set_together_and_turns_around(client, seeded) -> None:
     index(REPO_MULTI)
-    seeded = dashboard.seeded
     tags = plain_tags(seeded, REPO_MULTI)
     by_platform = sorted(tags, key=lambda t: " ".join(seeded.fact(REPO_MULTI, t).platforms))
     assert len({seeded.fact(REPO_MULTI, t).platforms for t in tags}) == len(tags) > 1
@@ -178,8 +157,6 @@ def test_sort_by_platform__each_platform_set_together_and_turns_around(client, d
 
 
 def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboard) -> None:
-    from dashboard.models import IndexedManifest, IndexedTag
-
     index(REPO_WEB)
     # One repository with several kinds: a chart and an artifact pushed next to the images.
     chart = dashboard.seeded.fact(REPO_CHART, "0.1.0")
@@ -197,9 +174,8 @@ def test_sort_by_kind__images_charts_and_artifacts_each_together(client, dashboa
 
 
 @pytest.mark.parametrize("repo", [REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART])
-def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(client, dashboard, repo) -> None:
+def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(client, seeded, repo) -> None:
     index(repo)
-    seeded = dashboard.seeded
     doc = dom(get(client, repo_url(repo)))
     assert doc.one("section", id="tags").attrs["aria-busy"] == "false", "the index has every detail at once"
     found = rows(doc)
@@ -218,9 +194,8 @@ def test_rows__digest_size_created_kind_from_the_index_equal_the_pushed_facts(cl
         assert tr.one("a", cls="tag-history").attrs["href"] == f"/r/{repo}/-/tags/{tag}/history/"
 
 
-def test_rows__multi_arch_lists_every_platform_with_its_own_size(client, dashboard) -> None:
+def test_rows__multi_arch_lists_every_platform_with_its_own_size(client, seeded) -> None:
     index(REPO_MULTI)
-    seeded = dashboard.seeded
     for tag, tr in rows(dom(get(client, repo_url(REPO_MULTI)))).items():
         fact = seeded.fact(REPO_MULTI, tag)
         children = [c for c in fact.children if c.kind != Kind.ATTESTATION_MANIFEST]
@@ -243,9 +218,8 @@ def test_rows__shared_digest_tags_say_so_and_share_a_colour(client, dashboard) -
     assert lone.find("span", cls="same") is None and "shared" not in lone.classes
 
 
-def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) -> None:
+def test_rows__attachments_are_chips_on_their_image_not_rows(client, seeded) -> None:
     index(REPO_WEB)
-    seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_WEB)))
     found = rows(doc)
     attachments = [a for a in seeded.attachments if a.repo == REPO_WEB]
@@ -260,9 +234,8 @@ def test_rows__attachments_are_chips_on_their_image_not_rows(client, dashboard) 
     assert f"{len(attachments)} attachment tags" in doc.one("p", cls="summary").text
 
 
-def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, configure,
-                                                                           settings) -> None:
-    point_at(empty_registry, configure, settings)
+def test_rows__a_referrer_without_a_fallback_tag_is_a_chip_by_its_subject(client, empty_registry, point_at) -> None:
+    point_at(empty_registry.url, ANONYMOUS_READ=True)
     image = build_image([{"app": b"app\n"}])
     push_image(empty_registry.url, "team/ref", image, "1.0")
     sbom = build_image([{"sbom.json": b"{}"}], subject=image, artifact_type="application/spdx+json")
@@ -299,10 +272,10 @@ def test_rows__a_tag_whose_manifest_is_not_indexed_yet_says_so(client, dashboard
     assert tr.one("td", cls="digest").one("a").attrs["title"] == "sha256:" + "a" * 64
 
 
-def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, dashboard) -> None:
+def test_rows__hostile_names_in_the_index_are_text_and_never_links(client, seeded) -> None:
     index(REPO_ALPINE)
     hostile = '<img src=x onerror="alert(1)">'
-    store.set_tags(REPO_ALPINE, {hostile: dashboard.seeded.digest(REPO_ALPINE, "latest")}, source="event")
+    store.set_tags(REPO_ALPINE, {hostile: seeded.digest(REPO_ALPINE, "latest")}, source="event")
     response = get(client, repo_url(REPO_ALPINE))
     body = response.content.decode()
     assert hostile not in body and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in body
@@ -374,9 +347,8 @@ def test_filter__by_tag_substring_counts_and_pages_the_matches(client, many) -> 
         "p", cls="empty").text
 
 
-def test_filter__by_platform_and_kind(client, dashboard) -> None:
+def test_filter__by_platform_and_kind(client, seeded) -> None:
     index(REPO_MULTI, REPO_WEB)
-    seeded = dashboard.seeded
     doc = dom(get(client, repo_url(REPO_MULTI)))
     options = [o.attrs["value"] for o in doc.one("select", id="tag-platform").find_all("option") if o.attrs["value"]]
     every = {p for t in plain_tags(seeded, REPO_MULTI) for p in seeded.fact(REPO_MULTI, t).platforms}
@@ -408,7 +380,6 @@ def freshness_text(client, name: str) -> str:
 
 def test_freshness__says_when_the_index_changed_and_what_changed_it(client, dashboard) -> None:
     from dashboard.browse import indexed
-    from dashboard.models import IndexedRepository, RegistryEvent
 
     index(REPO_ALPINE)
     assert freshness_text(client, REPO_ALPINE).startswith("Index updated just now by a sync · full sync just now")
@@ -465,8 +436,6 @@ def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_fi
 
 
 def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, configure) -> None:
-    from dashboard.index import sync
-
     seeded = dashboard.seeded
     # As the live catalog: namespace first, each namespace's repositories under one heading.
     listed = sorted(seeded.repos, key=lambda n: (n.rpartition("/")[0], n))
@@ -497,10 +466,10 @@ def test_catalog__before_a_full_sync_finished__says_repositories_may_be_missing(
     assert "no full sync has finished yet: some repositories may be missing" in doc.one("p", cls="freshness").text
 
 
-def test_catalog__empty_index__read_live_as_before(client, dashboard) -> None:
+def test_catalog__empty_index__read_live_as_before(client, seeded) -> None:
     doc = dom(get(client, "/"))
     assert [a.attrs["href"][3:-1] for a in doc.find_all("a", cls="repo-link")] == catalog_order(
-        dashboard.seeded.repos)[:100]
+        seeded.repos)[:100]
     assert doc.find("p", cls="freshness") is None
 
 
@@ -528,8 +497,8 @@ def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, ma
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_browser__sort_by_created_and_page_swap_the_table_and_back_restores(
-        page: Page, app: App, empty_registry: RegistryServer, configure, settings) -> None:
-    point_at(empty_registry, configure, settings)
+        page: Page, app: App, empty_registry: RegistryServer, point_at) -> None:
+    point_at(empty_registry.url, ANONYMOUS_READ=True)
     seed_many_tags(empty_registry.url, MANY, 250)
     index(MANY)
     rows_ = page.locator("#tags tr.tag-row")

@@ -19,6 +19,7 @@ from django.template.defaultfilters import filesizeformat
 from django.test import Client
 
 from testbed import Kind, SeededRegistry
+from testbed.push import MANIFEST_ACCEPT
 from testbed.seed import (
     REPO_ALPINE,
     REPO_BAD_CONFIG,
@@ -51,11 +52,8 @@ from tests.helpers.pages import (
 )
 
 IMAGE_CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
-MANIFEST_ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])
+ATTACHMENT_LABEL = {Kind.SIGNATURE: "signature", Kind.SBOM: "SBOM", Kind.ATTESTATION: "attestation",
+                    Kind.REFERRERS_INDEX: "referrer"}
 
 
 # -- the crawl ----------------------------------------------------------------------------
@@ -106,8 +104,7 @@ def _worth_opening(url: str, htmx: bool, copies: set[str]) -> bool:
 
 
 def test_crawl__every_repo_tag_platform_layer_and_attachment_is_reachable_from_the_front_page(
-        client, dashboard: SeededRegistry) -> None:
-    seeded = dashboard.seeded
+        client, seeded: SeededRegistry) -> None:
     # The 120 bulk repositories hold one identical image. Two are walked like the others; for
     # the rest ("copies") the crawl opens the repository page and the tag's manifest page, and
     # notes (without opening) what those link to. That keeps the crawl to a few seconds.
@@ -220,8 +217,7 @@ def test_crawl__every_repo_tag_platform_layer_and_attachment_is_reachable_from_t
 # -- repository page ----------------------------------------------------------------------
 
 
-def test_repository__plain_get_shows_tag_names_only_and_asks_htmx_for_details(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__plain_get_shows_tag_names_only_and_asks_htmx_for_details(client, seeded) -> None:
     doc = dom(get(client, repo_url(REPO_WEB)))
     section = doc.one("section", id="tags")
     assert section.attrs["aria-busy"] == "true"
@@ -236,20 +232,19 @@ def test_repository__plain_get_shows_tag_names_only_and_asks_htmx_for_details(cl
     assert f"{len(plain_tags(seeded, REPO_WEB))} tags" in summary and f"{n_att} attachment tags" in summary
 
 
-def test_repository__htmx_request_returns_the_detailed_partial_only(client, dashboard) -> None:
+def test_repository__htmx_request_returns_the_detailed_partial_only(client, seeded) -> None:
     response = get(client, repo_url(REPO_WEB), htmx=True)
     body = response.content.decode()
     assert "<html" not in body and "<body" not in body
     assert body.lstrip().startswith('<section id="tags"')
     doc = dom(response)
     assert doc.one("section", id="tags").attrs["aria-busy"] == "false"
-    assert set(rows(doc)) == set(plain_tags(dashboard.seeded, REPO_WEB))
+    assert set(rows(doc)) == set(plain_tags(seeded, REPO_WEB))
     assert len(doc.find_all("td", cls="digest")) == len(rows(doc))
 
 
 @pytest.mark.parametrize("repo", [REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART])
-def test_repository__rows_show_short_digest_size_and_created_of_each_tag(client, dashboard, repo) -> None:
-    seeded = dashboard.seeded
+def test_repository__rows_show_short_digest_size_and_created_of_each_tag(client, seeded, repo) -> None:
     doc = dom(get(client, repo_url(repo, "details=1")))
     found = rows(doc)
     assert set(found) == set(plain_tags(seeded, repo))
@@ -268,8 +263,7 @@ def test_repository__rows_show_short_digest_size_and_created_of_each_tag(client,
         assert tr.one("a", href=manifest_url(repo, tag)).text == tag
 
 
-def test_repository__multi_arch_index_lists_every_platform_with_its_own_size(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__multi_arch_index_lists_every_platform_with_its_own_size(client, seeded) -> None:
     doc = dom(get(client, repo_url(REPO_MULTI, "details=1")))
     for tag, tr in rows(doc).items():
         fact = seeded.fact(REPO_MULTI, tag)
@@ -285,8 +279,7 @@ def test_repository__multi_arch_index_lists_every_platform_with_its_own_size(cli
         assert tr.find_all("td", cls="num")[0].attrs["title"] == f"{fact.size} bytes, compressed"
 
 
-def test_repository__kind_labels_for_image_multi_arch_helm_chart_and_artifact(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__kind_labels_for_image_multi_arch_helm_chart_and_artifact(client, seeded) -> None:
     for repo in (REPO_WEB, REPO_ALPINE, REPO_MULTI, REPO_CHART, REPO_BAD_MEDIATYPE):
         doc = dom(get(client, repo_url(repo, "details=1")))
         for tag, tr in rows(doc).items():
@@ -302,8 +295,7 @@ def test_repository__helm_chart_gets_a_helm_pull_command(client, dashboard) -> N
 
 
 @pytest.mark.parametrize("repo", [REPO_ALPINE, REPO_WEB])
-def test_repository__shared_digest_tags_are_grouped(client, dashboard, repo) -> None:
-    seeded = dashboard.seeded
+def test_repository__shared_digest_tags_are_grouped(client, seeded, repo) -> None:
     doc = dom(get(client, repo_url(repo, "details=1")))
     by_digest: dict[str, list[str]] = {}
     for tag in plain_tags(seeded, repo):
@@ -329,15 +321,12 @@ def test_repository__shared_digest_tags_are_grouped(client, dashboard, repo) -> 
     assert len({g for _, g in groups_seen}) == len(shared) == len({t for t, _ in groups_seen})
 
 
-def test_repository__attachment_tags_are_chips_on_the_image_they_name_not_rows(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__attachment_tags_are_chips_on_the_image_they_name_not_rows(client, seeded) -> None:
     doc = dom(get(client, repo_url(REPO_WEB, "details=1")))
     found = rows(doc)
     attachments = [a for a in seeded.attachments if a.repo == REPO_WEB]
     assert {a.tag for a in attachments} and not {a.tag for a in attachments} & set(found)
     assert not [t for t in found if t.startswith("sha256-")]
-    label = {Kind.SIGNATURE: "signature", Kind.SBOM: "SBOM", Kind.ATTESTATION: "attestation",
-             Kind.REFERRERS_INDEX: "referrer"}
     for tag, tr in found.items():
         digest = seeded.digest(REPO_WEB, tag)
         chips = {a.attrs["href"]: a for a in tr.find_all("a", cls="att")}
@@ -346,15 +335,14 @@ def test_repository__attachment_tags_are_chips_on_the_image_they_name_not_rows(c
         for a in mine:
             chip = chips[manifest_url(REPO_WEB, a.tag)]
             assert chip.attrs["title"] == a.tag
-            assert chip.text == label[a.kind], (tag, a.tag)
+            assert chip.text == ATTACHMENT_LABEL[a.kind], (tag, a.tag)
     # The cosign trio hangs off 1.10.0 (and so off latest, same digest); the referrers tag off 1.2.0.
     assert len(found["1.10.0"].find_all("a", cls="att")) == 3
     assert len(found["1.2.0"].find_all("a", cls="att")) == 1
     assert not doc.find("ul", cls="orphans"), "every attachment's image is tagged: no orphans"
 
 
-def test_repository__group_by_image_puts_tags_of_one_digest_next_to_each_other(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__group_by_image_puts_tags_of_one_digest_next_to_each_other(client, seeded) -> None:
     doc = dom(get(client, repo_url(REPO_WEB)))
     link = [a for a in doc.one("p", cls="summary").find_all("a") if a.text == "Group tags by image"]
     assert link and link[0].attrs["href"] == "?sort=image"
@@ -387,8 +375,7 @@ def test_repository__semver_sort_ascending_and_descending(client, dashboard) -> 
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_repository__sort_by_size(client, dashboard, order) -> None:
-    seeded = dashboard.seeded
+def test_repository__sort_by_size(client, seeded, order) -> None:
     got = row_order(dom(get(client, repo_url(REPO_WEB, f"sort=size&order={order}"))))
     sizes = [seeded.fact(REPO_WEB, t).size for t in got]
     assert sizes == sorted(sizes, reverse=order == "desc")
@@ -396,8 +383,7 @@ def test_repository__sort_by_size(client, dashboard, order) -> None:
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-def test_repository__sort_by_created(client, dashboard, order) -> None:
-    seeded = dashboard.seeded
+def test_repository__sort_by_created(client, seeded, order) -> None:
     doc = dom(get(client, repo_url(REPO_WEB, f"sort=created&order={order}")))
     got = row_order(doc)
     created = [when(seeded.fact(REPO_WEB, t).created) for t in got]
@@ -405,8 +391,7 @@ def test_repository__sort_by_created(client, dashboard, order) -> None:
     assert [when(t.attrs["datetime"]) for t in doc.find_all("time")] == created
 
 
-def test_repository__default_size_and_created_sorts_are_newest_and_largest_first(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_repository__default_size_and_created_sorts_are_newest_and_largest_first(client, seeded) -> None:
     by_size = row_order(dom(get(client, repo_url(REPO_WEB, "sort=size"))))
     assert seeded.fact(REPO_WEB, by_size[0]).size == max(seeded.fact(REPO_WEB, t).size for t in by_size)
     by_created = row_order(dom(get(client, repo_url(REPO_WEB, "sort=created"))))
@@ -442,8 +427,7 @@ def catalog_names(doc: Node) -> list[str]:
 
 
 @pytest.mark.parametrize("query", ["acme", "web", "acme multi", "BULK/REPO-00", "bad/"])
-def test_catalog__filter_narrows_and_says_how_many_match(client, dashboard, query) -> None:
-    seeded = dashboard.seeded
+def test_catalog__filter_narrows_and_says_how_many_match(client, seeded, query) -> None:
     expected = catalog_order(r for r in seeded.repos if all(t in r for t in query.lower().split()))
     assert 0 < len(expected) < len(seeded.repos)
     doc = dom(get(client, "/?" + urlencode({"q": query})))
@@ -460,8 +444,8 @@ def test_catalog__filter_without_match_says_so(client, dashboard) -> None:
     assert "No repository name contains “no-such-repository-anywhere”" in doc.one("p", cls="empty").text
 
 
-def test_catalog__pagination_puts_the_rest_on_page_two(client, dashboard) -> None:
-    repos = catalog_order(dashboard.seeded.repos)
+def test_catalog__pagination_puts_the_rest_on_page_two(client, seeded) -> None:
+    repos = catalog_order(seeded.repos)
     assert len(repos) > 100
     first = dom(get(client, "/"))
     assert catalog_names(first) == repos[:100]
@@ -479,8 +463,8 @@ def test_catalog__pagination_puts_the_rest_on_page_two(client, dashboard) -> Non
     assert catalog_names(dom(get(client, "/?page=abc"))) == repos[:100]
 
 
-def test_catalog__namespaces_get_group_rows(client, dashboard) -> None:
-    repos = catalog_order(dashboard.seeded.repos)
+def test_catalog__namespaces_get_group_rows(client, seeded) -> None:
+    repos = catalog_order(seeded.repos)
     for page, names in ((1, repos[:100]), (2, repos[100:])):
         doc = dom(get(client, f"/?page={page}"))
         expected: list[str] = []
@@ -497,8 +481,7 @@ def test_catalog__namespaces_get_group_rows(client, dashboard) -> None:
 
 
 @pytest.mark.parametrize("page", [1, 2])
-def test_catalog__tag_counts_equal_the_seeded_tag_counts(client, dashboard, page) -> None:
-    seeded = dashboard.seeded
+def test_catalog__tag_counts_equal_the_seeded_tag_counts(client, seeded, page) -> None:
     # As the browser asks for them: htmx, after the page painted.
     doc = dom(get(client, f"/?page={page}&counts=1", htmx=True))
     cells = {td.attrs["data-repo"]: td.text for td in doc.find_all("td", cls="tag-count")}
@@ -591,8 +574,8 @@ def test_manifest__history_lines_up_with_layers(client, dashboard, repo, tag) ->
     assert doc.find("p", cls="notice") is None, "history and layers agree: no warning"
 
 
-def test_manifest__layers_table_lists_digests_and_sizes(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_WEB, "1.10.0")
+def test_manifest__layers_table_lists_digests_and_sizes(client, seeded) -> None:
+    fact = seeded.fact(REPO_WEB, "1.10.0")
     doc = dom(get(client, manifest_url(REPO_WEB, "1.10.0")))
     table = [t for t in doc.find_all("table", cls="grid") if "history" not in t.classes
              and t.find("th", scope="col") and t.find_all("th")[1].text == "Digest"][0]
@@ -616,8 +599,8 @@ def test_manifest__raw_json_is_the_registry_manifest(client, dashboard, repo, ta
 
 
 @pytest.mark.parametrize("tag", ["2.0", "legacy-list"])
-def test_manifest__index_links_every_platform_to_its_child_manifest(client, dashboard, tag) -> None:
-    fact = dashboard.seeded.fact(REPO_MULTI, tag)
+def test_manifest__index_links_every_platform_to_its_child_manifest(client, seeded, tag) -> None:
+    fact = seeded.fact(REPO_MULTI, tag)
     doc = dom(get(client, manifest_url(REPO_MULTI, tag)))
     assert doc.one("div", cls="page-head").one("span", cls="chip").text == "multi-arch"
     platforms = after(doc, "Platforms", "tbody").find_all("tr")
@@ -651,8 +634,7 @@ def test_manifest__by_digest_shows_digest_heading_and_only_the_digest_pull(clien
         f"docker pull {dashboard.host}/{REPO_WEB}:1.9.0", f"docker pull {dashboard.host}/{REPO_WEB}@{fact.digest}"]
 
 
-def test_manifest__image_lists_its_attachments(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_manifest__image_lists_its_attachments(client, seeded) -> None:
     for tag in ("1.10.0", "1.2.0", "1.9.0"):
         digest = seeded.digest(REPO_WEB, tag)
         doc = dom(get(client, manifest_url(REPO_WEB, tag)))
@@ -660,23 +642,19 @@ def test_manifest__image_lists_its_attachments(client, dashboard) -> None:
         assert hrefs == {manifest_url(REPO_WEB, a.tag) for a in seeded.attachments if a.subject_digest == digest}
 
 
-def test_manifest__attachment_tag_page_links_back_to_its_image(client, dashboard) -> None:
-    seeded = dashboard.seeded
-    label = {Kind.SIGNATURE: "signature", Kind.SBOM: "SBOM", Kind.ATTESTATION: "attestation",
-             Kind.REFERRERS_INDEX: "referrer"}
+def test_manifest__attachment_tag_page_links_back_to_its_image(client, seeded) -> None:
     for att in seeded.attachments:
         doc = dom(get(client, manifest_url(att.repo, att.tag)))
         facts = _facts_dl(doc)
         assert facts["Digest"].one("code").text == att.digest
         attached = facts["Attached to"]
         assert attached.one("a").attrs["href"] == manifest_url(att.repo, att.subject_digest)
-        assert attached.one("span", cls="chip").text == label[att.kind]
+        assert attached.one("span", cls="chip").text == ATTACHMENT_LABEL[att.kind]
         subject = dom(get(client, manifest_url(att.repo, att.subject_digest)))
         assert _facts_dl(subject)["Digest"].one("code").text == att.subject_digest
 
 
-def test_manifest__referrers_tag_leads_to_the_artifact_that_refers_back(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_manifest__referrers_tag_leads_to_the_artifact_that_refers_back(client, seeded) -> None:
     [att] = [a for a in seeded.attachments if a.kind == Kind.REFERRERS_INDEX]
     doc = dom(get(client, manifest_url(REPO_WEB, att.tag)))
     assert manifest_url(REPO_WEB, seeded.referrer_digest) in {a.attrs["href"] for a in doc.find_all("a")}
@@ -687,8 +665,8 @@ def test_manifest__referrers_tag_leads_to_the_artifact_that_refers_back(client, 
     assert artifact.one("div", cls="page-head").one("span", cls="chip").text == "SBOM"
 
 
-def test_manifest__helm_chart(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_CHART, "0.1.0")
+def test_manifest__helm_chart(client, seeded) -> None:
+    fact = seeded.fact(REPO_CHART, "0.1.0")
     doc = dom(get(client, manifest_url(REPO_CHART, "0.1.0")))
     assert doc.one("div", cls="page-head").one("span", cls="chip").text == "helm chart"
     assert {a.attrs["href"] for a in doc.find_all("a")} >= {blob_url(REPO_CHART, d) for d in fact.layer_digests}
@@ -733,8 +711,7 @@ def test_csp__header_forbids_inline_script(client, dashboard, url) -> None:
 # -- blob page ----------------------------------------------------------------------------
 
 
-def test_blob__layer_page_shows_size_type_and_the_tags_using_it(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_blob__layer_page_shows_size_type_and_the_tags_using_it(client, seeded) -> None:
     fact = seeded.fact(REPO_WEB, "1.10.0")
     digest, size, media_type = fact.layer_digests[0], fact.layer_sizes[0], fact.layer_media_types[0]
     doc = dom(get(client, blob_url(REPO_WEB, digest)))
@@ -751,17 +728,17 @@ def test_blob__layer_page_shows_size_type_and_the_tags_using_it(client, dashboar
     assert {a.text for a in cells[2].find_all("a")} == tags
 
 
-def test_blob__config_page_names_its_role(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_ALPINE, "3.19")
+def test_blob__config_page_names_its_role(client, seeded) -> None:
+    fact = seeded.fact(REPO_ALPINE, "3.19")
     doc = dom(get(client, blob_url(REPO_ALPINE, fact.config_digest)))
     assert _facts_dl(doc)["Media type"].text == fact.config_media_type
     [tr] = doc.one("tbody").find_all("tr")
     assert tr.find_all("td")[1].text == "config"
-    assert {a.text for a in tr.find_all("td")[2].find_all("a")} == set(dashboard.seeded.tags[REPO_ALPINE])
+    assert {a.text for a in tr.find_all("td")[2].find_all("a")} == set(seeded.tags[REPO_ALPINE])
 
 
-def test_blob__download_streams_the_bytes_of_the_digest(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_MULTI, "2.0").children[1]
+def test_blob__download_streams_the_bytes_of_the_digest(client, seeded) -> None:
+    fact = seeded.fact(REPO_MULTI, "2.0").children[1]
     digest = fact.layer_digests[0]
     response = client.get(f"/r/{REPO_MULTI}/-/blobs/{digest}/download")
     assert response.status_code == 200
@@ -775,8 +752,8 @@ def test_blob__download_streams_the_bytes_of_the_digest(client, dashboard) -> No
 # -- bad content --------------------------------------------------------------------------
 
 
-def test_bad_config__repository_and_manifest_render_with_a_note(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_BAD_CONFIG, "latest")
+def test_bad_config__repository_and_manifest_render_with_a_note(client, seeded) -> None:
+    fact = seeded.fact(REPO_BAD_CONFIG, "latest")
     doc = dom(get(client, repo_url(REPO_BAD_CONFIG, "details=1")))
     tr = rows(doc)["latest"]
     assert "not valid JSON" in tr.one("div", cls="problem").text
@@ -788,8 +765,8 @@ def test_bad_config__repository_and_manifest_render_with_a_note(client, dashboar
     get(client, blob_url(REPO_BAD_CONFIG, fact.config_digest))
 
 
-def test_bad_mediatype__repository_and_manifest_render_with_a_note(client, dashboard) -> None:
-    fact = dashboard.seeded.fact(REPO_BAD_MEDIATYPE, "v1")
+def test_bad_mediatype__repository_and_manifest_render_with_a_note(client, seeded) -> None:
+    fact = seeded.fact(REPO_BAD_MEDIATYPE, "v1")
     doc = dom(get(client, repo_url(REPO_BAD_MEDIATYPE, "details=1")))
     assert rows(doc)["v1"].one("span", cls="chip").text == "artifact"
     page = dom(get(client, manifest_url(REPO_BAD_MEDIATYPE, "v1")))
@@ -864,8 +841,7 @@ def test_errors__unknown_digest_is_404_naming_it(client, dashboard) -> None:
         assert missing in doc.one("main").text
 
 
-def test_errors__deleted_manifest_is_404(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_errors__deleted_manifest_is_404(client, seeded) -> None:
     doc = dom(get(client, manifest_url(seeded.gone_repo, seeded.gone_digest), status=404))
     assert doc.one("h1").text == "Manifest not found"
 
@@ -896,7 +872,6 @@ def test_errors__registry_unreachable_every_page_is_502_with_an_explanation(clie
                                  f"/r/{REPO_WEB}/-/blobs/sha256:{'a' * 64}/download"])
 def test_errors__post_is_405(client, dashboard, url) -> None:
     # Signed in: an anonymous POST is sent to sign in before any method check.
-
     signed_in(client, "vera", "maintainer")
     assert client.post(url, {"x": "1"}).status_code == 405
 

@@ -46,13 +46,11 @@ DEFAULT_ORDER = ["latest", "3.0.0", "2.0.0", "1.2.4", "1.0.0"]
 
 
 @pytest.fixture
-def reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Fixture]:
+def reg(tmp_path: Path, live_server, transactional_db, point_at) -> Iterator[Fixture]:
     """A fresh registry with team/app's five tags; the live server reads it, signed-in only."""
     with RegistryServer(tmp_path / "registry") as server:
         fixture = Fixture(server, seed_versions(server))
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, PULL_HOST="", ANONYMOUS_READ=False)
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(server.url, PULL_HOST="", ANONYMOUS_READ=False)
         yield fixture
         cache.clear()
 

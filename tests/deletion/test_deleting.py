@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.core.cache import cache
 
+from dashboard.models import Deletion
 from testbed import RegistryServer
 from testbed.push import get_manifest
 from testbed.server import free_port
@@ -18,18 +18,12 @@ from tests.helpers.deletion import REPO, Fixture, seed_versions
 from tests.helpers.pages import signed_in
 
 
-def _configure(configure, settings, server: RegistryServer) -> None:
-    configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False)
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
-
-
 @pytest.fixture
-def reg(tmp_path: Path, configure, settings, db) -> Iterator[Fixture]:
+def reg(tmp_path: Path, point_at, db) -> Iterator[Fixture]:
     # A fixed port, so the registry can be restarted after garbage collection at the same URL.
     with RegistryServer(tmp_path / "registry", port=free_port()) as server:
         fixture = Fixture(server, seed_versions(server))
-        _configure(configure, settings, server)
+        point_at(server.url, ANONYMOUS_READ=False)
         yield fixture
 
 
@@ -43,8 +37,6 @@ def _messages(response) -> list[str]:
 
 
 def test_untag__shared_digest_keeps_the_sibling_tag(client, reg, maintainer) -> None:
-    from dashboard.models import Deletion
-
     original, _ = get_manifest(reg.server.url, REPO, "latest")
     response = client.post(f"/r/{REPO}/-/tags/latest/delete/", {"digest": reg.digests["latest"]}, follow=True)
     assert response.status_code == 200
@@ -86,8 +78,6 @@ def test_untag__tag_moved_since_confirmation__nothing_changes(client, reg, maint
 
 
 def test_bulk__untag_three_of_five__exactly_two_remain(client, reg, maintainer) -> None:
-    from dashboard.models import Deletion
-
     confirm = client.get(f"/r/{REPO}/-/untag/", {"tag": ["latest", "1.0.0", "3.0.0"]}).content.decode()
     for tag in ("latest", "1.0.0", "3.0.0"):
         assert f"<li><code>{tag}</code></li>" in confirm
@@ -125,8 +115,6 @@ def test_delete__tags_changed_since_confirmation__asks_again(client, reg, mainta
 
 
 def test_delete_then_restore__manifest_and_every_tag_come_back(client, reg, maintainer) -> None:
-    from dashboard.models import Deletion
-
     digest = reg.digests["latest"]
     response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", {"tag": ["1.2.4", "latest"]}, follow=True)
     assert any("deleted image" in m for m in _messages(response))
@@ -144,8 +132,6 @@ def test_delete_then_restore__manifest_and_every_tag_come_back(client, reg, main
 
 
 def test_restore__after_garbage_collection__refused_with_the_reason(client, reg, maintainer) -> None:
-    from dashboard.models import Deletion
-
     client.post(f"/r/{REPO}/-/tags/3.0.0/delete/", {"digest": reg.digests["3.0.0"]})
     reg.server.stop()
     subprocess.run(["docker-registry", "garbage-collect", "--delete-untagged", str(reg.server.config_path)],
@@ -160,11 +146,10 @@ def test_restore__after_garbage_collection__refused_with_the_reason(client, reg,
     assert record.restored_at is None
 
 
-def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, configure, settings,
-                                                               maintainer) -> None:
+def test_delete_disabled__every_path_explains_how_to_enable_it(client, tmp_path, point_at, maintainer) -> None:
     with RegistryServer(tmp_path / "ro", delete_enabled=False) as server:
         digests = seed_versions(server)
-        _configure(configure, settings, server)
+        point_at(server.url, ANONYMOUS_READ=False)
         page = client.get(f"/r/{REPO}/?details=1").content.decode()
         assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in page and "disabled" in page
         assert "Untag…" not in page

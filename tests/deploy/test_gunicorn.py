@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from testbed.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "registry.example.test"
@@ -33,12 +34,6 @@ def _dockerfile_json(word: str) -> list[str]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     last = [line for line in text.splitlines() if line.startswith(f"{word} ")][-1]
     return json.loads(last[last.index("["):])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -69,7 +64,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("gunicorn")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRYUI_", "DJANGO_", "REGISTRY_"))}
     env.pop("DATABASE_URL", None)
     env.update({

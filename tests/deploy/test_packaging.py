@@ -26,6 +26,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
+from django.conf import settings
+from django.urls import resolve
+
+from testbed import registry_binary
+from testbed.push import build_image, push_image
+from testbed.server import free_port
+from tests.helpers.servers import QuietHandler, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in ROOT.glob("compose.*.yml"))
@@ -429,9 +436,6 @@ TOKEN_PLACEHOLDER = "@REGISTRYUI_EVENTS_TOKEN@"
 
 
 def test_deploy__registry_notifies_the_dashboards_events_endpoint() -> None:
-    from django.conf import settings
-    from django.urls import resolve
-
     endpoint = _notifications_endpoint()
     url = urlsplit(endpoint["url"])
     compose = _effective(("docker-compose.yml",))
@@ -502,8 +506,6 @@ def _url_paths(command: list[str]) -> list[str]:
 
 
 def test_healthchecks__name_real_routes() -> None:
-    from django.urls import resolve
-
     image_check = _healthcheck_command((ROOT / "Dockerfile").read_text())
     assert image_check[:2] == ["python", "-c"] and "urllib" in image_check[2]
     assert [resolve(p).url_name for p in _url_paths(image_check)] == ["live"]
@@ -700,10 +702,6 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     """deploy/registry.yml on Distribution's own binary (Debian's 2.8): the API, the debug server
     with Prometheus metrics, and `garbage-collect` on the same file, as the worker runs it. Only
     the paths and addresses change, through the registry's own REGISTRY_* overrides."""
-    from testbed import registry_binary
-    from testbed.push import build_image, push_image
-    from testbed.server import free_port
-
     binary = registry_binary()
     storage = tmp_path / "storage"
     port = free_port()
@@ -716,15 +714,7 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     log = (tmp_path / "registry.log").open("w")
     proc = subprocess.Popen([binary, "serve", config], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
-            time.sleep(0.1)
+        _wait_for(lambda: _serving(proc, port, tmp_path / "registry.log"), "the registry")
         assert requests.get(f"http://127.0.0.1:{debug_port}/debug/health", timeout=5).status_code == 200
         metrics = requests.get(f"http://127.0.0.1:{debug_port}/metrics", timeout=5).text
         assert "registry_http_requests_total" in metrics
@@ -745,24 +735,14 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
     assert "0 blobs marked, 3 blobs and 0 manifests eligible for deletion" in result.stdout, result.stdout
 
 
-def _listener(received: list[tuple[dict[str, str], dict]]):
-    """A local HTTP server that records each POST's headers and JSON body and answers 200."""
-    import http.server
-    import threading
+class _Listener(QuietHandler):
+    """Records each POST's headers and JSON body (in ``server.received``) and answers 200."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.append((dict(self.headers), json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    def do_POST(self) -> None:  # noqa: N802 - http.server's method name
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.received.append((dict(self.headers), json.loads(body)))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
 
 
 def _wait_for(predicate, what: str, timeout: float = 20) -> None:
@@ -772,66 +752,63 @@ def _wait_for(predicate, what: str, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def _serving(proc: subprocess.Popen, port: int, log: Path) -> bool:
+    """Whether the registry started as `proc` answers on `port` (it must not have exited)."""
+    assert proc.poll() is None, log.read_text()
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 @pytest.mark.parametrize("from_env", [True, False], ids=["token-from-env", "token-generated"])
 def test_deploy__registry_entrypoint_sends_the_shared_token_with_manifest_events(tmp_path: Path,
                                                                                  from_env: bool) -> None:
     """deploy/registry-entrypoint.sh on Debian's registry binary, as compose runs it: the token
     (from REGISTRYUI_EVENTS_TOKEN, or generated into the file the dashboard reads) goes out as
     the bearer token of every event, and only manifest events are sent."""
-    from testbed import registry_binary
-    from testbed.push import build_image, push_image
-    from testbed.server import free_port
-
     received: list[tuple[dict[str, str], dict]] = []
-    listener = _listener(received)
-    # The shipped config, with only what this machine needs changed: the listener for the
-    # dashboard, local paths and ports (the registry's REGISTRY_* overrides cannot reach a
-    # list entry such as the endpoint).
-    config = tmp_path / "registry.yml"
-    config.write_text((ROOT / "deploy" / "registry.yml").read_text().replace(
-        _notifications_endpoint()["url"], f"http://127.0.0.1:{listener.server_port}/-/events/"))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "registry").symlink_to(registry_binary())  # the name the images use
-    port = free_port()
-    token_file = tmp_path / "events-token"
-    env = _clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(tmp_path),
-                     REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=str(tmp_path / "storage"),
-                     REGISTRY_HTTP_ADDR=f"127.0.0.1:{port}", REGISTRY_HTTP_DEBUG_ADDR=f"127.0.0.1:{free_port()}")
-    if from_env:
-        env["REGISTRYUI_EVENTS_TOKEN"] = "from-dot-env_" + secrets.token_urlsafe(16)
-    log = (tmp_path / "registry.log").open("w")
-    proc = subprocess.Popen(["/bin/sh", str(ROOT / "deploy" / "registry-entrypoint.sh"), str(config),
-                             str(token_file)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "registry.log").read_text()
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        _wait_for(up, "the registry")
-        token = token_file.read_text()
+    with serving(_Listener, received=received) as listener:
+        # The shipped config, with only what this machine needs changed: the listener for the
+        # dashboard, local paths and ports (the registry's REGISTRY_* overrides cannot reach a
+        # list entry such as the endpoint).
+        config = tmp_path / "registry.yml"
+        config.write_text((ROOT / "deploy" / "registry.yml").read_text().replace(
+            _notifications_endpoint()["url"], f"{listener}/-/events/"))
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "registry").symlink_to(registry_binary())  # the name the images use
+        port = free_port()
+        token_file = tmp_path / "events-token"
+        env = _clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(tmp_path),
+                         REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=str(tmp_path / "storage"),
+                         REGISTRY_HTTP_ADDR=f"127.0.0.1:{port}", REGISTRY_HTTP_DEBUG_ADDR=f"127.0.0.1:{free_port()}")
         if from_env:
-            assert token == env["REGISTRYUI_EVENTS_TOKEN"]
-        else:
-            assert re.fullmatch(r"[A-Za-z0-9]{43}", token)
-        assert token_file.stat().st_mode & 0o777 == 0o440
-        image = build_image([{"events.txt": b"tell the dashboard\n"}])
-        push_image(f"http://127.0.0.1:{port}", "packaging/events", image, "1")
-        _wait_for(lambda: received, "the push event")
-        headers, envelope = received[0]
-        assert headers["Authorization"] == f"Bearer {token}"
-        assert headers["Content-Type"] == "application/vnd.docker.distribution.events.v1+json"
-        [event] = envelope["events"]  # the manifest push; its config and layer uploads are not sent
-        assert (event["action"], event["target"]["repository"], event["target"]["tag"],
-                event["target"]["digest"]) == ("push", "packaging/events", "1", image.digest)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-        listener.shutdown()
+            env["REGISTRYUI_EVENTS_TOKEN"] = "from-dot-env_" + secrets.token_urlsafe(16)
+        log = (tmp_path / "registry.log").open("w")
+        proc = subprocess.Popen(["/bin/sh", str(ROOT / "deploy" / "registry-entrypoint.sh"), str(config),
+                                 str(token_file)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(lambda: _serving(proc, port, tmp_path / "registry.log"), "the registry")
+            token = token_file.read_text()
+            if from_env:
+                assert token == env["REGISTRYUI_EVENTS_TOKEN"]
+            else:
+                assert re.fullmatch(r"[A-Za-z0-9]{43}", token)
+            assert token_file.stat().st_mode & 0o777 == 0o440
+            image = build_image([{"events.txt": b"tell the dashboard\n"}])
+            push_image(f"http://127.0.0.1:{port}", "packaging/events", image, "1")
+            _wait_for(lambda: received, "the push event")
+            headers, envelope = received[0]
+            assert headers["Authorization"] == f"Bearer {token}"
+            assert headers["Content-Type"] == "application/vnd.docker.distribution.events.v1+json"
+            [event] = envelope["events"]  # the manifest push; its config and layer uploads are not sent
+            assert (event["action"], event["target"]["repository"], event["target"]["tag"],
+                    event["target"]["digest"]) == ("push", "packaging/events", "1", image.digest)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
     # The token never reaches the registry's log.
     assert token not in (tmp_path / "registry.log").read_text()
 
@@ -877,7 +854,5 @@ def test_settings__defaults_keep_plain_http_working(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120, check=False)
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr + result.stdout, warning
-    from django.conf import settings
-
     assert not settings.SECURE_SSL_REDIRECT and settings.SECURE_HSTS_SECONDS == 0
     assert settings.SECURE_PROXY_SSL_HEADER is None and not settings.USE_X_FORWARDED_HOST

@@ -18,7 +18,6 @@ from tests.helpers.browser import make_user, shots, sign_in, watched_page
 
 pytestmark = pytest.mark.browser
 REPO = "team/gc"
-PASSWORDS = {"mia": "pw-mia-browser-1"}
 
 
 @pytest.fixture

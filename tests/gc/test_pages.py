@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.core.cache import cache
+from django.utils import timezone
 
+from dashboard.models import GCRun
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
@@ -18,25 +19,21 @@ REPO = "team/gc"
 
 
 @pytest.fixture
-def gc_registry(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
+def gc_registry(tmp_path: Path, point_at, settings, db) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path / "registry", port=free_port(), blob_cache=False) as server:
         keep = build_image([{"keep.txt": b"keep\n" * 400}])
         gone = build_image([{"gone.txt": b"gone\n" * 900}])
         push_image(server.url, REPO, keep, "keep")
         digest = push_image(server.url, REPO, gone, "gone")
         requests.delete(f"{server.url}/v2/{REPO}/manifests/{digest}", timeout=5).raise_for_status()
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
-                  GC_COMMAND=f"docker-registry garbage-collect {server.config_path}", GC_BEFORE_COMMAND="",
-                  GC_AFTER_COMMAND="")
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(server.url, ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
+                 GC_COMMAND=f"docker-registry garbage-collect {server.config_path}", GC_BEFORE_COMMAND="",
+                 GC_AFTER_COMMAND="")
         yield server
 
 
 def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:
-    from dashboard.models import GCRun
-
     signed_in(client, "viewer-user", "viewer")
     assert client.get("/-/gc/").status_code == 403
     assert client.post("/-/gc/start/", {"mode": "preview"}).status_code == 403
@@ -44,8 +41,6 @@ def test_gc__viewer_gets_403_everywhere(client, gc_registry) -> None:
 
 
 def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc_registry) -> None:
-    from dashboard.models import GCRun
-
     signed_in(client, "maintainer-user", "maintainer")
     page = client.get("/-/gc/").content.decode()
     assert "Preview (dry run)" in page and "writable" in page and "restart the registry" in page
@@ -65,18 +60,12 @@ def test_gc__preview_then_run_from_it__frees_what_the_preview_counted(client, gc
 
 
 def test_gc__run_without_a_preview_is_refused(client, gc_registry) -> None:
-    from dashboard.models import GCRun
-
     signed_in(client, "maintainer-user", "maintainer")
     assert client.post("/-/gc/start/", {"mode": "run"}).status_code == 404
     assert GCRun.objects.count() == 0
 
 
 def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registry) -> None:
-    from django.utils import timezone
-
-    from dashboard.models import GCRun
-
     user = signed_in(client, "maintainer-user", "maintainer")
     running = GCRun.objects.create(user=user, username="someone", dry_run=True, state="running", active=True,
                                    heartbeat_at=timezone.now(), started_at=timezone.now())
@@ -87,8 +76,6 @@ def test_gc__second_start_while_one_runs__says_one_is_running(client, gc_registr
 
 
 def test_gc__status_polling_stops_when_the_run_is_over(client, gc_registry) -> None:
-    from dashboard.models import GCRun
-
     signed_in(client, "maintainer-user", "maintainer")
     client.post("/-/gc/start/", {"mode": "preview"})
     run = GCRun.objects.get()

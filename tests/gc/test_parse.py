@@ -12,7 +12,6 @@ import pytest
 from dashboard import disk
 from dashboard.gc.parse import ManifestRef, Parser, Summary, parse
 
-A_MANIFEST = "sha256:6b4aadaec59dbb60c76acc8138f5890c9c7334928bf4e2c46792c406073abe38"
 INDEX = "sha256:9630f151bda50ee0b674c9589e9a1122e790c0dc8cf8848c1e2c227756a2e1eb"
 ARM64 = "sha256:f0a290c0d3b88c95d187b885156d77586953ca749cde25dd4dce52599f6fe6cc"
 AMD64 = "sha256:fbefb3c56bec5a7dc4629b58b593cda99c1a313dfe6450599312bddfafdab499"

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import RegistryServer
@@ -19,13 +18,11 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def server(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[RegistryServer]:
+def server(tmp_path: Path, live_server, transactional_db, point_at) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path / "registry", port=free_port(), debug=True) as srv:
         push_image(srv.url, "team/app", build_image([{"a.txt": b"a\n" * 100}]), "1.0")
-        configure(REGISTRY_URL=srv.url, ANONYMOUS_READ=True, CATALOG_TTL=0, STORAGE_PATH=str(srv.storage_dir),
-                  DEBUG_URL=srv.debug_url, HEALTH_INTERVAL=1)
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(srv.url, ANONYMOUS_READ=True, STORAGE_PATH=str(srv.storage_dir), DEBUG_URL=srv.debug_url,
+                 HEALTH_INTERVAL=1)
         yield srv
 
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-from django.core.cache import cache
+from django.utils import timezone
 
-from tests.helpers.pages import signed_in
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dashboard.models import Deletion, RegistryEvent
+from testbed import RegistryServer
+from tests.helpers.pages import closed_port, signed_in
+from tests.helpers.servers import serving
 
 
 def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, configure) -> None:
@@ -33,7 +28,7 @@ def test_health_json__healthy_registry__every_check_and_overall_status(client, d
 
 
 def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, configure) -> None:
-    port = _closed_port()
+    port = closed_port()
     configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
     response = client.get("/-/health.json")
     assert response.status_code == 503
@@ -44,7 +39,7 @@ def test_health_json__registry_down__503_with_the_diagnosis(client, dashboard, c
 
 
 def test_live__answers_without_registry_or_login(client, dashboard, configure) -> None:
-    configure(REGISTRY_URL=f"http://127.0.0.1:{_closed_port()}", ANONYMOUS_READ=False)
+    configure(REGISTRY_URL=f"http://127.0.0.1:{closed_port()}", ANONYMOUS_READ=False)
     response = client.get("/-/live")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
@@ -53,7 +48,7 @@ def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, d
     body = client.get("/-/health/").content.decode()
     assert body.count('class="check status-') == 7
     assert 'data-check="api"' in body and "registry/2.0" in body
-    port = _closed_port()
+    port = closed_port()
     configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
     partial = client.get("/-/health/", headers={"HX-Request": "true"}).content.decode()
     assert "<html" not in partial and 'class="check status-failing"' in partial
@@ -61,8 +56,6 @@ def test_health_page__panels_explain_and_failing_panel_says_what_to_do(client, d
 
 
 def test_gc_panel__deletions_since_the_last_run_recommend_gc(client, dashboard) -> None:
-    from dashboard.models import Deletion
-
     Deletion.objects.create(username="x", registry=dashboard.url, repository="acme/web", action="untag",
                             tags=["old"], digest="sha256:" + "0" * 64, media_type="x", manifest=b"{}")
     doc = client.get("/-/health.json").json()["checks"]["gc"]
@@ -96,80 +89,59 @@ def test_health_page__needs_sign_in_when_closed(client, dashboard, configure) ->
 
 
 @pytest.fixture
-def point_at(configure, settings, db):
+def health_at(point_at, db):
     """Point the dashboard at a server and read its health report."""
     def read(client, url: str, **extra: object) -> dict:
-        configure(REGISTRY_URL=url, ANONYMOUS_READ=True, CATALOG_TTL=0, USERNAME="", PASSWORD="", CA_BUNDLE="")
-        configure(**extra)
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(url, **{"ANONYMOUS_READ": True, "USERNAME": "", "PASSWORD": "", "CA_BUNDLE": "", **extra})
         return client.get("/-/health.json").json()
 
     return read
 
 
-def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, point_at, tmp_path) -> None:
-    from testbed import RegistryServer
-
+def test_diagnosis__self_signed_tls_without_and_with_the_ca_bundle(client, health_at, tmp_path) -> None:
     with RegistryServer(tmp_path / "tls", tls=True) as server:
-        api = point_at(client, server.url)["checks"]["api"]
+        api = health_at(client, server.url)["checks"]["api"]
         assert api["status"] == "failing" and "REGISTRYUI_REGISTRY_CA_BUNDLE" in api["explanation"]
-        assert point_at(client, server.url, CA_BUNDLE=str(server.ca_path))["checks"]["api"]["status"] == "ok"
+        assert health_at(client, server.url, CA_BUNDLE=str(server.ca_path))["checks"]["api"]["status"] == "ok"
         http_url = server.url.replace("https://", "http://")
-        assert "speaks HTTPS — use https://" in point_at(client, http_url)["checks"]["api"]["explanation"]
+        assert "speaks HTTPS — use https://" in health_at(client, http_url)["checks"]["api"]["explanation"]
 
 
-def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, point_at, tmp_path) -> None:
-    from testbed import RegistryServer
-
+def test_diagnosis__htpasswd_without_and_with_wrong_credentials(client, health_at, tmp_path) -> None:
     with RegistryServer(tmp_path / "auth", htpasswd={"ci": "right-pass"}) as server:
-        assert "REGISTRYUI_REGISTRY_USERNAME" in point_at(client, server.url)["checks"]["api"]["explanation"]
-        wrong = point_at(client, server.url, USERNAME="ci", PASSWORD="wrong")["checks"]["api"]
+        assert "REGISTRYUI_REGISTRY_USERNAME" in health_at(client, server.url)["checks"]["api"]["explanation"]
+        wrong = health_at(client, server.url, USERNAME="ci", PASSWORD="wrong")["checks"]["api"]
         assert "rejected the credentials of “ci”" in wrong["explanation"]
-        right = point_at(client, server.url, USERNAME="ci", PASSWORD="right-pass")["checks"]["api"]
+        right = health_at(client, server.url, USERNAME="ci", PASSWORD="right-pass")["checks"]["api"]
         assert right["status"] == "ok" and "credentials accepted" in right["explanation"]
 
 
-def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, point_at, tmp_path) -> None:
-    from testbed import RegistryServer
-
+def test_diagnosis__broken_storage_shows_on_the_debug_panel(client, health_at, tmp_path) -> None:
     with RegistryServer(tmp_path / "broken", debug=True, broken_storage=True) as server:
-        doc = point_at(client, server.url, DEBUG_URL=server.debug_url)
+        doc = health_at(client, server.url, DEBUG_URL=server.debug_url)
         assert doc["checks"]["api"]["status"] == "failing" and "health check" in doc["checks"]["api"]["explanation"]
         debug = doc["checks"]["debug"]
         assert debug["status"] == "failing" and "storagedriver_filesystem" in debug["explanation"]
         assert "check its storage" in debug["explanation"]
 
 
-def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, point_at, tmp_path) -> None:
-    from testbed import RegistryServer
-
+def test_diagnosis__deletion_disabled_on_the_deletion_panel(client, health_at, tmp_path) -> None:
     with RegistryServer(tmp_path / "nodelete", delete_enabled=False) as server:
-        deletion = point_at(client, server.url)["checks"]["deletion"]
+        deletion = health_at(client, server.url)["checks"]["deletion"]
         assert deletion["status"] == "warning" and "REGISTRY_STORAGE_DELETE_ENABLED=true" in deletion["explanation"]
 
 
-def test_diagnosis__not_a_registry(client, point_at, tmp_path) -> None:
-    import threading
+def test_diagnosis__not_a_registry(client, health_at, tmp_path) -> None:
     from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import SimpleHTTPRequestHandler
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = point_at(client, f"http://127.0.0.1:{server.server_address[1]}")["checks"]["api"]
+    with serving(partial(SimpleHTTPRequestHandler, directory=str(tmp_path))) as url:
+        api = health_at(client, url)["checks"]["api"]
         assert api["status"] == "failing" and "not a registry API" in api["explanation"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(client, dashboard, configure) -> None:
     from datetime import timedelta
-
-    from django.utils import timezone
-
-    from dashboard.models import RegistryEvent
 
     configure(EVENTS_TOKEN="")
     doc = client.get("/-/health.json").json()["checks"]["index"]

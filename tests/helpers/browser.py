@@ -162,11 +162,11 @@ def make_user(username: str, group: str) -> User:
     return user
 
 
-def shots(page: Page, name: str, *, full_page: bool = True) -> None:
+def shots(page: Page, name: str, *, full_page: bool = True, prefix: str = "delete-") -> None:
     """The same state in light and in dark."""
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
-        shot(page, f"delete-{name}-{scheme}", full_page=full_page)
+        shot(page, f"{prefix}{name}-{scheme}", full_page=full_page)
     page.emulate_media(color_scheme="light")
 
 

@@ -40,6 +40,15 @@ def blob_url(name: str, digest: str) -> str:
     return f"/r/{name}/-/blobs/{digest}/"
 
 
+def index(*names: str) -> None:
+    """What a sync does for these repositories: their tags, manifests and configs into the index."""
+    from dashboard.index.sync import sync_repository
+
+    for name in names:
+        result = sync_repository(name)
+        assert not result.problem, (name, result.problem)
+
+
 def after(doc: Node, heading: str, tag: str, cls: str | None = None) -> Node:
     """The first <tag> after the heading that reads ``heading``, in document order."""
     seen = False

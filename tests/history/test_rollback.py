@@ -17,15 +17,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
+from playwright.sync_api import Browser, expect
 
+from dashboard import remote
 from dashboard.index import store
+from dashboard.models import IndexedTag, RegistryEvent, Rollback, TagHistory
 from testbed import RegistryServer
 from testbed import push as p
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, Watch, make_user, new_context, shot, sign_in
+from tests.helpers.browser import make_user, shots, sign_in, watched_page
 from tests.helpers.html import dom
+from tests.helpers.pages import signed_in
 
 pytestmark = pytest.mark.postgres
 
@@ -60,8 +65,6 @@ def image(seed: str, *, created: str, platform: str = "linux/amd64") -> p.Image:
 
 def index_now(repo: str = REPO) -> None:
     """What a sync does for one repository: every tag's digest, then the manifests it lacks."""
-    from dashboard import remote
-
     client = remote.client()
     digests = {t: client.head_manifest(repo, t).digest for t in client.tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
@@ -81,33 +84,21 @@ def history_of_stable(server: RegistryServer) -> Reg:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, configure, settings, db) -> Iterator[Reg]:
-    configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def reg(empty_registry: RegistryServer, point_at, db) -> Iterator[Reg]:
+    point_at(empty_registry.url, ANONYMOUS_READ=False, PULL_HOST="")
     fixture = history_of_stable(empty_registry)
     yield fixture
     cache.clear()
 
 
-def _user(username: str, group: str) -> User:
-    user = User.objects.create_user(username, password=f"pw-{username}-123")
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
 @pytest.fixture
 def maintainer(client: Client, db) -> User:
-    user = _user("mia", "maintainer")
-    client.force_login(user)
-    return user
+    return signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
 
 @pytest.fixture
 def viewer(client: Client, db) -> User:
-    user = _user("vic", "viewer")
-    client.force_login(user)
-    return user
+    return signed_in(client, "vic", "viewer", password="pw-vic-123")
 
 
 def history_url(tag: str = "stable") -> str:
@@ -155,10 +146,6 @@ def test_history__both_digests_newest_first__current_confirmed_live(client: Clie
 
 
 def test_history__last_pulled_and_pull_count_from_the_index(client: Client, reg: Reg, maintainer: User) -> None:
-    from django.utils import timezone
-
-    from dashboard.models import IndexedTag
-
     IndexedTag.objects.filter(repository__name=REPO, name="stable").update(
         last_pulled_at=timezone.now() - timezone.timedelta(hours=3), pull_count=1234)
     body = client.get(history_url()).content.decode()
@@ -195,8 +182,6 @@ def test_history__deleted_manifest_shows_gone_and_offers_no_roll_back(client: Cl
 def test_history__long_history__paged_newest_first__each_digest_offered_once(client: Client, reg: Reg,
                                                                              maintainer: User) -> None:
     from datetime import timedelta
-
-    from django.utils import timezone
 
     start = timezone.now()
     for i in range(60):  # a CI job flipping `stable` back and forth, ending where the registry is (B)
@@ -255,8 +240,6 @@ def test_confirm__viewer_sees_why_the_button_is_disabled(client: Client, reg: Re
 
 def test_roll_back__tag_points_at_a_again__pulls_with_skopeo__audited(client: Client, reg: Reg, maintainer: User,
                                                                       tmp_path: Path) -> None:
-    from dashboard.models import IndexedTag, RegistryEvent, Rollback, TagHistory
-
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest}, follow=True)
     assert response.redirect_chain == [(history_url(), 302)]
     assert any(f"app:stable rolled back to {reg.a.digest[7:19]}" in m for m in texts(response))
@@ -296,8 +279,6 @@ def test_roll_back__htmx__redirects_the_whole_page(client: Client, reg: Reg, mai
 
 
 def test_roll_back__viewer_forged_post__403_and_unchanged(client: Client, reg: Reg, viewer: User) -> None:
-    from dashboard.models import Rollback
-
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     assert response.status_code == 403
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
@@ -313,18 +294,14 @@ def test_roll_back__anonymous_post__sent_to_sign_in_and_unchanged(reg: Reg, conf
 
 
 def test_roll_back__without_csrf_token__refused_and_unchanged(reg: Reg) -> None:
-    from dashboard.models import Rollback
-
     forger = Client(enforce_csrf_checks=True)
-    forger.force_login(_user("mia", "maintainer"))
+    signed_in(forger, "mia", "maintainer")
     response = forger.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     assert response.status_code == 403
     assert reg.digest("stable") == reg.b.digest and not Rollback.objects.exists()
 
 
 def test_roll_back__tag_moved_in_between__conflict_and_unchanged(client: Client, reg: Reg, maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     c = image("c", created="2024-09-01T00:00:00Z")
     reg.push(c, "stable")  # someone pushes while the maintainer reads the confirmation for B → A
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
@@ -338,8 +315,6 @@ def test_roll_back__tag_moved_in_between__conflict_and_unchanged(client: Client,
 
 def test_roll_back__target_manifest_deleted__clear_error_and_unchanged(client: Client, reg: Reg,
                                                                        maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     p.delete_manifest(reg.server.url, REPO, reg.a.digest)
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest})
     body = response.content.decode()
@@ -359,8 +334,6 @@ def test_roll_back__target_manifest_deleted__clear_error_and_unchanged(client: C
     {"to": ""},
 ])
 def test_roll_back__bad_digest_in_to__400(client: Client, reg: Reg, maintainer: User, data: dict) -> None:
-    from dashboard.models import Rollback
-
     shown = client.get(rollback_url(), data)
     assert shown.status_code == 400 and "Not a valid digest" in shown.content.decode()
     posted = client.post(rollback_url(), {**data, "from": reg.b.digest})
@@ -376,8 +349,6 @@ def test_roll_back__bad_digest_in_from__400(client: Client, reg: Reg, maintainer
 
 def test_roll_back__digest_never_on_this_tag__refused_and_unchanged(client: Client, reg: Reg,
                                                                    maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     other = image("other", created="2024-03-01T00:00:00Z")
     p.push_image(reg.server.url, REPO, other)  # in the repository, but never `stable`
     shown = client.get(rollback_url(), {"to": other.digest})
@@ -403,8 +374,6 @@ def test_roll_back__tag_removed_since__history_remains_and_brings_it_back(client
 
 
 def test_roll_back__already_there__nothing_to_do(client: Client, reg: Reg, maintainer: User) -> None:
-    from dashboard.models import Rollback
-
     reg.push(reg.a, "stable")
     index_now()
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.a.digest}, follow=True)
@@ -423,56 +392,35 @@ def test_audit__admin_lists_roll_backs_read_only(client: Client, reg: Reg, maint
 
 
 @pytest.fixture
-def live_reg(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[tuple[str, Reg]]:
+def live_reg(tmp_path: Path, live_server, transactional_db, point_at) -> Iterator[tuple[str, Reg]]:
     """The same history, read by pytest-django's live server (signed-in only)."""
     with RegistryServer(tmp_path / "registry") as server:
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, PULL_HOST="")
-        settings.ALLOWED_HOSTS = ["*"]
-        cache.clear()
+        point_at(server.url, ANONYMOUS_READ=False, PULL_HOST="")
         fixture = history_of_stable(server)
         yield live_server.url, fixture
         cache.clear()
 
 
 @pytest.mark.browser
-def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[str, Reg]) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
+def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[str, Reg], browser: Browser) -> None:
     base, reg = live_reg
     mia = make_user("mia", "maintainer")
-    watch = Watch()
+    with watched_page(browser) as page:
+        sign_in(page, base, mia, history_url())
+        table = page.locator("#history table")
+        expect(table.locator("tbody tr")).to_have_count(2)
+        expect(table.locator("tbody tr").first).to_contain_text("current")
+        shots(page, "page", prefix="history-")
 
-    def shots(page, name: str) -> None:
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme)
-            shot(page, f"history-{name}-{scheme}")
-        page.emulate_media(color_scheme="light")
+        page.get_by_role("link", name=f"Roll back stable to {reg.a.digest[7:19]}…").click()
+        confirm = page.get_by_role("alertdialog")
+        expect(confirm).to_contain_text(f"will point at {reg.a.digest[7:19]} instead of {reg.b.digest[7:19]}")
+        expect(confirm.locator(".taglist")).to_have_text("prod")
+        shots(page, "confirm", prefix="history-")
 
-    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        ctx = new_context(browser, watch)
-        try:
-            page = ctx.new_page()
-            sign_in(page, base, mia, history_url())
-            table = page.locator("#history table")
-            expect(table.locator("tbody tr")).to_have_count(2)
-            expect(table.locator("tbody tr").first).to_contain_text("current")
-            shots(page, "page")
-
-            page.get_by_role("link", name=f"Roll back stable to {reg.a.digest[7:19]}…").click()
-            confirm = page.get_by_role("alertdialog")
-            expect(confirm).to_contain_text(f"will point at {reg.a.digest[7:19]} instead of {reg.b.digest[7:19]}")
-            expect(confirm.locator(".taglist")).to_have_text("prod")
-            shots(page, "confirm")
-
-            confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
-            expect(page).to_have_url(base + history_url())
-            expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
-            expect(table.locator("tbody tr")).to_have_count(3)
-            shots(page, "after")
-            assert reg.digest("stable") == reg.a.digest
-            watch.assert_clean(page)
-        finally:
-            ctx.close()
-            browser.close()
+        confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
+        expect(page).to_have_url(base + history_url())
+        expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
+        expect(table.locator("tbody tr")).to_have_count(3)
+        shots(page, "after", prefix="history-")
+        assert reg.digest("stable") == reg.a.digest

@@ -11,7 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
 
+from dashboard import remote
 from dashboard.index import store
+from dashboard.models import Deletion, GCRun, RegistryEvent, RepositoryManifest, TagHistory
 from testbed import RegistryServer
 from testbed import push as p
 from testbed.server import free_port, registry_binary
@@ -24,8 +26,6 @@ REPO = "team/app"
 
 def _index(repo: str) -> None:
     """Index `repo` the way a sync does: every tag's digest, then what the index lacks."""
-    from dashboard import remote
-
     digests = {t: remote.client().head_manifest(repo, t).digest for t in remote.client().tags(repo)}
     store.set_tags(repo, digests, source="sync", complete=True)
     store.fetch_and_index(repo, sorted(set(digests.values())))
@@ -58,8 +58,6 @@ def _tags() -> dict[str, str]:
 
 
 def test_untag__index_drops_only_that_tag_and_the_feed_names_the_user(client, reg, mia) -> None:
-    from dashboard.models import RegistryEvent, TagHistory
-
     _, images = reg
     assert _tags() == {"1.0": images["1.0"].digest, "2.0": images["2.0"].digest, "latest": images["2.0"].digest}
     response = client.post(f"/r/{REPO}/-/tags/latest/delete/", {"digest": images["2.0"].digest})
@@ -72,8 +70,6 @@ def test_untag__index_drops_only_that_tag_and_the_feed_names_the_user(client, re
 
 
 def test_delete_image__its_tags_leave_the_index_and_its_bytes_count_as_garbage(client, reg, mia) -> None:
-    from dashboard.models import RepositoryManifest
-
     _, images = reg
     digest = images["2.0"].digest
     response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", {"tag": ["2.0", "latest"]})
@@ -84,8 +80,6 @@ def test_delete_image__its_tags_leave_the_index_and_its_bytes_count_as_garbage(c
 
 
 def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:
-    from dashboard.models import Deletion, RegistryEvent, RepositoryManifest
-
     _, images = reg
     digest = images["2.0"].digest
     client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", {"tag": ["2.0", "latest"]})
@@ -98,7 +92,6 @@ def test_restore__tags_come_back_in_the_index(client, reg, mia) -> None:
 
 def test_garbage_collection__forgets_the_deleted_manifest(client, reg, mia) -> None:
     from dashboard.gc import runner as gc
-    from dashboard.models import GCRun, RepositoryManifest
 
     server, images = reg
     digest = images["2.0"].digest

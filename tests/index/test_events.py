@@ -21,7 +21,12 @@ import pytest
 import requests
 from django.core.cache import cache
 
-from dashboard.index import store
+from dashboard import remote
+from dashboard.auth import ensure_roles
+from dashboard.index import events, store
+from dashboard.index.events import MAX_ATTEMPTS, MAX_BODY, apply_pending
+from dashboard.index.sync import sync_repository
+from dashboard.models import IndexedTag, RegistryEvent, RepositoryManifest, TagHistory
 from testbed import Notifications, RegistryServer
 from testbed.push import (
     MT_OCI_MANIFEST,
@@ -34,6 +39,7 @@ from testbed.push import (
 )
 from testbed.server import free_port
 from tests.helpers.pages import signed_in
+from tests.helpers.servers import QuietHandler, serving
 
 pytestmark = pytest.mark.postgres
 
@@ -61,14 +67,10 @@ def until[T](what: str, check: Callable[[], T], timeout: float = 20.0) -> T:
 
 
 def _tag(name: str, repo: str = REPO):
-    from dashboard.models import IndexedTag
-
     return IndexedTag.objects.filter(repository__name=repo, name=name).select_related("manifest").first()
 
 
 def _events(**where: Any) -> list:
-    from dashboard.models import RegistryEvent
-
     return list(RegistryEvent.objects.filter(**where).order_by("at", "id"))
 
 
@@ -89,9 +91,6 @@ class Flow:
 
 def _wait_for_quiet() -> None:
     """Let the task threads finish before the database is flushed under them."""
-    from dashboard.index import events
-    from dashboard.models import RegistryEvent
-
     def quiet() -> bool:
         if not events._apply_lock.acquire(timeout=0.05):
             return False
@@ -103,13 +102,11 @@ def _wait_for_quiet() -> None:
 
 
 @pytest.fixture
-def flow(tmp_path: Path, live_server, transactional_db, configure, settings) -> Iterator[Flow]:
+def flow(tmp_path: Path, live_server, transactional_db, point_at, settings) -> Iterator[Flow]:
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
-    settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token=TOKEN)
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=True, EVENTS_TOKEN=TOKEN)
-        cache.clear()
+        point_at(server.url, ANONYMOUS_READ=True, EVENTS_TOKEN=TOKEN)
         yield Flow(server, tmp_path)
     _wait_for_quiet()
     cache.clear()
@@ -163,8 +160,6 @@ def test_docker_style_pull__head_by_tag_then_get_by_digest__counts_once(flow: Fl
 
 
 def test_dashboard_own_reads__are_not_counted_as_pulls(flow: Flow) -> None:
-    from dashboard import remote
-
     digest = push_image(flow.server.url, REPO, _image("one"), "1.0")
     push_image(flow.server.url, REPO, _image("two"), "2.0")
     until("both tags indexed", lambda: all((t := _tag(n)) and t.manifest_id for n in ("1.0", "2.0")))
@@ -195,8 +190,6 @@ def test_tag_delete__the_tag_leaves_the_index__its_sibling_stays(flow: Flow) -> 
     assert _tag("latest").digest == digest
     assert [(e.action, e.tag, e.digest) for e in _events(at__gt=_events(tag="latest")[0].at)] == [
         ("push", "1.0", throwaway), ("delete", "", throwaway), ("delete", "1.0", "")]
-    from dashboard.models import TagHistory
-
     assert [h.digest for h in TagHistory.objects.filter(repository=REPO, tag="1.0").order_by("at", "id")] == [
         digest, throwaway, ""]
 
@@ -204,8 +197,6 @@ def test_tag_delete__the_tag_leaves_the_index__its_sibling_stays(flow: Flow) -> 
 def test_untag_from_the_dashboard__the_feed_has_it_once_under_the_user(flow: Flow, client) -> None:
     """The registry reports the dashboard's 2.8 untag as a throwaway push and two deletes from
     the dashboard's User-Agent; the dashboard recorded the untag itself, so those are dropped."""
-    from dashboard.auth import ensure_roles
-
     ensure_roles()
     signed_in(client, "mia", "maintainer")
     digest = push_image(flow.server.url, REPO, _image("one"), "1.0")
@@ -224,8 +215,6 @@ def test_untag_from_the_dashboard__the_feed_has_it_once_under_the_user(flow: Flo
 
 
 def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flow) -> None:
-    from dashboard.models import RepositoryManifest
-
     digest = push_image(flow.server.url, REPO, _image("one"), "1.0")
     put_manifest(flow.server.url, REPO, "stable", _image("one").manifest, MT_OCI_MANIFEST)
     keep = push_image(flow.server.url, REPO, _image("two"), "2.0")
@@ -242,18 +231,14 @@ def test_manifest_delete__its_tags_leave_the_index__counted_as_garbage(flow: Flo
     assert link.deleted_at is not None
 
 
-def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, configure,
+def test_event_flow_down_then_sync__catches_up(tmp_path: Path, live_server, transactional_db, point_at,
                                                settings) -> None:
     """The registry's events are refused (a wrong secret), as if the flow were cut: the push is
     not seen until a sync reads the repository."""
-    from dashboard.index.sync import sync_repository
-
     settings.TASKS = {"default": {"BACKEND": "tests.helpers.task_backends.ThreadBackend"}}
-    settings.ALLOWED_HOSTS = ["*"]
     notify = Notifications(url=f"{live_server.url}/-/events/", token="not-the-token")
     with RegistryServer(tmp_path / "registry", notifications=notify) as server:
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, EVENTS_TOKEN=TOKEN)
-        cache.clear()
+        point_at(server.url, EVENTS_TOKEN=TOKEN)
         digest = push_image(server.url, REPO, _image("one"), "1.0")
         until("the registry told 401", lambda: "401 Unauthorized" in server.log_tail(20))
         assert _tag("1.0") is None and not _events()
@@ -308,8 +293,6 @@ def hand(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
 
 
 def _stored() -> int:
-    from dashboard.models import RegistryEvent
-
     return RegistryEvent.objects.count()
 
 
@@ -349,8 +332,6 @@ def test_malformed_envelope__refused_with_a_short_reason__nothing_stored(client,
 
 
 def test_oversized_body__413__nothing_stored(client, hand) -> None:
-    from dashboard.index.events import MAX_BODY
-
     event = _event("push", tag="1.0", digest="sha256:" + "a" * 64)
     events = [event] + [{"padding": "x" * 1000}] * (MAX_BODY // 1000)
     response = _post(client, events)
@@ -365,9 +346,6 @@ def test_empty_envelope__200(client, hand) -> None:
 
 def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand,
                                                                 django_capture_on_commit_callbacks) -> None:
-    from dashboard.index import events as tasks
-    from dashboard.models import RegistryEvent
-
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     envelope = [_event("frobnicate", tag="1.0", digest=digest), _event("push", tag="1.0", digest=digest),
                 {"action": "push"}, "not an event"]
@@ -378,9 +356,7 @@ def test_unknown_action__ignored__the_rest_of_the_envelope_kept(client, hand,
                                     "unknown_actions": 1, "invalid": 2}
     [push] = RegistryEvent.objects.all()
     assert (push.action, push.tag, push.digest, push.actor, push.applied) == ("push", "1.0", digest, "ci-bot", False)
-    assert len(tasks.apply_events.get_backend().results) == 1  # the worker is asked to apply it
-
-    from dashboard.index.events import apply_pending
+    assert len(events.apply_events.get_backend().results) == 1  # the worker is asked to apply it
 
     assert apply_pending() == 1
     assert _tag("1.0").manifest.digest == digest
@@ -410,8 +386,6 @@ def test_pull_by_digest__marks_every_tag_on_that_digest(client, hand) -> None:
 
 
 def test_hostile_values__skipped_or_cleaned(client, hand) -> None:
-    from dashboard.models import RegistryEvent
-
     digest = "sha256:" + "e" * 64
     evil_ua = "curl/8\x00<script>alert(1)</script>\r\nX-Injected: 1"
     envelope = [
@@ -454,10 +428,6 @@ def test_blob_events__ignored(client, hand) -> None:
 
 
 def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(client, hand) -> None:
-    from dashboard.index import events as tasks
-    from dashboard.index.events import apply_pending
-    from dashboard.models import RegistryEvent
-
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     hand.stop()
     _post(client, [_event("push", tag="1.0", digest=digest)])
@@ -468,7 +438,7 @@ def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(clie
     tag = _tag("1.0")
     assert tag.digest == digest and tag.manifest is None  # the tag shows before its manifest is read
     # The worker is asked to try again later; until then the event waits, whatever else runs it.
-    [retry] = [r for r in tasks.apply_events.get_backend().results if r.task.run_after]
+    [retry] = [r for r in events.apply_events.get_backend().results if r.task.run_after]
     assert retry.task.run_after.isoformat() == event.details["retry_at"]
     hand.start()
     assert apply_pending() == 0
@@ -479,16 +449,10 @@ def test_registry_unreachable__event_stays_pending__applied_once_it_is_back(clie
     assert event.applied and "error" not in event.details
     assert _tag("1.0").manifest.digest == digest
     # The retry read the manifest only: the tag's history has the one change.
-    from dashboard.models import TagHistory
-
     assert TagHistory.objects.filter(repository=REPO, tag="1.0").count() == 1
 
 
 def test_registry_down_for_good__event_given_up__the_next_ones_still_applied(client, hand, monkeypatch) -> None:
-    from dashboard.index import events
-    from dashboard.index.events import MAX_ATTEMPTS, apply_pending
-    from dashboard.models import RegistryEvent
-
     monkeypatch.setattr(events, "RETRY_DELAY", timedelta(0))
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     hand.stop()
@@ -507,9 +471,6 @@ def test_registry_down_for_good__event_given_up__the_next_ones_still_applied(cli
 
 
 def test_push_then_manifest_gone__given_up_at_once(client, hand) -> None:
-    from dashboard.index.events import apply_pending
-    from dashboard.models import RegistryEvent
-
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     delete_manifest(hand.url, REPO, digest)
     _post(client, [_event("push", digest=digest)])
@@ -520,9 +481,6 @@ def test_push_then_manifest_gone__given_up_at_once(client, hand) -> None:
 
 def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> None:
     """The registry does not promise order, and two workers may finish out of order."""
-    from dashboard.index.events import apply_pending
-    from dashboard.models import RegistryEvent
-
     old = push_image(hand.url, REPO, _image("one"), "old")
     new = push_image(hand.url, REPO, _image("two"), "new")
     _post(client, [_event("push", tag="1.0", digest=new, at=T0 + timedelta(seconds=5))])
@@ -534,15 +492,10 @@ def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> 
     assert all(e.details.get("outdated") for e in RegistryEvent.objects.filter(at=T0))
     # Its manifest is still indexed: it is in the repository, tagged or not.
     assert _tag("1.0").manifest.digest == new
-    from dashboard.models import RepositoryManifest
-
     assert RepositoryManifest.objects.filter(repository__name=REPO, manifest__digest=old).exists()
 
 
 def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> None:
-    from dashboard.index.events import apply_pending
-    from dashboard.models import RepositoryManifest
-
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     _post(client, [_event("push", tag="1.0", digest=digest, at=T0),
                    _event("delete", digest=digest, at=T0 + timedelta(seconds=1)),
@@ -554,8 +507,6 @@ def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> N
 
 def test_repository_delete_event__forgets_it_only_when_the_registry_agrees(client, hand) -> None:
     """3.x reports a deleted repository as a delete with neither tag nor digest."""
-    from dashboard.index.events import apply_pending
-
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
     store.set_tags(REPO, {"1.0": digest}, source="sync")
     store.set_tags("team/gone", {"1.0": digest}, source="sync")
@@ -575,22 +526,15 @@ def test_events_token_from_registry_headers__case_of_scheme_ignored(client, hand
 def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) -> None:
     """What 2.8.2 actually sent, captured from a registry talking to a plain HTTP server."""
     captured: list[tuple[dict[str, str], bytes]] = []
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    class Capture(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
+    class Capture(QuietHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's method name
             captured.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    sink = HTTPServer(("127.0.0.1", 0), Capture)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    try:
-        notify = Notifications(url=f"http://127.0.0.1:{sink.server_port}/-/events/", token=TOKEN, ignore_blobs=False)
+    with serving(Capture) as sink:
+        notify = Notifications(url=f"{sink}/-/events/", token=TOKEN, ignore_blobs=False)
         with RegistryServer(tmp_path / "capturing", notifications=notify) as server:
             digest = push_image(server.url, REPO, _image("one"), "1.0")
             requests.get(f"{server.url}/v2/{REPO}/manifests/1.0", headers={"Accept": MT_OCI_MANIFEST}, timeout=5)
@@ -598,10 +542,6 @@ def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) ->
             until("the tag delete sent", lambda: any(
                 e["action"] == "delete" and e["target"].get("tag") == "1.0"
                 for _, body in captured for e in json.loads(body)["events"]))
-    finally:
-        sink.shutdown()
-
-    from dashboard.models import RegistryEvent
 
     for headers, body in captured:
         assert headers["Authorization"] == f"Bearer {TOKEN}"
@@ -618,9 +558,6 @@ def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, configure,
     import threading
 
     from django.db import connections
-
-    from dashboard.index import events
-    from dashboard.models import RegistryEvent, TagHistory
 
     with RegistryServer(tmp_path / "registry") as server:
         configure(REGISTRY_URL=server.url, EVENTS_TOKEN=TOKEN)
@@ -658,6 +595,4 @@ def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, configure,
 
 
 def _tags() -> list:
-    from dashboard.models import IndexedTag
-
     return list(IndexedTag.objects.filter(repository__name=REPO))

@@ -15,6 +15,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connections
 
+from dashboard.index import store
+from dashboard.index.store import version_sort_key
+from dashboard.models import (
+    IndexedBlob,
+    IndexedManifest,
+    IndexedRepository,
+    IndexedTag,
+    ManifestBlob,
+    ManifestChild,
+    RepositoryManifest,
+    TagHistory,
+)
 from testbed.server import free_port
 
 pytestmark = pytest.mark.postgres
@@ -80,8 +92,6 @@ def _version_order() -> list:
 
 
 def test_version_sort_key__orders_tricky_tags_like_the_live_page() -> None:
-    from dashboard.index.store import version_sort_key
-
     tags = sorted(set(TRICKY_TAGS + _random_tags(3000, seed=7)))
     assert sorted(tags, key=lambda t: (version_sort_key(t), t)) == _expected_order(tags)
     # The order a user expects, in a few words: names first, then versions, newest last.
@@ -90,16 +100,11 @@ def test_version_sort_key__orders_tricky_tags_like_the_live_page() -> None:
 
 
 def test_version_sort_key__says_which_tags_are_versions() -> None:
-    from dashboard.index.store import version_sort_key
-
     assert [version_sort_key(t)[0] for t in ["1.2.3", "v2", "3.19.1-r0", "latest", "build-9", "v", "1.2.x"]] == \
         [True, True, True, False, False, False, False]
 
 
 def test_tag_table__database_orders_by_version_key_like_python(db) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedTag
-
     tags = sorted(set(TRICKY_TAGS + _random_tags(1500, seed=11)))
     store.set_tags(REPO, dict.fromkeys(tags, D1), source="sync", complete=True)
     ordered = list(IndexedTag.objects.filter(repository__name=REPO).order_by(*_version_order())
@@ -115,15 +120,10 @@ def test_tag_table__database_orders_by_version_key_like_python(db) -> None:
 
 
 def _history(tag: str) -> list[tuple[str, str]]:
-    from dashboard.models import TagHistory
-
     return [(h.digest, h.source) for h in TagHistory.objects.filter(repository=REPO, tag=tag).order_by("at", "id")]
 
 
 def test_set_tags__new_moved_and_removed_tags_are_written_to_history(db) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedRepository
-
     assert store.set_tags(REPO, {"1.0": D1, "latest": D1}, source="sync", complete=True, at=T0) == 2
     later = T0 + timedelta(minutes=5)
     # latest moves, 1.0 is gone, 2.0 is new.
@@ -137,9 +137,6 @@ def test_set_tags__new_moved_and_removed_tags_are_written_to_history(db) -> None
 
 
 def test_set_tags__nothing_changed_writes_nothing(db) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedRepository, TagHistory
-
     tags = {f"v{i}": D1 for i in range(50)}
     store.set_tags(REPO, tags, source="sync", complete=True, at=T0)
     assert store.set_tags(REPO, tags, source="sync", complete=True, at=T0 + timedelta(hours=1)) == 0
@@ -150,8 +147,6 @@ def test_set_tags__nothing_changed_writes_nothing(db) -> None:
 
 
 def test_set_tags__an_event_changes_one_tag_and_leaves_the_others(db) -> None:
-    from dashboard.index import store
-
     store.set_tags(REPO, {"1.0": D1, "latest": D1}, source="sync", complete=True, at=T0)
     assert store.set_tags(REPO, {"latest": D2}, source="event", actor="ci", at=T0 + timedelta(seconds=1)) == 1
     assert store.tag_digests(REPO) == {"1.0": D1, "latest": D2}
@@ -161,8 +156,6 @@ def test_set_tags__an_event_changes_one_tag_and_leaves_the_others(db) -> None:
 def test_set_tags__as_of_keeps_a_newer_events_change_from_an_older_sync(db) -> None:
     """A sync read the registry at T0 and writes later; meanwhile push events moved `latest` and
     added `hotfix`. What the events said is newer than what the sync knows: it stays."""
-    from dashboard.index import store
-
     store.set_tags(REPO, {"1.0": D1, "latest": D1}, source="sync", complete=True, at=T0 - timedelta(hours=1))
     store.set_tags(REPO, {"latest": D3}, source="event", at=T0 + timedelta(seconds=1))
     store.set_tags(REPO, {"hotfix": D3}, source="event", at=T0 + timedelta(seconds=2))
@@ -173,8 +166,6 @@ def test_set_tags__as_of_keeps_a_newer_events_change_from_an_older_sync(db) -> N
 
 
 def test_set_tags__as_of_keeps_a_newer_delete_event_from_an_older_sync(db) -> None:
-    from dashboard.index import store
-
     store.set_tags(REPO, {"1.0": D1, "old": D2}, source="sync", complete=True, at=T0 - timedelta(hours=1))
     # The sync lists tags at T0; a delete event removes `old` a second later.
     store.remove_tag(REPO, "old", source="event", at=T0 + timedelta(seconds=1))
@@ -184,8 +175,6 @@ def test_set_tags__as_of_keeps_a_newer_delete_event_from_an_older_sync(db) -> No
 
 
 def test_set_tags__as_of_keeps_a_newer_delete_and_push_from_an_older_sync(db) -> None:
-    from dashboard.index import store
-
     store.set_tags(REPO, {"1.0": D1, "old": D2}, source="sync", complete=True, at=T0 - timedelta(hours=1))
     # The sync lists tags at T0; then `old` is deleted and `new` is pushed (events).
     store.remove_tag(REPO, "old", source="event", at=T0 + timedelta(seconds=1))
@@ -196,9 +185,6 @@ def test_set_tags__as_of_keeps_a_newer_delete_and_push_from_an_older_sync(db) ->
 
 
 def test_remove_tag__writes_history_once(db) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedRepository
-
     store.set_tags(REPO, {"1.0": D1, "2.0": D2}, source="sync", complete=True, at=T0)
     assert store.remove_tag(REPO, "1.0", source="dashboard", actor="mia") is True
     assert store.remove_tag(REPO, "1.0", source="dashboard", actor="mia") is False
@@ -218,9 +204,6 @@ def _unreachable(configure) -> None:
 
 
 def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, configure) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedBlob, IndexedManifest, ManifestBlob, RepositoryManifest
-
     seeded = dashboard.seeded
     fact = seeded.fact("acme/web", "1.10.0")
     assert store.fetch_and_index("acme/web", [fact.digest]) == 1
@@ -248,9 +231,6 @@ def test_fetch_and_index__an_image_with_its_config_blobs_and_links(dashboard, co
 
 
 def test_fetch_and_index__an_index_with_its_platforms_and_attestation(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedManifest, ManifestChild, RepositoryManifest
-
     fact = dashboard.seeded.fact("acme/multi", "2.0")
     assert store.fetch_and_index("acme/multi", [fact.digest]) == 1 + len(fact.children)
     row = IndexedManifest.objects.get(digest=fact.digest)
@@ -275,9 +255,6 @@ def test_fetch_and_index__an_index_with_its_platforms_and_attestation(dashboard)
 
 
 def test_fetch_and_index__a_docker_manifest_list_and_a_helm_chart(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedManifest
-
     seeded = dashboard.seeded
     legacy = seeded.fact("acme/multi", "legacy-list")
     chart = seeded.fact("acme/charts/mychart", "0.1.0")
@@ -292,9 +269,6 @@ def test_fetch_and_index__a_docker_manifest_list_and_a_helm_chart(dashboard) -> 
 
 
 def test_fetch_and_index__a_broken_config_is_indexed_with_its_problem(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedManifest
-
     fact = dashboard.seeded.fact("bad/config", "latest")
     assert store.fetch_and_index("bad/config", [fact.digest]) == 1
     row = IndexedManifest.objects.get(digest=fact.digest)
@@ -304,9 +278,6 @@ def test_fetch_and_index__a_broken_config_is_indexed_with_its_problem(dashboard)
 def test_fetch_and_index__links_tags_that_named_the_digest_first(dashboard) -> None:
     """A push event names tag and digest before the manifest is fetched: the tag shows up at
     once, and gets its date and size when the manifest is indexed."""
-    from dashboard.index import store
-    from dashboard.models import IndexedTag
-
     fact = dashboard.seeded.fact("acme/web", "1.9.0")
     store.set_tags("acme/web", {"1.9.0": fact.digest}, source="event")
     assert IndexedTag.objects.get(repository__name="acme/web", name="1.9.0").manifest is None
@@ -316,9 +287,6 @@ def test_fetch_and_index__links_tags_that_named_the_digest_first(dashboard) -> N
 
 
 def test_fetch_and_index__a_digest_the_registry_lacks_is_skipped(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedManifest
-
     fact = dashboard.seeded.fact("library/alpine", "3.19")
     assert store.fetch_and_index("library/alpine", [fact.digest, D1]) == 1
     assert list(IndexedManifest.objects.values_list("digest", flat=True)) == [fact.digest]
@@ -329,8 +297,6 @@ def test_fetch_and_index__a_digest_the_registry_lacks_is_skipped(dashboard) -> N
 
 def _garbage() -> set[str]:
     """Blobs only deleted manifests still hold: what a collection would free."""
-    from dashboard.models import ManifestBlob, RepositoryManifest
-
     live = set(RepositoryManifest.objects.filter(deleted_at__isnull=True).values_list("manifest_id", flat=True))
     dead = set(RepositoryManifest.objects.filter(deleted_at__isnull=False).values_list("manifest_id", flat=True))
     held = set(ManifestBlob.objects.filter(manifest_id__in=live).values_list("blob__digest", flat=True))
@@ -338,16 +304,11 @@ def _garbage() -> set[str]:
 
 
 def _index_tags(repo: str, tags: dict[str, str]) -> None:
-    from dashboard.index import store
-
     store.set_tags(repo, tags, source="sync", complete=True)
     store.fetch_and_index(repo, sorted(set(tags.values())))
 
 
 def test_remove_manifest__its_tags_go_and_its_blobs_count_as_garbage_until_gc(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedBlob, RepositoryManifest, TagHistory
-
     seeded = dashboard.seeded
     new, old = seeded.fact("acme/web", "1.10.0"), seeded.fact("acme/web", "1.2.0")
     _index_tags("acme/web", {"1.10.0": new.digest, "latest": new.digest, "1.2.0": old.digest})
@@ -368,9 +329,6 @@ def test_remove_manifest__its_tags_go_and_its_blobs_count_as_garbage_until_gc(da
 
 
 def test_after_garbage_collection__delete_untagged_keeps_the_platforms_of_a_tagged_index(dashboard) -> None:
-    from dashboard.index import store
-    from dashboard.models import IndexedRepository, RepositoryManifest
-
     seeded = dashboard.seeded
     multi = seeded.fact("acme/multi", "2.0")
     _index_tags("acme/multi", {"2.0": multi.digest})
@@ -418,17 +376,6 @@ def _together(*calls) -> None:
 def test_two_writers__same_sync_at_once_leaves_one_row_each(dashboard) -> None:
     """Two dashboard processes sync the same repository at the same moment (a schedule on
     each, or an event during a sync): every tag, manifest, blob and link exists once."""
-    from dashboard.index import store
-    from dashboard.models import (
-        IndexedBlob,
-        IndexedManifest,
-        IndexedRepository,
-        IndexedTag,
-        ManifestBlob,
-        ManifestChild,
-        RepositoryManifest,
-    )
-
     seeded = dashboard.seeded
     tags = {f"{repo}:{tag}": digest for repo in ("acme/web", "acme/multi") for tag, digest in seeded.tags[repo].items()}
 
@@ -456,9 +403,6 @@ def test_two_writers__same_sync_at_once_leaves_one_row_each(dashboard) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_writers__same_new_tags_at_once_write_history_once() -> None:
-    from dashboard.index import store
-    from dashboard.models import TagHistory
-
     tags = {f"v{i}": D1 for i in range(300)}
     _together(*[lambda: store.set_tags(REPO, tags, source="sync", complete=True)] * 2)
     assert TagHistory.objects.filter(repository=REPO).count() == len(tags)

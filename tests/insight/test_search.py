@@ -17,20 +17,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
+from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_MULTI, REPO_WEB, XSS_LABEL
 from tests.helpers.browser import App, Watch, mark_document, new_context, same_document, shot
 from tests.helpers.html import dom
-from tests.helpers.pages import get, manifest_url
+from tests.helpers.pages import get, index, manifest_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
-
-
-def index(*names: str) -> None:
-    from dashboard.index.sync import sync_repository
-
-    for name in names:
-        result = sync_repository(name)
-        assert not result.problem, (name, result.problem)
 
 
 @pytest.fixture
@@ -138,8 +131,7 @@ def test_digest__a_layer_in_every_platform_image_leads_to_the_multi_arch_tag(cli
     assert [a.text for a in use.find_all("a", cls="placetag")] == ["2.0"]
 
 
-def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest(client, dashboard) -> None:
-    seeded = dashboard.seeded
+def test_digest__shared_by_many_repositories_lists_the_first_and_counts_the_rest(client, seeded) -> None:
     index(*seeded.bulk_repos)
     digest = seeded.tags[seeded.bulk_repos[0]]["latest"]
     [hit] = group(search(client, digest), "manifests").find_all("li", cls="manifest-hit")
@@ -197,7 +189,6 @@ def test_search_as_you_type__htmx_gets_only_the_results(client, indexed) -> None
 
 def test_speed__ten_thousand_repositories_searched_in_a_fixed_number_of_queries(client, indexed) -> None:
     from dashboard.insight import search as queries
-    from dashboard.models import IndexedManifest, IndexedRepository, IndexedTag
 
     now = timezone.now()
     repos = IndexedRepository.objects.bulk_create(

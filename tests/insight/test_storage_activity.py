@@ -18,21 +18,25 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from dashboard.index import store
-from tests.helpers.browser import (
-    mark_document,
-    no_sideways_scroll,
-    same_document,
-    shot,
-    watched_page,
+from dashboard.models import (
+    IndexedBlob,
+    IndexedManifest,
+    IndexedRepository,
+    IndexedTag,
+    ManifestBlob,
+    ManifestChild,
+    RegistryEvent,
+    RepositoryManifest,
 )
+from tests.helpers.browser import mark_document, no_sideways_scroll, same_document, shots, watched_page
 from tests.helpers.html import elements
 from tests.helpers.pages import get
 
 pytestmark = pytest.mark.postgres
 
-HTMX = {"HX-Request": "true"}
 XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 
 
@@ -46,8 +50,6 @@ def dg(seed: str) -> str:
 def manifest(seed: str, size: int, blobs: dict[str, int] | None = None, children: tuple[str, ...] = (),
              kind: str = "image") -> str:
     """An indexed manifest of `size` bytes naming these blobs (seed -> size) or child manifests."""
-    from dashboard.models import IndexedBlob, IndexedManifest, ManifestBlob, ManifestChild
-
     row = IndexedManifest.objects.create(digest=dg(f"manifest {seed}"), size=size, kind=kind)
     for blob_seed, blob_size in (blobs or {}).items():
         blob, _ = IndexedBlob.objects.get_or_create(digest=dg(f"blob {blob_seed}"), defaults={"size": blob_size})
@@ -65,8 +67,6 @@ def put(repo: str, tags: dict[str, str] | None = None, untagged: tuple[str, ...]
 
 
 def event(action: str = "pull", repository: str = "team/app", *, at: datetime | None = None, **fields: object):
-    from dashboard.models import RegistryEvent
-
     event.n = getattr(event, "n", 0) + 1
     return RegistryEvent.objects.create(event_id=f"ev-{event.n}", action=action, repository=repository,
                                         at=at or timezone.now(), applied=True, **fields)
@@ -156,8 +156,6 @@ def test_storage__small_index__figures_by_repository_and_sort_by_every_column(cl
 
 
 def test_storage__filter_and_pages__100_repositories_a_page_with_the_sort_kept(client, site) -> None:
-    from dashboard.models import IndexedManifest, IndexedRepository, RepositoryManifest
-
     IndexedManifest.objects.bulk_create([IndexedManifest(digest=dg(f"m{i}"), size=1000 + i) for i in range(150)])
     ids = dict(IndexedManifest.objects.values_list("digest", "id"))
     for i in range(150):
@@ -248,8 +246,6 @@ def test_storage__unknown_repository__404_that_says_what_is_missing(client, site
 
 
 def test_storage__an_index_that_lists_itself__counted_once_and_the_page_renders(client, site) -> None:
-    from dashboard.models import IndexedManifest, ManifestChild
-
     loop = manifest("loop", 77, children=("loop-child",), kind="index")
     child = manifest("loop-child", 33, {"blob": 500}, children=("loop",), kind="index")
     assert ManifestChild.objects.filter(parent=IndexedManifest.objects.get(digest=child), digest=loop).exists()
@@ -353,7 +349,6 @@ def test_activity__filters__action_repository_who_and_anonymous(client, site) ->
     def shown(query: str, **kw: bool) -> list[tuple[str, str]]:
         response = get(client, f"/-/activity/?{query}", **kw)
         ids = [int(r["data-event"]) for r in rows(response, "data-event")]
-        from dashboard.models import RegistryEvent
         by_id = {e.pk: e for e in RegistryEvent.objects.filter(pk__in=ids)}
         return [(by_id[i].action, by_id[i].repository) for i in ids]
 
@@ -373,8 +368,6 @@ def test_activity__filters__action_repository_who_and_anonymous(client, site) ->
 
 
 def test_activity__paging__fifty_a_page_newest_first(client, site) -> None:
-    from dashboard.models import RegistryEvent
-
     base = timezone.now() - timedelta(days=1)
     RegistryEvent.objects.bulk_create([RegistryEvent(event_id=f"p{i}", action="pull", repository="team/app",
                                                      at=base + timedelta(seconds=i), applied=True) for i in range(120)])
@@ -483,8 +476,6 @@ def test_activity__busy_registry__pulls_chart_counted_after_the_page_then_cached
 
 
 def test_activity__stale_tags__never_pulled_first_then_pulled_longest_ago(client, site) -> None:
-    from dashboard.models import IndexedTag
-
     t0 = timezone.now() - timedelta(days=100)
     store.set_tags("team/app", {"old-never": dg("a")}, source="sync", at=t0)
     store.set_tags("team/app", {"new-never": dg("b")}, source="sync", at=t0 + timedelta(days=10))
@@ -511,8 +502,6 @@ def realistic_index() -> None:
     """A registry as people have them: images on shared bases, a large model image, old builds
     deleted or left untagged, and a month of pushes and pulls."""
     import random
-
-    from dashboard.models import IndexedTag, RegistryEvent
 
     debian, alpine = ("debian", 29 * MB), ("alpine", 3 * MB + 400_000)
     python, node = ("python", 18 * MB), ("node", 45 * MB)
@@ -567,10 +556,8 @@ def realistic_index() -> None:
 
 
 @pytest.fixture
-def live(live_server, transactional_db, configure, settings):
-    configure(ANONYMOUS_READ=True, STORAGE_PATH="", REGISTRY_URL="http://127.0.0.1:5000")
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def live(live_server, transactional_db, point_at):
+    point_at("http://127.0.0.1:5000", ANONYMOUS_READ=True, STORAGE_PATH="")
     yield live_server.url
     cache.clear()
 
@@ -581,18 +568,8 @@ def page(browser, live):
         yield pg
 
 
-def shots(page, name: str) -> None:
-
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        shot(page, f"{name}-{scheme}")
-    page.emulate_media(color_scheme="light")
-
-
 @pytest.mark.browser
 def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> None:
-    from playwright.sync_api import expect
-
     realistic_index()
     page.goto(live + "/-/storage/")
     expect(page.get_by_role("heading", name="Storage", level=1)).to_be_visible()
@@ -600,7 +577,7 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
     expect(bars).to_have_count(10)
     expect(bars.first).to_have_attribute("data-repository", "ml/model-server")
     no_sideways_scroll(page)
-    shots(page, "index-storage")
+    shots(page, "storage", prefix="index-")
 
     mark_document(page)
     page.get_by_role("link", name="Repository", exact=True).click()
@@ -618,25 +595,21 @@ def test_storage_page__in_a_browser__chart_sort_and_drill_down(page, live) -> No
     expect(page.get_by_role("heading", name="ml/model-server", level=1)).to_be_visible()
     page.goto(live + "/-/storage/?repository=legacy/billing")
     expect(page.locator("table.unreached tbody tr")).to_have_count(3)
-    shots(page, "index-storage-repository")
+    shots(page, "storage-repository", prefix="index-")
 
 
 @pytest.mark.browser
 def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(page, live) -> None:
-    from playwright.sync_api import expect
-
-    from dashboard.models import RegistryEvent
-
     page.goto(live + "/-/activity/")
     expect(page.locator(".activity-empty")).to_contain_text("No registry events yet")
-    shots(page, "index-activity-empty")
+    shots(page, "activity-empty", prefix="index-")
 
     realistic_index()
     page.goto(live + "/-/activity/")
     expect(page.locator("table.pulls-chart tbody tr").first).to_have_attribute("data-repository", "acme/web")
     expect(page.locator("#feed tbody tr")).to_have_count(50)
     no_sideways_scroll(page)
-    shots(page, "index-activity")
+    shots(page, "activity", prefix="index-")
 
     mark_document(page)
     page.get_by_label("Action").select_option("delete")

@@ -13,9 +13,9 @@ import hashlib
 import subprocess
 
 import pytest
-from django.core.cache import cache
 
-from dashboard.index import store
+from dashboard import remote
+from dashboard.index import store, sync
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
 from tests.helpers.html import elements
@@ -54,8 +54,6 @@ def blob_files(server: RegistryServer) -> dict[str, int]:
 def index(repo: str, *, by_digest: tuple[str, ...] = ()) -> None:
     """A sync of `repo`, plus what the push events of manifests pushed by digest only (which no
     tag list shows) put in the index."""
-    from dashboard.index import store, sync
-
     result = sync.sync_repository(repo)
     assert not result.problem, result.problem
     if by_digest:
@@ -91,11 +89,8 @@ def garbage_collect(server: RegistryServer, *, delete_untagged: bool) -> None:
 
 
 @pytest.fixture
-def reg(empty_registry: RegistryServer, configure, settings, db) -> RegistryServer:
-    configure(REGISTRY_URL=empty_registry.url, CATALOG_TTL=0, ANONYMOUS_READ=True,
-              STORAGE_PATH=str(empty_registry.storage_dir))
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def reg(empty_registry: RegistryServer, point_at, db) -> RegistryServer:
+    point_at(empty_registry.url, ANONYMOUS_READ=True, STORAGE_PATH=str(empty_registry.storage_dir))
     return empty_registry
 
 
@@ -171,8 +166,6 @@ def test_storage__layers_and_manifests_shared_across_repositories__total_is_the_
 
 def test_reclaimable__after_a_delete__gc_frees_exactly_that_then_delete_untagged_frees_the_untagged(
         reg: RegistryServer, client) -> None:
-    from dashboard import remote
-
     base = layer("base.bin", 3000)
     keep = p.build_image([base, layer("keep.bin", 5000)], labels={"i": "keep"})
     gone = p.build_image([base, layer("gone.bin", 7000), layer("shared.bin", 4000)], labels={"i": "gone"})

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -31,6 +29,7 @@ from testbed.seed import (
     XSS_HISTORY,
     XSS_LABEL,
 )
+from tests.helpers.servers import QuietHandler, serving
 
 MISSING_DIGEST = "sha256:" + "0" * 64
 
@@ -524,11 +523,8 @@ def test_catalog__empty_registry__empty_list(empty_registry: RegistryServer) -> 
 # -- what goes on the wire (a local recording server) ----------------------------------------
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        pass
 
     def _answer(self) -> None:
         self.server.seen.append((self.command, self.path, dict(self.headers)))  # type: ignore[attr-defined]
@@ -546,19 +542,13 @@ class _Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[RegistryClient, list[tuple[str, str, dict[str, str]]]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.daemon_threads = True
-    server.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    c = RegistryClient(RegistryConfig(url=f"http://127.0.0.1:{server.server_address[1]}", read_timeout=5))
-    try:
-        yield c, server.seen  # type: ignore[attr-defined]
-    finally:
-        c.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    with serving(_Recorder, seen=seen) as url:
+        c = RegistryClient(RegistryConfig(url=url, read_timeout=5))
+        try:
+            yield c, seen
+        finally:
+            c.close()
 
 
 def test_user_agent__every_request__starts_with_registryui(recorder) -> None:
@@ -572,21 +562,12 @@ def test_user_agent__every_request__starts_with_registryui(recorder) -> None:
 
 
 def test_user_agent__configured_version__sent_verbatim() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.daemon_threads = True
-    server.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        c = RegistryClient(RegistryConfig(url=f"http://127.0.0.1:{server.server_address[1]}",
-                                          user_agent="registryui/9.9.9"))
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    with serving(_Recorder, seen=seen) as url:
+        c = RegistryClient(RegistryConfig(url=url, user_agent="registryui/9.9.9"))
         c.ping()
         c.close()
-        assert server.seen[0][2]["User-Agent"] == "registryui/9.9.9"  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    assert seen[0][2]["User-Agent"] == "registryui/9.9.9"
 
 
 def test_manifest_request__accept_offers_all_four_manifest_types(recorder) -> None:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import functools
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ from dashboard.registry.models import RegistryConfig
 from dashboard.registry.ops import DeleteSupport, probe_delete
 from testbed import RegistryServer
 from testbed import push as p
+from tests.helpers.servers import serving
 
 T = (5, 10)  # (connect, read) seconds for the direct requests below
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -184,22 +184,13 @@ def test_tls_and_htpasswd_together__the_usual_private_registry(tmp_path: Path) -
 def test_plain_web_server__404_to_v2__says_the_url_is_not_a_registry_api(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "index.html").write_text("<h1>some other service</h1>")
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path / "www"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(functools.partial(_QuietHandler, directory=str(tmp_path / "www"))) as url:
         assert requests.get(f"{url}/", timeout=T).status_code == 200
         assert requests.get(f"{url}/v2/", timeout=T).status_code == 404
 
         with pytest.raises(e.NotFound) as info:
             client_for(url).ping()
         assert str(info.value) == f"{url} answered 404 to /v2/ — the URL is not a registry API"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

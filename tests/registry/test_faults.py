@@ -8,15 +8,15 @@ registry would. No sleeps: servers that hang wait on an Event the fixture sets o
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,13 +27,12 @@ from dashboard.registry import models as m
 from dashboard.registry.client import MAX_MANIFEST_BYTES
 from dashboard.registry.models import RegistryConfig
 from dashboard.registry.parse import parse_config, parse_manifest, parse_time
+from testbed.push import sha256_digest as sha
+from tests.helpers.pages import closed_port
+from tests.helpers.servers import QuietHandler, serving
 
 HANG_LIMIT_S = 10.0  # upper bound for any handler that waits for the test to finish
 WAIT_S = 5.0  # upper bound for bounded polls
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def jbytes(obj: object) -> bytes:
@@ -50,11 +49,8 @@ class Seen:
 Route = Callable[[BaseHTTPRequestHandler], None]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        pass
 
     def _dispatch(self) -> None:
         fake: FakeRegistry = self.server.fake  # type: ignore[attr-defined]
@@ -77,20 +73,9 @@ class FakeRegistry:
     release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.fake = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.stack = ExitStack()
+        self.url = self.stack.enter_context(serving(_Handler, fake=self))
+        self.port = urlsplit(self.url).port
 
     def client(self, **config: object) -> RegistryClient:
         kwargs: dict[str, object] = {"url": self.url, "connect_timeout": 2.0, "read_timeout": 5.0}
@@ -105,14 +90,21 @@ class FakeRegistry:
                *, methods: tuple[str, ...] = ("GET", "HEAD")) -> None:
         self.on(path, lambda h: send(h, status, body, headers), methods=methods)
 
+    def truncate(self, path: str, body: bytes, length: int, headers: dict[str, str] | None = None) -> None:
+        """Answer `path` with `body`, the start of `length` bytes promised, then hang up."""
+
+        def route(h: BaseHTTPRequestHandler) -> None:
+            send(h, 200, body, headers, length=length)
+            h.close_connection = True
+
+        self.on(path, route)
+
     def paths(self) -> list[str]:
         return [s.path for s in self.seen]
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=WAIT_S)
+        self.stack.close()
 
 
 def send(h: BaseHTTPRequestHandler, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -139,12 +131,6 @@ def fake() -> Iterator[FakeRegistry]:
         yield server
     finally:
         server.close()
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def manifest_doc(config: bytes = b"{}", layers: tuple[bytes, ...] = (b"layer",)) -> bytes:
@@ -213,11 +199,7 @@ def test_tags__body_stalls_after_headers__timeout_not_unreachable(fake: FakeRegi
 
 
 def test_catalog__truncated_body__unreachable_mentions_broken_connection(fake: FakeRegistry) -> None:
-    def truncated(h: BaseHTTPRequestHandler) -> None:
-        send(h, 200, b'{"repositories":["a","b"', length=4096)
-        h.close_connection = True
-
-    fake.on("/v2/_catalog", truncated)
+    fake.truncate("/v2/_catalog", b'{"repositories":["a","b"', 4096)
     with pytest.raises(e.RegistryUnreachable) as info:
         fake.client().catalog()
     assert "broke" in str(info.value)
@@ -226,22 +208,13 @@ def test_catalog__truncated_body__unreachable_mentions_broken_connection(fake: F
 
 def test_manifest__truncated_body__unreachable_not_integrity_error(fake: FakeRegistry) -> None:
     body = manifest_doc()
-
-    def truncated(h: BaseHTTPRequestHandler) -> None:
-        send(h, 200, body[:20], {"Content-Type": m.OCI_MANIFEST}, length=len(body))
-        h.close_connection = True
-
-    fake.on(f"/v2/a/manifests/{sha(body)}", truncated)
+    fake.truncate(f"/v2/a/manifests/{sha(body)}", body[:20], len(body), {"Content-Type": m.OCI_MANIFEST})
     with pytest.raises(e.RegistryUnreachable, match="broke"):
         fake.client().manifest("a", sha(body))
 
 
 def test_ping__truncated_body_without_streaming__unreachable(fake: FakeRegistry) -> None:
-    def truncated(h: BaseHTTPRequestHandler) -> None:
-        send(h, 200, b"{", {"Docker-Distribution-Api-Version": "registry/2.0"}, length=100)
-        h.close_connection = True
-
-    fake.on("/v2/", truncated)
+    fake.truncate("/v2/", b"{", 100, {"Docker-Distribution-Api-Version": "registry/2.0"})
     with pytest.raises(e.RegistryUnreachable, match="broke"):
         fake.client().ping()
 
@@ -364,12 +337,7 @@ def test_open_blob__bytes_do_not_match_digest__integrity_error_at_the_end(fake: 
 
 def test_open_blob__truncated__unreachable(fake: FakeRegistry) -> None:
     data = b"z" * 5000
-
-    def truncated(h: BaseHTTPRequestHandler) -> None:
-        send(h, 200, data[:100], {"Content-Type": "application/octet-stream"}, length=len(data))
-        h.close_connection = True
-
-    fake.on(f"/v2/a/blobs/{sha(data)}", truncated)
+    fake.truncate(f"/v2/a/blobs/{sha(data)}", data[:100], len(data), {"Content-Type": "application/octet-stream"})
     with pytest.raises(e.RegistryUnreachable, match="broke off"), fake.client().open_blob("a", sha(data)) as s:
         for _ in s:
             pass

@@ -8,15 +8,14 @@ that keeps manifests, tags and blobs in memory and answers like distribution 3.x
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +39,8 @@ from dashboard.registry.ops import (
 )
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
+from testbed.push import sha256_digest as sha
+from tests.helpers.servers import QuietHandler, serving
 
 SKOPEO_TIMEOUT_S = 60
 GC_TIMEOUT_S = 60
@@ -422,10 +423,6 @@ _BLOB = re.compile(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)")
 _TAGS = re.compile(r"/v2/(?P<name>.+)/tags/list")
 
 
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def errors_body(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
 
@@ -449,24 +446,14 @@ class MemRegistry:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _MemHandler)
-        self.server.daemon_threads = True
-        self.server.mem = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.stack = ExitStack()
+        self.url = self.stack.enter_context(serving(_MemHandler, mem=self))
 
     def client(self, **config: object) -> RegistryClient:
         return client_for(self.url, **config)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.stack.close()
 
     def requests(self, method: str | None = None) -> list[str]:
         return [f"{r.method} {r.path}" for r in self.seen if method is None or r.method == method]
@@ -559,11 +546,8 @@ class MemRegistry:
         return 405, b"Method not allowed\n", {"Content-Type": "text/plain"}
 
 
-class _MemHandler(BaseHTTPRequestHandler):
+class _MemHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        pass
 
     def _dispatch(self) -> None:
         mem: MemRegistry = self.server.mem  # type: ignore[attr-defined]

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -48,6 +47,7 @@ from testbed import push as p
 from testbed.server import free_port
 from testbed.tokenserver import TokenServer, _b64url
 from tests.helpers.pages import signed_in
+from tests.helpers.servers import QuietHandler, serving
 
 REPO = "team/app"
 OTHER = "team/other"
@@ -396,13 +396,10 @@ def test_basic_credentials_go_to_the_realm_not_to_the_token_registry_api(bed: Be
     seen: list[tuple[str, str]] = []
     upstream = bed.server.url
 
-    class Proxy(BaseHTTPRequestHandler):  # records what the client sends to the registry's API
+    class Proxy(QuietHandler):  # records what the client sends to the registry's API
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, fmt: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server's method name
             auth = self.headers.get("Authorization", "")
             seen.append((self.path, auth.split(" ", 1)[0]))
             r = requests.get(upstream + self.path, headers={"Authorization": auth} if auth else {}, timeout=T)
@@ -415,19 +412,11 @@ def test_basic_credentials_go_to_the_realm_not_to_the_token_registry_api(bed: Be
             self.end_headers()
             self.wfile.write(body)
 
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    with serving(Proxy) as url:
         client = RegistryClient(RegistryConfig(url=url, username=USER, password=PASSWORD))
         client.catalog()
         client.tags(REPO)
         client.tags(OTHER)
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(timeout=5)
     # The first request of a new client carries basic credentials (as for an htpasswd registry);
     # once the registry has asked for a bearer token, only tokens go to it.
     assert seen[0] == ("/v2/_catalog?n=1000", "Basic")
@@ -515,13 +504,8 @@ def test_token_cache__expiry_and_one_fetch_per_key() -> None:
 # -- the dashboard ----------------------------------------------------------------------------------
 
 
-def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, configure, settings,
-                                                                     db) -> None:
-    from django.core.cache import cache
-
-    configure(REGISTRY_URL=bed.server.url, USERNAME=USER, PASSWORD=PASSWORD, CATALOG_TTL=0, ANONYMOUS_READ=False)
-    settings.ALLOWED_HOSTS = ["*"]
-    cache.clear()
+def test_dashboard__maintainer_browses_and_untags_on_a_token_registry(client, bed: Bed, point_at, db) -> None:
+    point_at(bed.server.url, USERNAME=USER, PASSWORD=PASSWORD, ANONYMOUS_READ=False)
     signed_in(client, "mia", "maintainer", password="pw-mia-123")
 
     catalog = client.get("/")

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
+from dashboard.auth import ensure_roles
 from dashboard.index import sync
 from dashboard.models import RegistryEvent, SyncRun
 from tests.helpers.browser import Watch, new_context, shot
@@ -187,8 +188,6 @@ def test_sync_page__no_inline_styles_or_scripts(client, site) -> None:
 @pytest.mark.browser
 def test_browser__sync_now__live_progress_then_the_result(browser: Browser, live_server, transactional_db,
                                                           registry, configure, settings) -> None:
-    from dashboard.auth import ensure_roles
-
     ensure_roles()  # the groups come from post_migrate; make sure after a flush, too
     user = User.objects.create_user("mia", password="pw-mia-sync-1")
     user.groups.add(Group.objects.get(name="maintainer"))
