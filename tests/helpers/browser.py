@@ -22,8 +22,14 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 10_000
 
@@ -64,14 +70,28 @@ class Watch:
     csp: list[str] = field(default_factory=list)
 
     def attach(self, page: Page) -> None:
-        page.on("console", lambda m: self.problems.append(f"console.{m.type}: {m.text} @ {page.url}")
-                if m.type in ("error", "warning") else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console.{m.type}: {m.text} @ {page.url}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
         page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc} @ {page.url}"))
         # An htmx request cut short by the user following a link is not a problem.
-        page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.method} {r.url} {r.failure}")
-                if r.failure != "net::ERR_ABORTED" else None)
-        page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.request.method} {r.url}")
-                if r.status >= 400 else None)
+        page.on(
+            "requestfailed",
+            lambda r: (
+                self.problems.append(f"request failed: {r.method} {r.url} {r.failure}")
+                if r.failure != "net::ERR_ABORTED"
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: self.problems.append(f"HTTP {r.status}: {r.request.method} {r.url}") if r.status >= 400 else None,
+        )
 
         def on_dialog(dialog) -> None:
             self.problems.append(f"dialog {dialog.type}: {dialog.message!r} @ {page.url}")

@@ -1,10 +1,10 @@
 """The one HTML reader of the tests: a small DOM on the standard library's parser.
 
-    doc = dom(response)                      # a Django test response, or bytes, or str
-    doc.one("table", cls="tags")             # exactly one match, else the test fails
-    doc.find_all("tr", cls="tag-row", data_tag="1.0")   # data_tag -> data-tag
-    doc.find(...), node.text, node.attrs, node.classes, node.iter()
-    elements(response)                       # every element as (tag, attrs), in document order
+doc = dom(response)                      # a Django test response, or bytes, or str
+doc.one("table", cls="tags")             # exactly one match, else the test fails
+doc.find_all("tr", cls="tag-row", data_tag="1.0")   # data_tag -> data-tag
+doc.find(...), node.text, node.attrs, node.classes, node.iter()
+elements(response)                       # every element as (tag, attrs), in document order
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ class Node:
                 yield from child.iter()
 
     def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if n is not self and (tag is None or n.tag == tag)
-                and (cls is None or cls in n.classes)
-                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+        return [
+            n
+            for n in self.iter()
+            if n is not self
+            and (tag is None or n.tag == tag)
+            and (cls is None or cls in n.classes)
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
 
     def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node | None:
         found = self.find_all(tag, cls, **attrs)

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 
 HTMX = {"HX-Request": "true"}
 # What the seed meant each manifest to be -> the label a user reads in the kind chip.
-KIND_LABEL = {Kind.IMAGE: "image", Kind.INDEX: "multi-arch", Kind.MANIFEST_LIST: "multi-arch",
-              Kind.HELM_CHART: "helm chart", Kind.ARTIFACT: "artifact"}
+KIND_LABEL = {
+    Kind.IMAGE: "image",
+    Kind.INDEX: "multi-arch",
+    Kind.MANIFEST_LIST: "multi-arch",
+    Kind.HELM_CHART: "helm chart",
+    Kind.ARTIFACT: "artifact",
+}
 
 
 def get(client, url: str, *, htmx: bool = False, status: int = 200):
