@@ -13,6 +13,8 @@ from ..ordering import INDEXED_TAGS, LIVE_TAGS
 from . import indexed, live
 
 TAG_PAGE_SIZE = 100
+
+
 def repository_context(request: HttpRequest, name: str, sort: str = "name", order: str = "",
                         detailed: bool = True, params: QueryDict | None = None,
                         in_index: bool | None = None) -> dict[str, object]:
@@ -42,5 +44,3 @@ def delete_context(request: HttpRequest, name: str, probe: bool = True) -> dict[
     allowed = can_delete(request)
     return {"can_delete": allowed, "deletable": allowed and probe,
             "support": remote.delete_support(name) if allowed and probe else None}
-
-

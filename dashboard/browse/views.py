@@ -82,4 +82,3 @@ def blob_download(request: HttpRequest, name: str, digest: str) -> StreamingHttp
     filename = f"{name.replace('/', '_')}-{digest.split(':', 1)[1][:12]}.blob"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
-

@@ -127,5 +127,3 @@ def restore(request: HttpRequest, pk: int) -> HttpResponse:
             what = ", ".join(record.tags) or record.digest[:19]
             messages.success(request, f"{record.repository}: restored {what}")
     return redirect("deleted")
-
-

@@ -66,5 +66,3 @@ def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
 def _gc_hooks() -> dict[str, str]:
     cfg = conf.get()
     return {"before": cfg.gc_before_command, "after": cfg.gc_after_command}
-
-

@@ -284,4 +284,3 @@ def _place(hits: list[ManifestHit], limit: int) -> None:
                 hit.places.append(Place(repository=repo, tags=tuple(direct)))
             hit.places.extend(through)
         hit.places_more = max(0, counts.get(pk, 0) - len(repos.get(pk, ())))
-

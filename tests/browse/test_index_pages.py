@@ -493,7 +493,6 @@ def test_speed__a_page_is_a_fixed_number_of_queries_whatever_the_page(client, ma
 # -- in a real browser --------------------------------------------------------------------------------
 
 
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_browser__sort_by_created_and_page_swap_the_table_and_back_restores(

@@ -226,7 +226,6 @@ def test_signed_out__search_asks_to_sign_in_first(client, dashboard, configure) 
 # -- in a real browser --------------------------------------------------------------------------------
 
 
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("scheme", ["light", "dark"])
