@@ -81,10 +81,10 @@ class Hostile(QuietHandler):
             return self._send(200, BLOBS[path[len(prefix):]], "application/octet-stream", head=head)
         return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"<b>unknown</b>"}]}', head=head)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's method name
+    def do_GET(self) -> None:
         self._route(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's method name
+    def do_HEAD(self) -> None:
         self._route(head=True)
 
 

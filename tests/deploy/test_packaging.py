@@ -738,7 +738,7 @@ def test_deploy__real_registry_serves_and_collects_garbage_with_the_shipped_conf
 class _Listener(QuietHandler):
     """Records each POST's headers and JSON body (in ``server.received``) and answers 200."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's method name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.received.append((dict(self.headers), json.loads(body)))  # type: ignore[attr-defined]
         self.send_response(200)

@@ -528,7 +528,7 @@ def test_real_registry_envelope_shape__accepted(client, hand, tmp_path: Path) ->
     captured: list[tuple[dict[str, str], bytes]] = []
 
     class Capture(QuietHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's method name
+        def do_POST(self) -> None:
             captured.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()

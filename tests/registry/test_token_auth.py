@@ -399,7 +399,7 @@ def test_basic_credentials_go_to_the_realm_not_to_the_token_registry_api(bed: Be
     class Proxy(QuietHandler):  # records what the client sends to the registry's API
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's method name
+        def do_GET(self) -> None:
             auth = self.headers.get("Authorization", "")
             seen.append((self.path, auth.split(" ", 1)[0]))
             r = requests.get(upstream + self.path, headers={"Authorization": auth} if auth else {}, timeout=T)
