@@ -6,10 +6,13 @@ Storage: `<root>/docker/registry/v2/blobs/sha256/<2 hex>/<64 hex>/data` holds ea
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from django.core.cache import cache
 
 from .registry.names import NAME_RE
 
@@ -53,6 +56,15 @@ def manifest_link_path(storage_root: str | os.PathLike[str], repo: str, digest: 
         raise ValueError(f"not a repository name: {repo!r}")
     base = v2_root(storage_root) or Path(storage_root) / "docker" / "registry" / "v2"
     return base / "repositories" / repo / "_manifests" / "revisions" / alg / hexpart / "link"
+
+
+def layer_link_path(storage_root: str | os.PathLike[str], repo: str, digest: str) -> Path:
+    """The link that makes blob `digest` readable in `repo` (garbage collection leaves it)."""
+    alg, hexpart = _split(digest)
+    if not NAME_RE.fullmatch(repo):
+        raise ValueError(f"not a repository name: {repo!r}")
+    base = v2_root(storage_root) or Path(storage_root) / "docker" / "registry" / "v2"
+    return base / "repositories" / repo / "_layers" / alg / hexpart / "link"
 
 
 def scan_blobs(storage_root: str | os.PathLike[str]) -> dict[str, int]:
@@ -101,3 +113,48 @@ def blob_sizes(storage_root: str | os.PathLike[str], digests: Iterable[str]) -> 
         except (OSError, ValueError):
             continue
     return sizes
+
+
+# -- the totals, measured once per change --------------------------------------------------------
+
+#: Bounds how long a measurement is kept; a change on disk replaces it at once (`blob_totals`).
+TOTALS_TTL = 60
+
+
+def blob_stamp(storage_root: str | os.PathLike[str]) -> str:
+    """Changes whenever a blob is added or removed: the modification times of the blob
+    directories' parents (`blobs/<alg>/` and `blobs/<alg>/<2 hex>/`, about 257 stat calls), which
+    a push (a new blob directory) and a garbage collection (one removed) both touch."""
+    base = v2_root(storage_root)
+    if base is None:
+        return ""
+    parts: list[str] = []
+    try:
+        for alg in sorted(os.scandir(base / "blobs"), key=lambda d: d.name):
+            if not alg.is_dir(follow_symlinks=False):
+                continue
+            parts.append(f"{alg.name}:{alg.stat().st_mtime_ns}")
+            for prefix in os.scandir(alg.path):
+                parts.append(f"{prefix.name}:{prefix.stat().st_mtime_ns}")
+    except OSError:
+        return ""  # unreadable: measured each time (the walk says what it can)
+    return hashlib.sha256("|".join(sorted(parts)).encode()).hexdigest()[:20]
+
+
+def blob_totals(storage_root: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(blob files, bytes) the storage holds, or None when it cannot be read. Walking every blob
+    is slow on a big storage, so the reading is kept, but only while `blob_stamp` says nothing
+    was added or removed: after a garbage collection (in the worker, another process) or a push,
+    the next reading measures again, on every page that shows it."""
+    if v2_root(storage_root) is None:
+        return None
+    root = os.path.realpath(storage_root)
+    stamp = blob_stamp(root)
+    key = f"rui:disk:{hashlib.sha256(root.encode()).hexdigest()[:12]}:{stamp}"
+    found = cache.get(key) if stamp else None
+    if found is None:
+        sizes = scan_blobs(root)
+        found = (len(sizes), sum(sizes.values()))
+        if stamp:
+            cache.set(key, found, TOTALS_TTL)
+    return found

@@ -21,6 +21,13 @@ from .server import Notifications, RegistryServer, free_port, registry_binary
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def demo_registry(data: Path, *, port: int, notifications: Notifications | None = None) -> RegistryServer:
+    """The demo's registry, configured as deploy/registry.yml is for garbage collection: deletes
+    on, and no in-memory blob-descriptor cache, so GC then a re-push of the same layers leaves a
+    whole image (tests/gc/test_stale_cache.py runs that on this very function)."""
+    return RegistryServer(data, port=port, delete_enabled=True, blob_cache=False, notifications=notifications)
+
+
 def _port_free(port: int) -> bool:
     import socket
 
@@ -40,7 +47,7 @@ def main() -> int:
     # The registry reports pushes, pulls and deletes to the dashboard, as deploy/registry.yml does.
     token = os.environ.get("REGISTRYUI_EVENTS_TOKEN") or secrets.token_urlsafe(32)
     events = Notifications(url=f"http://{args.listen}/-/events/", token=token, threshold=3, backoff="1s")
-    with RegistryServer(args.data, port=port, notifications=events) as server:
+    with demo_registry(args.data, port=port, notifications=events) as server:
         catalog = requests.get(f"{server.url}/v2/_catalog", timeout=5).json().get("repositories") or []
         if catalog:
             print(f"== demo registry at {server.url} (reusing {len(catalog)}+ repositories in {args.data})")

@@ -132,13 +132,13 @@ def _htpasswd_lines(users: dict[str, str]) -> str:
     return "".join(lines)
 
 
-def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache: bool = True,
+def _config_yaml(storage_dir: Path, port: int, delete_enabled: bool, blob_cache: bool = False,
                  extras: _Extras | None = None) -> str:
-    # Mirrors the config shipped in the official registry:2 image (inmemory blob descriptor
-    # cache included) so the dashboard is tested against what people actually deploy.
-    # blob_cache=False drops the `storage.cache` section, as the shipped deploy/registry.yml
-    # does: after garbage collection the inmemory cache still answers 200 for deleted blobs,
-    # so a re-push skips their upload and leaves an image whose blobs 404 (tests/gc/test_gc.py).
+    # The GC-safe config the shipped deploy/registry.yml has: no `storage.cache` section. After
+    # garbage collection registry:2's inmemory blob-descriptor cache still answers 200 for the
+    # deleted blobs, so a re-push skips their upload and leaves an image whose blobs 404
+    # (tests/gc/test_gc.py). blob_cache=True adds that cache back, as the config shipped in the
+    # official registry:2 image has it: only for the tests of that trap and of its detection.
     # Upload purging is off because it starts a background goroutine that we don't want
     # touching a test's storage; the storagedriver health check is off because it only adds
     # periodic stat calls (``extras`` turns it on, with TLS, htpasswd auth and the debug server).
@@ -205,10 +205,13 @@ class RegistryServer:
       server's address is read at every ``start()``, so restart it first if it moved.
     * ``notifications``: a ``Notifications`` endpoint the registry sends its push, pull and
       delete events to (with a bearer token, as the dashboard's /-/events/ expects).
+    * ``blob_cache``: registry:2's ``storage.cache.blobdescriptor: inmemory``, which goes stale
+      after garbage collection. Off (the GC-safe configuration of deploy/registry.yml) unless a
+      test of that trap asks for it.
     """
 
     def __init__(self, data_dir: Path, *, port: int | None = None, delete_enabled: bool = True,
-                 blob_cache: bool = True, tls: bool = False, htpasswd: dict[str, str] | None = None,
+                 blob_cache: bool = False, tls: bool = False, htpasswd: dict[str, str] | None = None,
                  debug: bool = False, broken_storage: bool = False,
                  token_auth: TokenServer | None = None, notifications: Notifications | None = None) -> None:
         if htpasswd is not None and token_auth is not None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from ..models import GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
 from ..registry.models import INDEX_TYPES
+from . import frees, stale
 from .parse import GCReport, ManifestRef, Parser
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ def start(user: User | None, *, dry_run: bool, delete_untagged: bool = False,
             raise Refused(NEEDS_PREVIEW)
         if reason := refusal(preview):
             raise Refused(reason)
+    if not dry_run and preview is not None and not (offer := standing(preview)).runnable:
+        raise Refused(offer.reason)
     run = create_run(user, dry_run=dry_run, delete_untagged=delete_untagged, preview=preview)
 
     try:
@@ -232,6 +236,60 @@ def refusal(preview: GCRun | None) -> str:
     return ("Refused: " + _hits_text(hits) + " Run without “delete untagged”, or tag those manifests first.")
 
 
+# -- what a run's state label says, and what a preview still offers ----------------------------------
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A run as the pages label it: the state a user can act on, not only how the command ended."""
+
+    #: queued, running, succeeded, failed or refused (the chip's class too)
+    state: str
+    label: str
+    #: A real run may be started from this preview.
+    runnable: bool = False
+    #: Why a succeeded preview offers no run (refused, already run, out of date); "" otherwise.
+    reason: str = ""
+    #: The real run this preview was run as, or that ran after it.
+    followed_by: GCRun | None = None
+
+
+def standing(run: GCRun, later: list[GCRun] | None = None) -> Standing:
+    """`later`: the real runs created after `run`, oldest first (read when not given)."""
+    label = run.get_state_display()
+    if not run.finished:
+        return Standing(run.state, label)
+    if not run.dry_run:
+        if run.state == State.FAILED and run.error.startswith("Refused"):
+            return Standing("refused", "Refused", reason=run.error)
+        return Standing(run.state, label)
+    if run.state != State.SUCCEEDED:
+        return Standing(run.state, label, reason="This preview did not finish, so nothing can be run from it.")
+    if reason := refusal(run):
+        return Standing("refused", "Refused", reason=reason)
+    if later is None:
+        later = list(GCRun.objects.filter(dry_run=False, created_at__gte=run.created_at).exclude(pk=run.pk)
+                     .order_by("created_at", "id"))
+    if own := next((r for r in later if r.preview_id == run.pk), None):
+        return Standing(run.state, label, reason=f"Already run for real as #{own.pk}: preview again for another run.",
+                        followed_by=own)
+    if later:
+        return Standing(run.state, label, followed_by=later[0], reason=(
+            f"Garbage collection #{later[0].pk} ran after this preview, so its figures are out of date: "
+            "preview again."))
+    return Standing(run.state, label, runnable=True)
+
+
+def standings(runs_: list[GCRun]) -> dict[int, Standing]:
+    """Each run's standing, with one query for what followed them all (the history table)."""
+    if not runs_:
+        return {}
+    oldest = min(r.created_at for r in runs_)
+    real = list(GCRun.objects.filter(dry_run=False, created_at__gte=oldest).order_by("created_at", "id"))
+    return {r.pk: standing(r, [x for x in real if x.pk != r.pk and (x.created_at, x.pk) > (r.created_at, r.pk)])
+            for r in runs_}
+
+
 # -- the worker ---------------------------------------------------------------------------------
 
 
@@ -268,6 +326,8 @@ class _Worker:
         self.output = _Tail(GCRun.OUTPUT_LIMIT)
         self.hooks = _Tail(GCRun.OUTPUT_LIMIT // 4)
         self.parser = Parser()
+        #: The blobs a real run removed from disk (filled once the command is done).
+        self.removed: list[str] = []
         self.heart = runs.Heartbeat(JOB, run.pk, FLUSH_INTERVAL, last=0.0)
         self.env = {
             **os.environ,
@@ -442,14 +502,46 @@ class _Worker:
                 errors.append(f"the after hook failed (exit code {code}){done}")
 
         state = State.SUCCEEDED if before_ok and exit_code == 0 and not errors else State.FAILED
-        if exit_code == 0 and not run.dry_run:
-            # What the collector removed leaves the index's storage figures too.
-            try:
-                store.after_garbage_collection(delete_untagged=run.delete_untagged)
-            except Exception as exc:  # the collection itself is done; the next sync fixes the index
-                log.exception("could not update the index after GC run #%s", run.pk)
-                report["index_error"] = str(exc)
+        if exit_code is not None and not run.dry_run:
+            self.after_real_run(exit_code, report)
         self.finish(state, "; ".join(errors), report=report, exit_code=exit_code, **fields)
+
+    # -- after a real run ---------------------------------------------------------------------------
+
+    def after_real_run(self, exit_code: int, report: dict[str, Any]) -> None:
+        """What follows a real run, once the after hook is done (so a registry it restarted is
+        back). Each step is on its own: the collection is over whatever a step does, and one that
+        fails is logged and noted in the report without stopping the next. A new step (say,
+        marking audited deletions whose blobs are gone as no longer restorable) goes here, with
+        `removed`: the blobs this run removed from disk."""
+        run, removed = self.run, self.removed
+        self.set_phase("checking")
+
+        # 1. Does the registry still serve what was removed? (a stale blob-descriptor cache)
+        if removed:
+            known = self.step(report, "blob_cache", lambda: stale.repositories_of(removed[: stale.PROBES * 5]))
+            root, _ = _storage_root()
+            report["blob_cache"] = self.step(report, "blob_cache", lambda: stale.probe(
+                removed, root=root, repositories=list(self.parser.report().repositories), known=known or {}),
+                slow=True)
+
+        # 2. What the collector removed leaves the index's storage figures too (the index still
+        #    knows the repositories that held it: step 1 reads them first).
+        if exit_code == 0:
+            self.step(report, "index", lambda: store.after_garbage_collection(delete_untagged=run.delete_untagged))
+
+        # (The storage figures need nothing here: the index changed, and the disk reading is
+        # taken again once a blob is gone, see disk.blob_totals.)
+
+    def step[T](self, report: dict[str, Any], name: str, fn: Callable[[], T], *, slow: bool = False) -> T | None:
+        """fn(), or None with `<name>_error` in the report. `slow`: no database in fn, which runs
+        in a thread while this one keeps the heartbeat."""
+        try:
+            return runs.beating(fn, FLUSH_INTERVAL, self.flush) if slow else fn()
+        except Exception as exc:  # the collection is done: the step says what failed, the next one runs
+            log.exception("GC run #%s: the %s step failed", self.run.pk, name)
+            report[f"{name}_error"] = str(exc) or type(exc).__name__
+            return None
 
     def figures(self, result: GCReport, root: Path | None, sizes_before: dict[str, int] | None,
                 protected: dict[str, list[str]] | None, report: dict[str, Any], exit_code: int) -> dict[str, Any]:
@@ -472,6 +564,7 @@ class _Worker:
             "eligible_blobs": result.summary.blobs if result.summary else len(eligible_blobs),
             "eligible_manifests": result.summary.manifests if result.summary else len(eligible_manifests),
         }
+        known: dict[str, int] = {}
         if root is not None:
             sizes = dict(sizes_before or {})
             if run.dry_run:
@@ -479,11 +572,15 @@ class _Worker:
             known = {d: sizes[d] for d in eligible_blobs if d in sizes}
             fields["bytes_eligible"] = sum(known.values())
             report["blob_sizes"] = dict(list(known.items())[:LIST_LIMIT])
+        if eligible_blobs:
+            # Whose blobs these are, from the deletion audit: what the preview shows it would free.
+            report["frees"] = self.step(report, "frees", lambda: frees.attribute(eligible_blobs, known))
         if not run.dry_run:
             if root is not None:
                 fields["bytes_after"] = runs.beating(lambda: disk.storage_bytes(root), FLUSH_INTERVAL, self.flush)
-            fields["deleted_blobs"] = _deleted(result.deleted_blobs, eligible_blobs, exit_code, root and (
+            self.removed = _removed(result.deleted_blobs, eligible_blobs, exit_code, root and (
                 lambda d: not disk.blob_data_path(root, d).exists()))
+            fields["deleted_blobs"] = len(self.removed)
             fields["deleted_manifests"] = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
                 lambda m: not disk.manifest_link_path(root, m.repo, m.digest).exists()))
         return fields
@@ -493,6 +590,18 @@ class _Worker:
         if report is not None:
             fields["report"] = report
         self.flush(**runs.outcome(state, error), **fields)
+
+
+def _removed(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> list:
+    """What was really deleted, as `_deleted` counts it."""
+    if logged:
+        return list(logged)
+    if gone:
+        try:
+            return [x for x in eligible if gone(x)]
+        except (OSError, ValueError):
+            pass
+    return list(eligible) if exit_code == 0 else []
 
 
 def _deleted(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> int:

@@ -11,7 +11,7 @@ from .. import conf
 from ..auth import require_delete
 from ..models import GCRun
 from ..web import wants_partial
-from . import runner
+from . import runner, stale
 
 
 @require_GET
@@ -20,9 +20,12 @@ def gc_page(request: HttpRequest) -> HttpResponse:
     ok, reason = runner.configured()
     active = runner.active_run()
     preview = GCRun.objects.filter(dry_run=True, state=GCRun.State.SUCCEEDED).first()
+    history = list(GCRun.objects.all()[:20])
+    standings = runner.standings([*history, *([preview] if preview else [])])
     context = {"configured": ok, "reason": reason, "active": active, "preview": preview,
-               "refusal": runner.refusal(preview) if preview else "", "history": GCRun.objects.all()[:20],
-               "hooks": _gc_hooks()}
+               "offer": standings.get(preview.pk) if preview else None,
+               "history": [(run, standings[run.pk]) for run in history], "hooks": _gc_hooks(),
+               "stale_runs": stale.pending(), "diagnosis": stale.DIAGNOSIS}
     return render(request, "gc/gc.html", context)
 
 
@@ -54,7 +57,9 @@ def gc_run(request: HttpRequest, pk: int) -> HttpResponse:
     require_delete(request)
     runner.active_run()  # marks a run whose worker died as failed before it is shown
     run = get_object_or_404(GCRun, pk=pk)
-    context = {"run": run, "hooks": _gc_hooks(), "refusal": runner.refusal(run) if run.dry_run else ""}
+    context = {"run": run, "hooks": _gc_hooks(), "standing": runner.standing(run),
+               # Re-checked on every look: the warning goes once the registry no longer serves them.
+               "stale_cache": stale.is_pending(run) and stale.recheck(run), "diagnosis": stale.DIAGNOSIS}
     if wants_partial(request):
         response = render(request, "gc/gc_run.html#status", context)
         # 286 tells htmx to stop polling: the run is over.

@@ -20,6 +20,7 @@ from django.utils.timesince import timesince, timeuntil
 
 from .. import conf, disk, remote
 from ..browse import live
+from ..gc import stale
 from ..index import sync
 from ..models import Deletion, GCRun, IndexedTag, RegistryEvent, SyncRun
 from ..registry import errors as e
@@ -162,12 +163,8 @@ class StorageCheck:
             usage = shutil.disk_usage(path)
         except OSError as exc:
             return Result(self.key, self.name, FAILING, "unreadable", f"cannot read {path}: {exc.strerror}")
-        blobs = cache.get(_key("blobs"))
-        if blobs is None:
-            # Walking every blob is the slow part: at most once a minute.
-            sizes = disk.scan_blobs(path)
-            blobs = (len(sizes), sum(sizes.values()))
-            cache.set(_key("blobs"), blobs, 60)
+        # The storage page's reading: one measurement, taken again once a blob came or went.
+        blobs = disk.blob_totals(path) or (0, 0)
         used = usage.used / usage.total * 100 if usage.total else 0.0
         threshold = conf.get().storage_warn_percent
         figure = f"{used:.0f}% used"
@@ -220,6 +217,12 @@ class GCCheck:
     name: str = "Garbage collection"
 
     def run(self) -> Result:
+        # A stale blob-descriptor cache first: re-checked each time, so the warning goes as soon
+        # as the registry (restarted) answers 404 for what garbage collection removed.
+        if stale_runs := stale.pending():
+            found = stale_runs[0].report["blob_cache"]["stale"]
+            return Result(self.key, self.name, WARNING, "stale blob cache", stale.DIAGNOSIS,
+                          {"stale_blob_cache": {"gc_run": stale_runs[0].pk, "still_served": found}})
         last = GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED).first()
         since = Deletion.objects.filter(registry=remote.registry_url())
         if last and last.finished_at:

@@ -28,8 +28,6 @@ EVENTS_PER_PAGE = 50
 # Up to this many pulls in the chart's month are counted in the page itself (well under 100 ms).
 PULLS_INLINE = 20_000
 PULLS_TTL = 5 * 60
-# The registry's blob files, walked at most once a minute: a big storage takes a while.
-DISK_TTL = 60
 
 
 def _sorted(rows: Sequence[Any], column: str, order: str) -> list[Any]:
@@ -53,15 +51,8 @@ def _freshness() -> dict[str, object]:
 def _disk_files() -> tuple[int, int] | None:
     """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
     path = conf.get().storage_path
-    if not path or disk.v2_root(path) is None:
-        return None
-    key = remote.cache_key("storage", "blob-files")
-    found = cache.get(key)
-    if found is None:
-        sizes = disk.scan_blobs(path)
-        found = (len(sizes), sum(sizes.values()))
-        cache.set(key, found, DISK_TTL)
-    return found
+    # Measured again whenever a blob came or went (a garbage collection in the worker too).
+    return disk.blob_totals(path) if path else None
 
 
 @require_GET

@@ -143,13 +143,16 @@ def test_configured__unset__says_how_and_start_is_refused(configure, mia) -> Non
     assert GCRun.objects.count() == 0
 
 
-def test_testbed__blob_cache_false__config_has_no_storage_cache(tmp_path: Path) -> None:
+def test_testbed__gc_safe_by_default__the_blob_cache_only_when_asked_for(tmp_path: Path) -> None:
     import yaml
 
     from testbed.server import _config_yaml
 
-    assert "cache" not in yaml.safe_load(_config_yaml(tmp_path, 5000, True, False))["storage"]
-    assert yaml.safe_load(_config_yaml(tmp_path, 5000, True))["storage"]["cache"] == {"blobdescriptor": "inmemory"}
+    assert "cache" not in yaml.safe_load(_config_yaml(tmp_path, 5000, True))["storage"]
+    with RegistryServer(tmp_path / "default") as default:
+        assert "cache" not in yaml.safe_load(default.config_path.read_text())["storage"]
+    cached = yaml.safe_load(_config_yaml(tmp_path, 5000, True, True))["storage"]
+    assert cached["cache"] == {"blobdescriptor": "inmemory"}
 
 
 # -- preview and run -----------------------------------------------------------------------------
