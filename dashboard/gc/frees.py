@@ -36,8 +36,9 @@ def _files(deletion: Deletion) -> set[str]:
     files.update(children)
     if children:
         files.update(ManifestBlob.objects.filter(manifest__digest__in=children).values_list("blob__digest", flat=True))
-        files.update(c for c in IndexedManifest.objects.filter(digest__in=children).values_list(
-            "config_digest", flat=True) if c)
+        files.update(
+            c for c in IndexedManifest.objects.filter(digest__in=children).values_list("config_digest", flat=True) if c
+        )
     return files
 
 
@@ -62,10 +63,16 @@ def attribute(eligible: Iterable[str], sizes: dict[str, int], *, before: datetim
             seen = counted[key]
             seen["tags"] += [t for t in deletion.tags if t not in seen["tags"]]
             continue
-        counted[key] = {"repo": deletion.repository, "digest": deletion.digest, "tags": list(deletion.tags),
-                        "action": deletion.action, "by": deletion.username,
-                        "deleted_at": deletion.created_at.isoformat(), "blobs": len(frees),
-                        "bytes": sum(sizes.get(d, 0) for d in frees)}
+        counted[key] = {
+            "repo": deletion.repository,
+            "digest": deletion.digest,
+            "tags": list(deletion.tags),
+            "action": deletion.action,
+            "by": deletion.username,
+            "deleted_at": deletion.created_at.isoformat(),
+            "blobs": len(frees),
+            "bytes": sum(sizes.get(d, 0) for d in frees),
+        }
         images.append(counted[key])
         by_repo.setdefault(deletion.repository, set()).update(frees)
     accounted = set().union(*by_repo.values()) if by_repo else set()
@@ -75,8 +82,16 @@ def attribute(eligible: Iterable[str], sizes: dict[str, int], *, before: datetim
         "images": images[:LIST_LIMIT],
         "image_count": len(images),
         "repositories": sorted(
-            ({"repo": repo, "images": sum(1 for i in images if i["repo"] == repo), "blobs": len(blobs),
-              "bytes": sum(sizes.get(d, 0) for d in blobs)} for repo, blobs in by_repo.items()),
-            key=lambda r: (-r["bytes"], r["repo"])),
+            (
+                {
+                    "repo": repo,
+                    "images": sum(1 for i in images if i["repo"] == repo),
+                    "blobs": len(blobs),
+                    "bytes": sum(sizes.get(d, 0) for d in blobs),
+                }
+                for repo, blobs in by_repo.items()
+            ),
+            key=lambda r: (-r["bytes"], r["repo"]),
+        ),
         "other": {"blobs": len(other), "bytes": sum(sizes.get(d, 0) for d in other)},
     }

@@ -39,14 +39,18 @@ UP_POLL = 0.5
 DIAGNOSIS = (
     "the registry still serves blobs garbage collection removed: its blob-descriptor cache is stale; restart the "
     "registry (or set REGISTRYUI_GC_AFTER_COMMAND to restart it after each run, see the README's “Garbage "
-    "collection”), and run it without `storage.cache.blobdescriptor`")
+    "collection”)"
+)
 
 
 def repositories_of(digests: Iterable[str]) -> dict[str, list[str]]:
     """Which repositories the index says hold each blob (read before the index forgets them)."""
     found: dict[str, list[str]] = {}
-    rows = RepositoryManifest.objects.filter(manifest__blob_links__blob__digest__in=list(digests)).values_list(
-        "manifest__blob_links__blob__digest", "repository__name").distinct()
+    rows = (
+        RepositoryManifest.objects.filter(manifest__blob_links__blob__digest__in=list(digests))
+        .values_list("manifest__blob_links__blob__digest", "repository__name")
+        .distinct()
+    )
     for digest, repo in rows:
         found.setdefault(digest, []).append(repo)
     return found
@@ -69,7 +73,7 @@ def _linked_in(root: Path | None, digest: str, repositories: Iterable[str], budg
 
 
 def _head(repo: str, digest: str) -> str:
-    """"present", "absent", or why the registry could not say."""
+    """ "present", "absent", or why the registry could not say."""
     try:
         remote.client().head_blob(repo, digest)
     except e.NotFound:
@@ -79,14 +83,25 @@ def _head(repo: str, digest: str) -> str:
     return "present"
 
 
-def probe(removed: list[str], *, root: Path | None, repositories: list[str], known: dict[str, list[str]],
-          wait: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def probe(
+    removed: list[str],
+    *,
+    root: Path | None,
+    repositories: list[str],
+    known: dict[str, list[str]],
+    wait: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """HEAD up to PROBES removed blobs in a repository that held each; what to keep on the run.
 
     `removed`: blobs the run removed (their files are gone); `repositories`: every repository the
     collector listed; `known`: the index's repositories per blob (`repositories_of`)."""
-    record: dict[str, Any] = {"checked": [], "stale": [], "error": "", "checked_at": timezone.now().isoformat(),
-                              "cleared_at": None}
+    record: dict[str, Any] = {
+        "checked": [],
+        "stale": [],
+        "error": "",
+        "checked_at": timezone.now().isoformat(),
+        "cleared_at": None,
+    }
     budget = [LINK_LOOKUPS]
     targets: list[tuple[str, str]] = []
     for digest in removed:

@@ -39,9 +39,15 @@ def layer(name: str, size: int) -> dict[str, bytes]:
 @pytest.fixture
 def server(tmp_path: Path, configure, settings, db) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path / "registry", port=free_port()) as srv:
-        configure(REGISTRY_URL=srv.url, CATALOG_TTL=0, ANONYMOUS_READ=False, STORAGE_PATH=str(srv.storage_dir),
-                  GC_COMMAND=f"{registry_binary()} garbage-collect {srv.config_path}", GC_BEFORE_COMMAND="",
-                  GC_AFTER_COMMAND="")
+        configure(
+            REGISTRY_URL=srv.url,
+            CATALOG_TTL=0,
+            ANONYMOUS_READ=False,
+            STORAGE_PATH=str(srv.storage_dir),
+            GC_COMMAND=f"{registry_binary()} garbage-collect {srv.config_path}",
+            GC_BEFORE_COMMAND="",
+            GC_AFTER_COMMAND="",
+        )
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
@@ -89,7 +95,8 @@ def files_of(image: p.Image) -> int:
 
 
 def test_preview__after_its_real_run__offers_nothing_more_and_a_second_run_from_it_is_refused(
-        client, server, mia) -> None:
+    client, server, mia
+) -> None:
     p.push_image(server.url, REPO, p.build_image([layer("kept.bin", 2000)], labels={"v": "kept"}), "kept")
     deleted_image(server, mia, REPO, "gone", 5000, ["old"])
     first = preview(client)
@@ -129,7 +136,8 @@ def test_preview__older_than_a_real_run__is_out_of_date_and_offers_no_run(client
 
 
 def test_delete_untagged_preview__refused__labelled_refused_with_the_reason_and_no_run_button(
-        client, server, mia) -> None:
+    client, server, mia
+) -> None:
     amd64 = p.build_image([layer("amd64.bin", 2000)], platform="linux/amd64", labels={"a": "amd64"})
     arm64 = p.build_image([layer("arm64.bin", 2500)], platform="linux/arm64", labels={"a": "arm64"})
     p.push_image(server.url, MULTI, p.build_index([amd64, arm64]), "latest")  # children untagged: 2.8 deletes them
@@ -149,8 +157,7 @@ def test_delete_untagged_preview__refused__labelled_refused_with_the_reason_and_
 # -- what a preview frees ----------------------------------------------------------------------------
 
 
-def test_preview__lists_the_deleted_images_with_their_tags_and_the_repositories_it_frees(
-        client, server, mia) -> None:
+def test_preview__lists_the_deleted_images_with_their_tags_and_the_repositories_it_frees(client, server, mia) -> None:
     p.push_image(server.url, REPO, p.build_image([layer("kept.bin", 2000)], labels={"v": "kept"}), "kept")
     p.push_image(server.url, OTHER, p.build_image([layer("other-kept.bin", 2000)], labels={"v": "ok"}), "kept")
     big = deleted_image(server, mia, REPO, "big", 40_000, ["1.0", "stable"])
@@ -212,7 +219,8 @@ def test_run_page__queued_and_running__the_state_is_said_once(client, server, mi
     queued = GCRun.objects.create(username="mia", dry_run=True, state="queued", active=True, phase="queued")
     status = text(page(client, f"/-/gc/runs/{queued.pk}/"))
     assert not re.search(r"queued\s+queued", status, re.IGNORECASE) and "Queued" in status
-    GCRun.objects.filter(pk=queued.pk).update(state="running", phase="marking", started_at=timezone.now(),
-                                              heartbeat_at=timezone.now())
+    GCRun.objects.filter(pk=queued.pk).update(
+        state="running", phase="marking", started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
     status = text(page(client, f"/-/gc/runs/{queued.pk}/"))
     assert "Running marking" in status and not re.search(r"running\s+running", status, re.IGNORECASE)

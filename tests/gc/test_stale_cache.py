@@ -44,9 +44,15 @@ def start_registry(tmp_path: Path, configure, settings, db) -> Iterator[Callable
         data, port = tmp_path / f"registry-{len(started)}", free_port()
         server = make(data, port=port) if make else RegistryServer(data, port=port, blob_cache=blob_cache)
         started.append(server.start())
-        configure(REGISTRY_URL=server.url, CATALOG_TTL=0, ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
-                  GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}", GC_BEFORE_COMMAND="",
-                  GC_AFTER_COMMAND="")
+        configure(
+            REGISTRY_URL=server.url,
+            CATALOG_TTL=0,
+            ANONYMOUS_READ=False,
+            STORAGE_PATH=str(server.storage_dir),
+            GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}",
+            GC_BEFORE_COMMAND="",
+            GC_AFTER_COMMAND="",
+        )
         settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
         settings.ALLOWED_HOSTS = ["*"]
         cache.clear()
@@ -67,8 +73,13 @@ def push_delete_collect(client, user: User, server: RegistryServer, image: p.Ima
     client.post("/-/gc/start/", {"mode": "run", "preview": preview.pk})
     run = GCRun.objects.get(dry_run=False)
     assert run.state == "succeeded", run.error + run.output
-    assert not (server.storage_dir / "docker/registry/v2/blobs/sha256" / image.layer_digests[0][7:9]
-                / image.layer_digests[0][7:] / "data").exists()
+    assert not (
+        server.storage_dir
+        / "docker/registry/v2/blobs/sha256"
+        / image.layer_digests[0][7:9]
+        / image.layer_digests[0][7:]
+        / "data"
+    ).exists()
     return run
 
 
@@ -79,7 +90,8 @@ def gc_check(client) -> dict:
 
 
 def test_stale_cache__registry_with_blob_cache__warned_on_run_health_and_json__until_the_registry_restarts(
-        client, start_registry) -> None:
+    client, start_registry
+) -> None:
     server = start_registry(blob_cache=True)
     user = signed_in(client, "mia", "maintainer")
     image = p.build_image([layer("collected.bin", 6000)], labels={"v": "collected"})
@@ -130,7 +142,8 @@ def test_stale_cache__gc_safe_registry__checked_and_nothing_to_warn_about(client
 
 
 def test_stale_cache__registry_down_after_the_run__says_it_could_not_check(
-        client, start_registry, configure, monkeypatch) -> None:
+    client, start_registry, configure, monkeypatch
+) -> None:
     server = start_registry(blob_cache=True)
     user = signed_in(client, "mia", "maintainer")
     # The after hook stops the registry (as a restart that never comes back would); the worker
@@ -148,8 +161,7 @@ def test_stale_cache__registry_down_after_the_run__says_it_could_not_check(
     assert "could not ask the registry" in client.get(f"/-/gc/runs/{run.pk}/").content.decode()
 
 
-def test_demo_registry__gc_then_repush_the_same_image__skopeo_pulls_it(
-        client, start_registry, tmp_path: Path) -> None:
+def test_demo_registry__gc_then_repush_the_same_image__skopeo_pulls_it(client, start_registry, tmp_path: Path) -> None:
     """`make demo`'s own registry (testbed.demo.demo_registry, not a copy of its options)."""
     server = start_registry(make=demo_registry)
     user = signed_in(client, "mia", "maintainer")
@@ -160,7 +172,11 @@ def test_demo_registry__gc_then_repush_the_same_image__skopeo_pulls_it(
 
     copied = subprocess.run(
         ["skopeo", "copy", "--src-tls-verify=false", f"docker://{server.host}/{REPO}:v1", f"oci:{tmp_path / 'oci'}:v1"],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert copied.returncode == 0, copied.stderr
     for blob in (image.config, *image.layers):
         r = requests.get(f"{server.url}/v2/{REPO}/blobs/{blob.digest}", timeout=10)
