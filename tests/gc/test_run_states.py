@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from dashboard.deletion import actions as deleting
-from dashboard.models import GCRun
+from dashboard.models import GCRun, SyncRun
 from testbed import RegistryServer, registry_binary
 from testbed import push as p
 from testbed.server import free_port
@@ -215,12 +216,28 @@ def test_real_run__storage_page_and_health_read_the_disk_again(client, server, m
 # -- labels said once ----------------------------------------------------------------------------------
 
 
+def said_twice(text: str) -> list[tuple[str, str]]:
+    """Neighbouring words where the second repeats the first ("Queued queued", "Scheduled schedule")."""
+    words = re.findall(r"[A-Za-z]+", text)
+    return [(a, b) for a, b in zip(words, words[1:], strict=False) if len(b) > 3 and a.lower().startswith(b.lower())]
+
+
 def test_run_page__queued_and_running__the_state_is_said_once(client, server, mia) -> None:
     queued = GCRun.objects.create(username="mia", dry_run=True, state="queued", active=True, phase="queued")
-    status = text(page(client, f"/-/gc/runs/{queued.pk}/"))
-    assert not re.search(r"queued\s+queued", status, re.IGNORECASE) and "Queued" in status
+    status = dom(page(client, f"/-/gc/runs/{queued.pk}/")).one("section", id="run-status").text
+    assert said_twice(status) == [] and status.startswith("Queued")
     GCRun.objects.filter(pk=queued.pk).update(
         state="running", phase="marking", started_at=timezone.now(), heartbeat_at=timezone.now()
     )
-    status = text(page(client, f"/-/gc/runs/{queued.pk}/"))
-    assert "Running marking" in status and not re.search(r"running\s+running", status, re.IGNORECASE)
+    status = dom(page(client, f"/-/gc/runs/{queued.pk}/")).one("section", id="run-status").text
+    assert said_twice(status) == [] and status.startswith("Running marking")
+
+
+def test_sync_page__a_scheduled_run__the_state_is_said_once(client, server, mia, configure) -> None:
+    configure(SYNC_INTERVAL=0)  # the page schedules nothing of its own
+    due = SyncRun.objects.create(
+        state="queued", active=True, trigger="schedule", not_before=timezone.now() + timedelta(minutes=5)
+    )
+    for url in ("/-/sync/", f"/-/sync/runs/{due.pk}/"):
+        status = dom(page(client, url)).one("section", id="sync-status").text
+        assert "Scheduled" in status and said_twice(status) == [], status
