@@ -269,7 +269,7 @@ def standing(run: GCRun, later: list[GCRun] | None = None) -> Standing:
         return Standing("refused", "Refused", reason=reason)
     if later is None:
         later = list(GCRun.objects.filter(dry_run=False, created_at__gte=run.created_at).exclude(pk=run.pk)
-                     .order_by("created_at", "id"))
+                     .only("id", "created_at", "preview_id").order_by("created_at", "id"))
     if own := next((r for r in later if r.preview_id == run.pk), None):
         return Standing(run.state, label, reason=f"Already run for real as #{own.pk}: preview again for another run.",
                         followed_by=own)
@@ -285,7 +285,8 @@ def standings(runs_: list[GCRun]) -> dict[int, Standing]:
     if not runs_:
         return {}
     oldest = min(r.created_at for r in runs_)
-    real = list(GCRun.objects.filter(dry_run=False, created_at__gte=oldest).order_by("created_at", "id"))
+    real = list(GCRun.objects.filter(dry_run=False, created_at__gte=oldest).only("id", "created_at", "preview_id")
+                .order_by("created_at", "id"))
     return {r.pk: standing(r, [x for x in real if x.pk != r.pk and (x.created_at, x.pk) > (r.created_at, r.pk)])
             for r in runs_}
 

@@ -147,5 +147,7 @@ def recheck(run: GCRun) -> bool:
 
 def pending(limit: int = 20) -> list[GCRun]:
     """The recent real runs whose stale cache still serves removed blobs, re-checked now."""
-    recent = GCRun.objects.filter(dry_run=False, active=False)[:limit]
+    # Only runs that found some (a JSON lookup both databases answer), without their output.
+    found = GCRun.objects.filter(dry_run=False, active=False, report__blob_cache__stale__0__isnull=False)
+    recent = found.defer("output", "hook_output").order_by("-created_at", "-id")[:limit]
     return [run for run in recent if is_pending(run) and recheck(run)]

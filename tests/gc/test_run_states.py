@@ -158,6 +158,7 @@ def test_delete_untagged_preview__refused__labelled_refused_with_the_reason_and_
 # -- what a preview frees ----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres  # reads the index (an index's platforms' blobs)
 def test_preview__lists_the_deleted_images_with_their_tags_and_the_repositories_it_frees(client, server, mia) -> None:
     p.push_image(server.url, REPO, p.build_image([layer("kept.bin", 2000)], labels={"v": "kept"}), "kept")
     p.push_image(server.url, OTHER, p.build_image([layer("other-kept.bin", 2000)], labels={"v": "ok"}), "kept")

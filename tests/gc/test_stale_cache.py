@@ -26,6 +26,10 @@ from testbed.demo import demo_registry
 from testbed.server import free_port
 from tests.helpers.pages import signed_in
 
+# Reads the index (which repositories held a blob) and looks runs up by their JSON report: on
+# PostgreSQL too.
+pytestmark = pytest.mark.postgres
+
 REPO = "team/app"
 DIAGNOSIS = "the registry still serves blobs garbage collection removed: its blob-descriptor cache is stale"
 
