@@ -11,6 +11,7 @@ import requests
 from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
+from dashboard.deletion import actions as deleting
 from testbed import RegistryServer
 from testbed.push import build_image, push_image
 from testbed.server import free_port
@@ -44,6 +45,10 @@ def page(browser: Browser, server: RegistryServer) -> Iterator[Page]:
 
 def test_gc__preview_run_live_progress_result(page: Page, live_server, server: RegistryServer) -> None:
     user = make_user("mia", "maintainer")
+    # One deletion made through the dashboard: the preview names it, with the tags it had.
+    audited = build_image([{"audited.txt": b"audited\n" * 700}])
+    push_image(server.url, REPO, audited, "old")
+    deleting.delete_image(user, REPO, audited.digest, ["old"])
     sign_in(page, live_server.url, user, "/-/gc/")
     expect(page.get_by_role("heading", name="Garbage collection", level=1)).to_be_visible()
 
@@ -55,6 +60,12 @@ def test_gc__preview_run_live_progress_result(page: Page, live_server, server: R
     expect(status.locator("progress")).to_have_count(0)
     expect(status).to_contain_text("eligible")
 
+    images = status.locator("table.gc-images tbody tr")
+    expect(images).to_have_count(1)
+    expect(images.first).to_contain_text(audited.digest[7:19])
+    expect(images.first).to_contain_text("old")
+    expect(status).to_contain_text("no deletion made here accounts for")  # the one deleted by hand
+
     page.get_by_role("link", name="Review and run it for real").click()
     confirm = page.locator("form.confirm")
     expect(confirm).to_contain_text(re.compile(r"it deletes\s+\d+ blobs? \("))
@@ -63,12 +74,20 @@ def test_gc__preview_run_live_progress_result(page: Page, live_server, server: R
     expect(status.locator("progress")).to_be_visible()
     expect(status.locator(".chip")).to_have_text("Succeeded", timeout=15_000)
     expect(status).to_contain_text("freed")
+    expect(status).to_contain_text("so its cache is not stale")
     shots(page, "gc-result")
 
     page.get_by_role("link", name="Garbage collection").first.click()
     history = page.locator("table.gc-history tbody tr")
     expect(history).to_have_count(2)
     expect(history.first).to_contain_text("freed")
+    # The preview has been run: it offers nothing more.
+    expect(page.get_by_role("button", name="Run garbage collection")).to_have_count(0)
+    expect(page.locator("main")).to_contain_text("Already run for real")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("table.gc-history a").last.click()
+    expect(page.locator("#run-status table.gc-images")).to_be_visible()
+    shots(page, "gc-preview-run-390")
     # The image that was kept still pulls whole.
     manifest = requests.get(f"{server.url}/v2/{REPO}/manifests/keep", timeout=5,
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
