@@ -129,6 +129,29 @@ def test_stale_cache__registry_with_blob_cache__warned_on_run_health_and_json__u
     assert run.report["blob_cache"]["cleared_at"] is not None and stale.pending() == []
 
 
+def test_stale_cache__storage_not_mounted__the_index_says_where_the_removed_blobs_were(
+    client, start_registry, configure
+) -> None:
+    """Without REGISTRYUI_STORAGE_PATH the dashboard sees neither files nor links: what the run
+    removed is what the collector listed, and the index (synced) names the repository to ask."""
+    from django.core.management import call_command
+
+    server = start_registry(blob_cache=True)
+    configure(STORAGE_PATH="")
+    user = signed_in(client, "mia", "maintainer")
+    image = p.build_image([layer("collected.bin", 6000)], labels={"v": "collected"})
+    p.push_image(server.url, REPO, image, "v1")
+    call_command("sync")
+
+    run = push_delete_collect(client, user, server, image)
+
+    assert (REPO, image.layer_digests[0]) in {(s["repo"], s["digest"]) for s in run.report["blob_cache"]["stale"]}
+    assert gc_check(client)["status"] == "warning"
+    server.stop()
+    server.start()
+    assert gc_check(client)["status"] == "ok"
+
+
 def test_stale_cache__gc_safe_registry__checked_and_nothing_to_warn_about(client, start_registry) -> None:
     server = start_registry(blob_cache=False)
     user = signed_in(client, "mia", "maintainer")
