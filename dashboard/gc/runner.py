@@ -582,8 +582,9 @@ class _Worker:
             self.removed = _removed(result.deleted_blobs, eligible_blobs, exit_code, root and (
                 lambda d: not disk.blob_data_path(root, d).exists()))
             fields["deleted_blobs"] = len(self.removed)
-            fields["deleted_manifests"] = _deleted(result.deleted_manifests, eligible_manifests, exit_code, root and (
+            manifests = _removed(result.deleted_manifests, eligible_manifests, exit_code, root and (
                 lambda m: not disk.manifest_link_path(root, m.repo, m.digest).exists()))
+            fields["deleted_manifests"] = len(manifests)
         return fields
 
     def finish(self, state: str, error: str = "", *, report: dict[str, Any] | None = None, **fields: Any) -> None:
@@ -594,7 +595,8 @@ class _Worker:
 
 
 def _removed(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> list:
-    """What was really deleted, as `_deleted` counts it."""
+    """What was really deleted: from the registry's log when it logs at info, else by looking at
+    the disk, else all of them when it exited 0 (2.8 stops at the first failure)."""
     if logged:
         return list(logged)
     if gone:
@@ -603,19 +605,6 @@ def _removed(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any]
         except (OSError, ValueError):
             pass
     return list(eligible) if exit_code == 0 else []
-
-
-def _deleted(logged: tuple, eligible: list, exit_code: int, gone: Callable[[Any], bool] | None) -> int:
-    """How many were really deleted: from the registry's log when it logs at info, else by
-    looking at the disk, else all of them when it exited 0 (2.8 stops at the first failure)."""
-    if logged:
-        return len(logged)
-    if gone:
-        try:
-            return sum(1 for x in eligible if gone(x))
-        except (OSError, ValueError):
-            pass
-    return len(eligible) if exit_code == 0 else 0
 
 
 # Failures of registry 2.8.2 that say little on their own, and what they mean.
