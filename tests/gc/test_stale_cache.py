@@ -129,6 +129,20 @@ def test_stale_cache__registry_with_blob_cache__warned_on_run_health_and_json__u
     assert run.report["blob_cache"]["cleared_at"] is not None and stale.pending() == []
 
 
+def test_stale_cache__manage_py_gc__warns_on_stderr(start_registry, capsys) -> None:
+    from django.core.management import call_command
+
+    server = start_registry(blob_cache=True)
+    p.push_image(server.url, REPO, p.build_image([layer("kept.bin", 3000)], labels={"v": "kept"}), "kept")
+    image = p.build_image([layer("collected.bin", 6000)], labels={"v": "collected"})
+    p.push_image(server.url, REPO, image, "v1")
+    p.delete_manifest(server.url, REPO, image.digest)
+
+    call_command("gc")
+
+    assert f"registryui: warning: {DIAGNOSIS}" in capsys.readouterr().err
+
+
 def test_stale_cache__storage_not_mounted__the_index_says_where_the_removed_blobs_were(
     client, start_registry, configure
 ) -> None:

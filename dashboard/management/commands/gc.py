@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import filesizeformat
 
-from dashboard.gc import runner
+from dashboard.gc import runner, stale
 from dashboard.models import GCRun
 
 
@@ -37,6 +37,8 @@ class Command(BaseCommand):
         run = runner.execute(run.pk, on_line=self.stdout.write)
         if run.exit_code is not None:  # the command ran: say what it found or did
             self.stdout.write(summary(run))
+        if stale.is_pending(run):
+            self.stderr.write(f"registryui: warning: {stale.DIAGNOSIS}")
         if run.state != run.State.SUCCEEDED:
             raise CommandError(run.error or f"{kind} #{run.pk} failed", returncode=1)
 
