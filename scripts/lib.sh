@@ -74,7 +74,7 @@ serve() {
   # before "listening on": the server and the worker start after it, so their lines follow it.
   "$VENV/bin/python" manage.py ensure_admin --url "http://${addr/#0.0.0.0:/localhost:}"
   echo "== registryui listening on http://$addr, reading ${REGISTRYUI_REGISTRY_URL:-http://localhost:5000} (Ctrl+C stops it)"
-  "$VENV/bin/gunicorn" -c gunicorn.conf.py &
+  "$VENV/bin/gunicorn" -c gunicorn.conf.py registryui.wsgi &
   SERVE_WEB=$!
   # A short poll: registry events (a push, a delete) show on the pages within a second. Garbage
   # collection runs here, never in a request.

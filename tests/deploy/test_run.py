@@ -7,8 +7,10 @@ The sign-in box is the last thing before "listening on", and Ctrl+C stops everyt
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -111,6 +113,19 @@ def _lines_before_listening(out: str, port: int) -> list[str]:
     [at] = [i for i, line in enumerate(lines) if line.startswith("== registryui listening on ")]
     assert lines[at].startswith(f"== registryui listening on http://127.0.0.1:{port}, reading http://127.0.0.1:9")
     return lines[:at]
+
+
+def test_scripts_run__starts_gunicorn_as_the_images_command_does() -> None:
+    image = json.loads(
+        next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))[4:]
+    )[2]
+    [image_gunicorn] = [shlex.split(step)[1:] for step in image.split("&&") if "gunicorn" in step]
+    [run_gunicorn] = [
+        shlex.split(line)[1:]
+        for line in (ROOT / "scripts" / "lib.sh").read_text().splitlines()
+        if line.strip().startswith('"$VENV/bin/gunicorn"')
+    ]
+    assert run_gunicorn[:-1] == image_gunicorn[1:] and run_gunicorn[-1] == "&"
 
 
 def test_scripts_run__is_ensure_venv_then_serve() -> None:
