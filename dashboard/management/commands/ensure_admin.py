@@ -102,7 +102,7 @@ class Command(BaseCommand):
             f"  user name:  {username}",
             f"  password:   {password}",
             "",
-            "Change it after signing in (Admin › Users).",
+            "Change it after signing in (Admin › Change password).",
             *saved,
         ]
         self.stdout.write(box(lines))
