@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,8 +71,7 @@ class Run:
             raise
 
 
-def _start(tmp: Path, name: str) -> Run:
-    port = free_port()
+def _spawn(tmp: Path, name: str, port: int) -> tuple[subprocess.Popen, Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRYUI_", "DJANGO_", "REGISTRY_"))}
     env.pop("DATABASE_URL", None)
     env.update(
@@ -92,6 +92,12 @@ def _start(tmp: Path, name: str) -> Run:
         proc = subprocess.Popen(
             ["bash", "-c", script], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+    return proc, log
+
+
+def _start(tmp: Path, name: str) -> Run:
+    port = free_port()
+    proc, log = _spawn(tmp, name, port)
     run = Run(proc, port, log)
     try:
         run.wait_for(run.answers, "the dashboard on /-/live")
@@ -196,3 +202,22 @@ def test_make_run__second_start_says_how_to_reset_last_and_ctrl_c_stops_everythi
     # Nothing of the group is left: gunicorn's master and workers, the task worker.
     with pytest.raises(ProcessLookupError):
         os.killpg(second.proc.pid, 0)
+
+
+def test_make_run__port_in_use__exits_with_gunicorns_error_and_stops_the_worker(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, log = _spawn(tmp_path, "taken", port)
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    out = log.read_text()
+    assert code != 0 and "Connection in use" in out, out
+    # The worker went with it: nothing of the group is left behind.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
