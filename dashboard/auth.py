@@ -81,7 +81,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     can grant it, and the way back. Every PermissionDenied the pages raise guards a maintainer's
     action (require_delete, roll back, sync), the one role above viewer."""
     explanation = str(exception or "") or "You may not do this."
-    if request.user.is_authenticated and can_delete(request):
+    # The admin's refusals (audit records cannot be added, say) are not about a role.
+    if request.path.startswith("/admin/") or (request.user.is_authenticated and can_delete(request)):
         return _refusal(request, "Not allowed", explanation, "")
     return _refusal(request, "For maintainers only", explanation, "maintainer")
 

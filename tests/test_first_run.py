@@ -213,6 +213,13 @@ def test_anonymous_read__maintainer_page__offers_to_sign_in(client, dashboard) -
     assert ("/-/login/?next=/-/gc/", "Sign in as a maintainer") in links
 
 
+def test_admin__refusal_in_the_admin_names_no_role(client, db) -> None:
+    client.force_login(User.objects.create_superuser("root", password="x" * 20))
+    text, links = _refusal(client.get("/admin/dashboard/rollback/add/"))
+    assert text.startswith("Not allowed") and "role" not in text
+    assert links == [("/", "All repositories")]
+
+
 def test_signed_in_without_role__same_page__names_both_roles(client, closed) -> None:
     client.force_login(User.objects.create_user("nobody", password="x" * 20))
     text, links = _refusal(client.get("/"))
