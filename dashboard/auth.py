@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -90,7 +90,7 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 def _refusal(request: HttpRequest, title: str, explanation: str, role: str) -> HttpResponse:
     context = {"title": title, "error": explanation, "role": role, "back": _way_back(request)}
     if not request.user.is_authenticated:
-        context["sign_in"] = f"{reverse('login')}?next={request.get_full_path()}"
+        context["sign_in"] = f"{reverse('login')}?next={quote(request.get_full_path(), safe='/')}"
     return render_page(request, "403.html", "message", context, status=403)
 
 

@@ -208,9 +208,15 @@ def test_viewer__refusal_never_links_to_another_site_or_to_itself(client, closed
 
 
 def test_anonymous_read__maintainer_page__offers_to_sign_in(client, dashboard) -> None:
-    text, links = _refusal(client.get("/-/gc/"))
+    text, links = _refusal(client.get("/-/gc/?runs=all&x=1"))
     assert "This needs the maintainer role" in text and "signed in as" not in text
-    assert ("/-/login/?next=/-/gc/", "Sign in as a maintainer") in links
+    sign_in = [href for href, label in links if label == "Sign in as a maintainer"]
+    assert sign_in == ["/-/login/?next=/-/gc/%3Fruns%3Dall%26x%3D1"]
+    # Signing in there comes back to the page, query and all.
+    signed_in(client, "mia", "maintainer", password="correct horse battery")
+    client.logout()
+    response = client.post(sign_in[0], {"username": "mia", "password": "correct horse battery"})
+    assert response.status_code == 302 and response["Location"] == "/-/gc/?runs=all&x=1"
 
 
 def test_admin__refusal_in_the_admin_names_no_role(client, db) -> None:
