@@ -4,6 +4,13 @@ from django.http import HttpRequest
 
 from .models import Deletion, GCRun, Rollback
 
+# Django's admin under registryui's name; templates/admin/base_site.html links back to the dashboard.
+admin.site.site_header = "registryui administration"
+admin.site.site_title = "registryui admin"
+admin.site.index_title = "Users, roles (groups) and audit records"
+# Its own "View site" link gives way to the template's "Back to the dashboard".
+admin.site.site_url = None
+
 
 class AuditAdmin(admin.ModelAdmin):
     """Audit records are read-only: a record that can be edited or deleted proves nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -12,11 +13,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import conf
+from .web import render_page
 
 BROWSE = "dashboard.browse_registry"
 DELETE = "dashboard.delete_from_registry"
@@ -64,11 +67,46 @@ class AccessMiddleware:
             login = f"{reverse('login')}?next={request.get_full_path()}"
             return HttpResponseClientRedirect(login) if getattr(request, "htmx", False) else redirect(login)
         if not can_browse(request):
-            return render(request, "error.html", {
-                "title": "No access yet",
-                "error": f"You are signed in as “{request.user.get_username()}”, but your account has no role. "
-                         "Ask an administrator to add you to the viewer or maintainer group."}, status=403)
+            return _refusal(
+                request,
+                "No access yet",
+                f"You are signed in as “{request.user.get_username()}”, but your account has no role.",
+                "viewer or maintainer",
+            )
         return None
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: a refusal in the dashboard's layout that says which role the page needs, who
+    can grant it, and the way back. Every PermissionDenied the pages raise guards a maintainer's
+    action (require_delete, roll back, sync), the one role above viewer."""
+    explanation = str(exception or "") or "You may not do this."
+    # The admin's refusals (audit records cannot be added, say) are not about a role.
+    if request.path.startswith("/admin/") or (request.user.is_authenticated and can_delete(request)):
+        return _refusal(request, "Not allowed", explanation, "")
+    return _refusal(request, "For maintainers only", explanation, "maintainer")
+
+
+def _refusal(request: HttpRequest, title: str, explanation: str, role: str) -> HttpResponse:
+    context = {"title": title, "error": explanation, "role": role, "back": _way_back(request)}
+    if not request.user.is_authenticated:
+        context["sign_in"] = f"{reverse('login')}?next={quote(request.get_full_path(), safe='/')}"
+    return render_page(request, "403.html", "message", context, status=403)
+
+
+def _way_back(request: HttpRequest) -> str:
+    """The page the user came from (htmx: the page they are on), when it is on this site and not
+    the refused page itself; "" otherwise (the page then offers the catalog)."""
+    came_from = (request.htmx.current_url if getattr(request, "htmx", None) else "") or request.headers.get(
+        "Referer", ""
+    )
+    if not came_from or not url_has_allowed_host_and_scheme(
+        came_from, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return ""
+    if urlsplit(came_from).path == request.path:
+        return ""
+    return came_from
 
 
 def client_address(request: HttpRequest) -> str:

@@ -31,7 +31,8 @@ class RegistryErrorMiddleware:
         name = match.kwargs.get("name", "") if match else ""
         missing_inside = isinstance(exception, e.NotFound) and not isinstance(exception, e.NameUnknown)
         repository = name if missing_inside and is_name(name) else ""
-        return error_page(request, _title(exception), exception, exception.http_status, repository)
+        return error_page(request, _title(exception), exception, exception.http_status, repository,
+                          no_registry=isinstance(exception, e.RegistryUnreachable))
 
 
 def _title(exc: e.RegistryError) -> str:

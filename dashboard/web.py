@@ -26,12 +26,18 @@ def render_page(
 
 
 def error_page(
-    request: HttpRequest, title: str, error: Exception | str, status: int, repository: str = ""
+    request: HttpRequest,
+    title: str,
+    error: Exception | str,
+    status: int,
+    repository: str = "",
+    *,
+    no_registry: bool = False,
 ) -> HttpResponse:
-    """What went wrong, with the way on (back to `repository`, when there is one to go back to)."""
-    return render_page(
-        request, "error.html", "message", {"title": title, "error": error, "repository": repository}, status
-    )
+    """What went wrong, with the way on (back to `repository`, when there is one to go back to;
+    `no_registry`: nothing answers, so suggest `make demo` to someone who has no registry yet)."""
+    context = {"title": title, "error": error, "repository": repository, "no_registry": no_registry}
+    return render_page(request, "error.html", "message", context, status)
 
 
 def page_of[T](items: Sequence[T], per_page: int, number: object) -> Page[T]:

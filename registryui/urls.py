@@ -6,5 +6,6 @@ urlpatterns = [
     path("", include("dashboard.urls")),
 ]
 
+handler403 = "dashboard.auth.permission_denied"
 handler404 = "dashboard.web.not_found"
 handler500 = "dashboard.web.server_error"

@@ -57,3 +57,32 @@ need_apt_packages() {
     return 1
   fi
 }
+
+# `make run`: the dashboard served as the image serves it (gunicorn with gunicorn.conf.py, static
+# files collected with hashed names and served by WhiteNoise), plus the task worker. Django's
+# development server is for `make demo` only. Listens on REGISTRYUI_LISTEN (127.0.0.1:8000).
+serve() {
+  local addr="${REGISTRYUI_LISTEN:-127.0.0.1:8000}"
+  export REGISTRYUI_LISTEN="$addr" PYTHONUNBUFFERED=1
+  # Collected into var/ (git-ignored), not ./staticfiles: the tests and `make demo` keep serving
+  # static/ from the source tree, never a manifest a later edit has made stale.
+  export REGISTRYUI_STATIC_ROOT="${REGISTRYUI_STATIC_ROOT:-$ROOT/var/staticfiles}"
+  export REGISTRYUI_STATIC_MANIFEST="${REGISTRYUI_STATIC_MANIFEST:-true}"
+  "$VENV/bin/python" manage.py migrate --noinput -v0
+  REGISTRYUI_STATIC_MANIFEST=true "$VENV/bin/python" manage.py collectstatic --noinput --clear -v0
+  # The sign-in box (or, once there is an admin, how to reset a password) is the last thing
+  # before "listening on": the server and the worker start after it, so their lines follow it.
+  "$VENV/bin/python" manage.py ensure_admin --url "http://${addr/#0.0.0.0:/localhost:}"
+  echo "== registryui listening on http://$addr, reading ${REGISTRYUI_REGISTRY_URL:-http://localhost:5000} (Ctrl+C stops it)"
+  "$VENV/bin/gunicorn" -c gunicorn.conf.py registryui.wsgi &
+  SERVE_WEB=$!
+  # A short poll: registry events (a push, a delete) show on the pages within a second. Garbage
+  # collection runs here, never in a request.
+  "$VENV/bin/python" manage.py db_worker --interval 0.5 &
+  SERVE_WORKER=$!
+  trap 'kill "$SERVE_WEB" "$SERVE_WORKER" 2>/dev/null; wait' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  # Either one ending ends both (a port in use stops gunicorn at once): its exit code is ours.
+  wait -n "$SERVE_WEB" "$SERVE_WORKER"
+}

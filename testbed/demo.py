@@ -58,20 +58,26 @@ def main() -> int:
         env = {**os.environ, "REGISTRYUI_REGISTRY_URL": server.url, "REGISTRYUI_EVENTS_TOKEN": token}
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run([python, "manage.py", "ensure_admin"], cwd=ROOT, env=env, check=True)
         # Garbage collection from the dashboard runs the same packaged binary on the demo's data.
         env.setdefault("REGISTRYUI_GC_COMMAND", f"{registry_binary()} garbage-collect {server.config_path}")
         env.setdefault("REGISTRYUI_STORAGE_PATH", str(server.storage_dir))
+        # The sign-in box is the last thing before "listening on": the server and the worker
+        # start after it, so their lines follow it.
+        subprocess.run([python, "manage.py", "ensure_admin", "--url", f"http://{args.listen}"], cwd=ROOT, env=env,
+                       check=True)
+        print(f"== registryui listening on http://{args.listen}  (Ctrl+C stops everything)", flush=True)
+        web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
         # A short poll: a push shows on the page within a second.
         worker = subprocess.Popen([python, "manage.py", "db_worker", "--interval", "0.5"], cwd=ROOT, env=env)
-        print(f"== registryui on http://{args.listen}  (Ctrl+C stops everything)")
         try:
-            subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
+            web.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            worker.terminate()
-            worker.wait(timeout=10)
+            for process in (web, worker):
+                process.terminate()
+            for process in (web, worker):
+                process.wait(timeout=10)
     return 0
 
 
