@@ -303,7 +303,8 @@ def test_delete_image__every_tag_on_it_goes__restore_brings_them_back(page: Page
     confirm.get_by_role("button", name="Delete image and 2 tags").click()
 
     expect(page).to_have_url(base + repo_path())
-    expect(page.locator("#messages .message.success")).to_have_text(f"{REPO}: deleted image {digest[:19]}…")
+    expect(page.locator("#messages .message.success")).to_have_text(
+        f"{REPO}: deleted image {digest[:19]}… and its tags 1.2.4, latest — the registry no longer serves them")
     wait_for_details(page)
     assert shown_tags(page) == ["3.0.0", "2.0.0", "1.0.0"]
     assert reg.tags() == ["1.0.0", "2.0.0", "3.0.0"]
@@ -324,7 +325,8 @@ def test_delete_image__every_tag_on_it_goes__restore_brings_them_back(page: Page
     record.get_by_role("button", name="Restore").click()
     expect(page).to_have_url(f"{base}/-/deleted/")
     expect(page.locator("#messages .message.success")).to_have_text(re.compile(
-        rf"^{re.escape(REPO)}: restored (1\.2\.4, latest|latest, 1\.2\.4)$"))
+        rf"^{re.escape(REPO)}: restored (1\.2\.4, latest|latest, 1\.2\.4) — the registry serves them again, "
+        r"with every blob it needs$"))
     expect(record.locator("td.row-actions")).to_contain_text("restored")
     expect(record.locator("td.row-actions")).to_contain_text("by mia")
     expect(record.get_by_role("button", name="Restore")).to_have_count(0)
