@@ -145,8 +145,8 @@ def _still_answering(name: str, refs: list[str]) -> list[str]:
         if isinstance(got, BaseException):
             still.append(f"reading {shown} back failed: {got}")
         else:
-            still.append(f"it still serves {shown} (now {got.digest[:19]}…)" if got.digest != ref
-                         else f"it still serves {shown}")
+            still.append(f"it still serves {shown}" if got.digest == ref else
+                         f"it still serves {shown}, on {got.digest[:19]}…")
     return still
 
 

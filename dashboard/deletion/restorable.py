@@ -186,14 +186,18 @@ def states(records: list[Deletion]) -> dict[int, State]:
     for r in open_records:
         result = known[keys[r.pk]]
         gone = result.restorable is False
-        found[r.pk] = State(check=result, removed_by=_removed_by(r, runs) if gone else None,
-                            push=push_command(r) if gone else "")
+        found[r.pk] = State(
+            check=result, removed_by=_removed_by(r, runs) if gone else None, push=push_command(r) if gone else ""
+        )
     return found
 
 
 def _collections_since(when: datetime) -> list[GCRun]:
-    return list(GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED, finished_at__gt=when)
-                .order_by("finished_at", "id"))
+    return list(
+        GCRun.objects.filter(dry_run=False, state=GCRun.State.SUCCEEDED, finished_at__gt=when).order_by(
+            "finished_at", "id"
+        )
+    )
 
 
 def _removed_by(record: Deletion, runs: list[GCRun]) -> GCRun | None:
@@ -213,14 +217,19 @@ def push_command(record: Deletion) -> str:
 def refusal(record: Deletion, result: Check) -> str:
     """Why the record cannot be restored, and what brings the image back, for a message."""
     run = _removed_by(record, _collections_since(record.created_at))
-    when = (f"on {run.finished_at:%Y-%m-%d %H:%M} UTC" if run and run.finished_at
-            else f"(run outside the dashboard) after it was deleted on {record.created_at:%Y-%m-%d %H:%M} UTC")
+    when = (
+        f"on {run.finished_at:%Y-%m-%d %H:%M} UTC"
+        if run and run.finished_at
+        else f"(run outside the dashboard) after it was deleted on {record.created_at:%Y-%m-%d %H:%M} UTC"
+    )
     gone = len(result.missing)
     more = f", and {gone - 1} more" if gone > 1 else ""
     what = ", ".join(record.tags) or record.digest[:19] + "…"
-    return (f"{record.repository}: cannot restore {what} — garbage collection removed its layers {when}. "
-            f"{gone} of the {result.needed} blobs and manifests it needs are gone: {result.said}{more}. "
-            f"Nothing was changed. Push it again from CI: {push_command(record)}")
+    return (
+        f"{record.repository}: cannot restore {what} — garbage collection removed its layers {when}. "
+        f"{gone} of the {result.needed} blobs and manifests it needs are gone: {result.said}{more}. "
+        f"Nothing was changed. Push it again from CI: {push_command(record)}"
+    )
 
 
 # -- after a restore ---------------------------------------------------------------------------------
@@ -244,16 +253,19 @@ def confirm_restored(record: Deletion) -> tuple[str, str]:
             problems.append(f"{shown} now points at {got[2][:19]}…, not at {digest[:19]}…")
     result = check(name, raw, record.media_type)
     if result.missing:
-        problems.append(f"{len(result.missing)} of the {result.needed} blobs and manifests it needs do not answer: "
-                        f"{result.said}")
+        problems.append(
+            f"{len(result.missing)} of the {result.needed} blobs and manifests it needs do not answer: {result.said}"
+        )
     elif result.problem:
         problems.append(f"its blobs could not be read back: {result.problem}")
     if not problems:
         return "", ""
     hint = ""
     if unserved:
-        hint = ("A registry that keeps a blob-descriptor cache (registry:2's stock `cache: blobdescriptor: inmemory`) "
-                "accepts a manifest whose stored bytes garbage collection removed, and then cannot serve it: restart "
-                "the registry, which clears the cache, and restore again — or push it again from CI: "
-                f"{push_command(record)}")
+        hint = (
+            "A registry that keeps a blob-descriptor cache (registry:2's stock `cache: blobdescriptor: inmemory`) "
+            "accepts a manifest whose stored bytes garbage collection removed, and then cannot serve it: restart "
+            "the registry, which clears the cache, and restore again — or push it again from CI: "
+            f"{push_command(record)}"
+        )
     return "; ".join(problems), hint

@@ -9,6 +9,7 @@ stale-cache tests keep registry:2's stock `inmemory` cache on purpose and collec
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from testbed import push as p
 from testbed.push import MANIFEST_ACCEPT
 from tests.helpers.html import dom
 from tests.helpers.pages import signed_in
+from tests.helpers.servers import QuietHandler, serving
 
 REPO = "team/app"
 GC_TIMEOUT_S = 120
@@ -46,9 +48,15 @@ def stale_cache(tmp_path: Path, point_at, settings, db) -> Iterator[RegistryServ
 
 
 def _point(point_at, settings, server: RegistryServer) -> None:
-    point_at(server.url, ANONYMOUS_READ=False, PULL_HOST="",
-             GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}",
-             STORAGE_PATH=str(server.storage_dir), GC_BEFORE_COMMAND="", GC_AFTER_COMMAND="")
+    point_at(
+        server.url,
+        ANONYMOUS_READ=False,
+        PULL_HOST="",
+        GC_COMMAND=f"{registry_binary()} garbage-collect {server.config_path}",
+        STORAGE_PATH=str(server.storage_dir),
+        GC_BEFORE_COMMAND="",
+        GC_AFTER_COMMAND="",
+    )
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
 
@@ -67,14 +75,19 @@ def tags(server: RegistryServer) -> list[str]:
 
 
 def status(server: RegistryServer, reference: str) -> int:
-    return requests.get(f"{server.url}/v2/{REPO}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT},
-                        timeout=5).status_code
+    return requests.get(
+        f"{server.url}/v2/{REPO}/manifests/{reference}", headers={"Accept": MANIFEST_ACCEPT}, timeout=5
+    ).status_code
 
 
 def collect_outside(server: RegistryServer, *flags: str) -> None:
     """`garbage-collect` run by hand, while the registry keeps running (as an operator's cron would)."""
-    subprocess.run([registry_binary(), "garbage-collect", *flags, str(server.config_path)], check=True,
-                   capture_output=True, timeout=GC_TIMEOUT_S)
+    subprocess.run(
+        [registry_binary(), "garbage-collect", *flags, str(server.config_path)],
+        check=True,
+        capture_output=True,
+        timeout=GC_TIMEOUT_S,
+    )
 
 
 def messages_of(response) -> list[str]:
@@ -115,9 +128,11 @@ def test_restore__after_gc_refuses_and_says_why(client: Client, gc_safe: Registr
     events = RegistryEvent.objects.count()
     response = client.post(f"/-/deleted/{record.pk}/restore/", follow=True)
     (said,) = messages_of(response)
-    assert said.startswith(f"{REPO}: cannot restore 2.0 — garbage collection removed its layers on "
-                           f"{run.finished_at:%Y-%m-%d %H:%M} UTC. 2 of the 2 blobs and manifests it needs are gone: "
-                           "there is no blob sha256:")
+    assert said.startswith(
+        f"{REPO}: cannot restore 2.0 — garbage collection removed its layers on "
+        f"{run.finished_at:%Y-%m-%d %H:%M} UTC. 2 of the 2 blobs and manifests it needs are gone: "
+        "there is no blob sha256:"
+    )
     assert said.endswith(f"Nothing was changed. Push it again from CI: docker push {gc_safe.host}/{REPO}:2.0")
     # Nothing changed: the registry still answers 404, the record is still open, nothing was audited.
     assert status(gc_safe, digest) == status(gc_safe, "2.0") == 404
@@ -127,8 +142,9 @@ def test_restore__after_gc_refuses_and_says_why(client: Client, gc_safe: Registr
     assert RegistryEvent.objects.count() == events
 
 
-def test_restore__gc_outside_the_dashboard__refused_and_the_page_learns_it(client: Client, gc_safe: RegistryServer,
-                                                                           mia: User) -> None:
+def test_restore__gc_outside_the_dashboard__refused_and_the_page_learns_it(
+    client: Client, gc_safe: RegistryServer, mia: User
+) -> None:
     p.push_image(gc_safe.url, REPO, image("kept"), "1.0")
     digest = p.push_image(gc_safe.url, REPO, image("doomed"), "2.0")
     record = delete_image(client, digest, ["2.0"])
@@ -138,8 +154,10 @@ def test_restore__gc_outside_the_dashboard__refused_and_the_page_learns_it(clien
 
     response = client.post(f"/-/deleted/{record.pk}/restore/", follow=True)
     (said,) = messages_of(response)
-    assert "cannot restore 2.0 — garbage collection removed its layers (run outside the dashboard) after it was " \
-           f"deleted on {record.created_at:%Y-%m-%d %H:%M} UTC" in said
+    assert (
+        "cannot restore 2.0 — garbage collection removed its layers (run outside the dashboard) after it was "
+        f"deleted on {record.created_at:%Y-%m-%d %H:%M} UTC" in said
+    )
     assert status(gc_safe, "2.0") == 404 and tags(gc_safe) == ["1.0"]
     # The refusal read the registry live; the page now says so, with no button.
     row = deleted_row(client, record)
@@ -147,8 +165,9 @@ def test_restore__gc_outside_the_dashboard__refused_and_the_page_learns_it(clien
     assert row.find("button") is None
 
 
-def test_restore__stale_blob_cache__the_bytes_are_probed_and_it_refuses(client: Client, stale_cache: RegistryServer,
-                                                                        mia: User) -> None:
+def test_restore__stale_blob_cache__the_bytes_are_probed_and_it_refuses(
+    client: Client, stale_cache: RegistryServer, mia: User
+) -> None:
     doomed = image("doomed")
     digest = p.push_image(stale_cache.url, REPO, doomed, "2.0")
     p.push_image(stale_cache.url, REPO, image("kept"), "1.0")
@@ -169,7 +188,8 @@ def test_restore__stale_blob_cache__the_bytes_are_probed_and_it_refuses(client: 
 
 
 def test_restore__accepted_but_not_served__taken_back_and_says_what_the_registry_answered(
-        client: Client, stale_cache: RegistryServer, mia: User) -> None:
+    client: Client, stale_cache: RegistryServer, mia: User
+) -> None:
     # Two manifests over the same config and layer: deleting one leaves its blobs (the other needs
     # them) but not its own stored bytes, which the stale cache still claims to have.
     gone = image("shared", annotations={"v": "a"})
@@ -180,8 +200,10 @@ def test_restore__accepted_but_not_served__taken_back_and_says_what_the_registry
 
     response = client.post(f"/-/deleted/{record.pk}/restore/", follow=True)
     (said,) = messages_of(response)
-    assert said.startswith(f"{REPO}: the restore failed — the registry accepted it, but reading {REPO}@{digest[:19]}… "
-                           f"back answered: there is no manifest “{digest}” in {REPO}")
+    assert said.startswith(
+        f"{REPO}: the restore failed — the registry accepted it, but reading {REPO}@{digest[:19]}… "
+        f"back answered: there is no manifest “{digest}” in {REPO}"
+    )
     assert "The dashboard took the restore back: the registry is as it was." in said
     assert "restart the registry, which clears the cache, and restore again" in said
     # Taken back: no tag left on a manifest the registry cannot serve; the other image untouched.
@@ -194,8 +216,9 @@ def test_restore__accepted_but_not_served__taken_back_and_says_what_the_registry
 # -- the happy path, read back --------------------------------------------------------------------------
 
 
-def test_restore__index_with_its_children__read_back_and_pulls(client: Client, gc_safe: RegistryServer, mia: User,
-                                                               tmp_path: Path) -> None:
+def test_restore__index_with_its_children__read_back_and_pulls(
+    client: Client, gc_safe: RegistryServer, mia: User, tmp_path: Path
+) -> None:
     children = [image(f"multi-{arch}", platform=f"linux/{arch}") for arch in ("amd64", "arm64")]
     index = p.build_index(children)
     digest = p.push_image(gc_safe.url, REPO, index, "multi")
@@ -204,17 +227,32 @@ def test_restore__index_with_its_children__read_back_and_pulls(client: Client, g
     assert deleted_row(client, record).find("button").text == "Restore"
 
     response = client.post(f"/-/deleted/{record.pk}/restore/", follow=True)
-    assert messages_of(response) == [f"{REPO}: restored multi — the registry serves them again, with every blob "
-                                     "it needs"]
+    assert messages_of(response) == [
+        f"{REPO}: restored multi — the registry serves them again, with every blob it needs"
+    ]
     assert status(gc_safe, "multi") == 200
-    copy = subprocess.run(["skopeo", "--insecure-policy", "copy", "--all", "--quiet", "--src-tls-verify=false",
-                           f"docker://{gc_safe.host}/{REPO}:multi", f"oci:{tmp_path / 'out'}:x"],
-                          check=False, capture_output=True, text=True, timeout=GC_TIMEOUT_S)
+    copy = subprocess.run(
+        [
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{gc_safe.host}/{REPO}:multi",
+            f"oci:{tmp_path / 'out'}:x",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=GC_TIMEOUT_S,
+    )
     assert copy.returncode == 0, copy.stderr
 
 
-def test_restore__index_whose_children_gc_removed__refused_naming_a_child(client: Client, gc_safe: RegistryServer,
-                                                                          mia: User) -> None:
+def test_restore__index_whose_children_gc_removed__refused_naming_a_child(
+    client: Client, gc_safe: RegistryServer, mia: User
+) -> None:
     children = [image(f"multi-{arch}", platform=f"linux/{arch}") for arch in ("amd64", "arm64")]
     digest = p.push_image(gc_safe.url, REPO, p.build_index(children), "multi")
     p.push_image(gc_safe.url, REPO, image("kept"), "1.0")
@@ -226,3 +264,219 @@ def test_restore__index_whose_children_gc_removed__refused_naming_a_child(client
     assert "cannot restore multi — garbage collection removed its layers" in said
     assert "2 of the 2 blobs and manifests it needs are gone: there is no manifest “sha256:" in said
     assert status(gc_safe, "multi") == 404 and tags(gc_safe) == ["1.0"]
+
+
+# -- deleting an image with its attachments -------------------------------------------------------------
+
+
+def attach(server: RegistryServer, target: str) -> dict[str, str]:
+    """cosign-style .sig, .att and .sbom tags and an OCI referrers-fallback tag naming `target`:
+    tag -> the digest it points at."""
+    hexd = target.split(":", 1)[1]
+    empty = p.Blob(p.MT_OCI_EMPTY, b"{}")
+    found = {}
+    for suffix, media_type in (
+        ("sig", "application/vnd.dev.cosign.simplesigning.v1+json"),
+        ("att", "application/vnd.dsse.envelope.v1+json"),
+        ("sbom", "application/spdx+json"),
+    ):
+        art = p.build_manifest(empty, [p.blob(media_type, {"for": target, "kind": suffix})])
+        found[f"sha256-{hexd}.{suffix}"] = p.push_image(server.url, REPO, art, f"sha256-{hexd}.{suffix}")
+    referrer = p.build_manifest(
+        empty,
+        [p.blob("application/spdx+json", {"spdxVersion": "SPDX-2.3", "for": target})],
+        artifact_type="application/spdx+json",
+    )
+    p.push_image(server.url, REPO, referrer)
+    found[f"sha256-{hexd}"] = p.push_image(server.url, REPO, p.build_index([referrer]), f"sha256-{hexd}")
+    return found
+
+
+def test_delete_image__lists_its_attachments__removes_and_audits_each(
+    client: Client, gc_safe: RegistryServer, mia: User
+) -> None:
+    digest = p.push_image(gc_safe.url, REPO, image("signed"), "1.0")
+    other = p.push_image(gc_safe.url, REPO, image("other"), "2.0")
+    attached = attach(gc_safe, digest)
+    attach(gc_safe, other)  # another image's attachments stay
+    before = set(tags(gc_safe))
+
+    confirm = dom(client.get(f"/r/{REPO}/-/manifests/{digest}/delete/").content.decode())
+    section = confirm.one("div", cls="attachments")
+    assert section.one("h3").text == "4 attachments name this image"
+    listed = {
+        tr.attrs["data-tag"]: [td.text for td in tr.find_all("td")]
+        for tr in section.find_all("tr")
+        if "data-tag" in tr.attrs
+    }
+    assert listed == {
+        tag: [
+            tag,
+            {"sig": "signature", "att": "attestation", "sbom": "SBOM"}.get(
+                tag.rsplit(".", 1)[-1] if "." in tag else "", "referrer"
+            ),
+            at.split(":", 1)[1][:12],
+        ]
+        for tag, at in attached.items()
+    }
+    box = section.one("input", type="checkbox", name="with_attachments")
+    assert "checked" in box.attrs
+    assert "Also remove these 4 attachments" in section.text
+    assert "This tag will disappear:" in confirm.text  # one tag, in the singular
+
+    form = {"tag": ["1.0"], "with_attachments": "1", "attachment": [f"{t}@{d}" for t, d in attached.items()]}
+    response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", form, follow=True)
+    assert messages_of(response) == [
+        f"{REPO}: deleted image {digest[:19]}… and its tag 1.0 — the registry no longer serves them",
+        f"{REPO}: removed 4 attachments with it: {', '.join(sorted(attached))}",
+    ]
+    assert set(tags(gc_safe)) == before - {"1.0", *attached}
+    for at in attached.values():
+        assert status(gc_safe, at) == 404
+    # Each one is audited under mia: Recently deleted, and the activity feed.
+    records = {r.digest: r for r in Deletion.objects.all()}
+    assert set(records) == {digest, *attached.values()}
+    assert {r.username for r in records.values()} == {"mia"}
+    assert sorted(t for d in attached.values() for t in records[d].tags) == sorted(attached)
+    feed = RegistryEvent.objects.filter(action="delete", actor="mia", source="dashboard")
+    assert set(feed.values_list("digest", flat=True)) == {digest, *attached.values()}
+    listing = client.get("/-/deleted/").content.decode()
+    assert all(f"<code>{tag}</code>" in listing for tag in attached)
+
+
+def test_delete_image__attachments_box_unchecked__they_stay(client: Client, gc_safe: RegistryServer, mia: User) -> None:
+    digest = p.push_image(gc_safe.url, REPO, image("signed"), "1.0")
+    attached = attach(gc_safe, digest)
+    form = {"tag": ["1.0"], "attachment": [f"{t}@{d}" for t, d in attached.items()]}  # no with_attachments
+    response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", form, follow=True)
+    assert messages_of(response) == [
+        f"{REPO}: deleted image {digest[:19]}… and its tag 1.0 — the registry no longer serves them"
+    ]
+    assert tags(gc_safe) == sorted(attached)
+    assert Deletion.objects.count() == 1
+
+
+def test_delete_image__an_attachment_moved_since_confirming__is_left_alone(
+    client: Client, gc_safe: RegistryServer, mia: User
+) -> None:
+    digest = p.push_image(gc_safe.url, REPO, image("signed"), "1.0")
+    attached = attach(gc_safe, digest)
+    sig = f"sha256-{digest.split(':', 1)[1]}.sig"
+    seen = {**attached, sig: attached[f"sha256-{digest.split(':', 1)[1]}.att"]}  # not where .sig points
+    form = {"tag": ["1.0"], "with_attachments": "1", "attachment": [f"{t}@{d}" for t, d in seen.items()]}
+    response = client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", form, follow=True)
+    said = messages_of(response)
+    assert said[1] == f"{REPO}: removed 3 attachments with it: {', '.join(sorted(set(attached) - {sig}))}"
+    assert said[2].startswith(
+        f"{REPO}:{sig}: now points at {attached[sig][:19]}…, not at what you confirmed: left alone"
+    )
+    assert tags(gc_safe) == [sig] and status(gc_safe, sig) == 200
+
+
+# -- a success message follows the registry's answer -------------------------------------------------------
+
+
+class StubbornRegistry(QuietHandler):
+    """A registry that answers 202 to every DELETE and 201 to every PUT, and keeps serving what it
+    served, `1.0` on `image` (as a caching proxy in front of one might): a fault the real
+    registry cannot produce. `earlier` is served by digest only."""
+
+    def _manifest(self) -> p.Image | None:
+        known = {f"/v2/{REPO}/manifests/{img.digest}": img for img in (self.server.image, self.server.earlier)}
+        img = self.server.image if self.path == f"/v2/{REPO}/manifests/1.0" else known.get(self.path)
+        if img is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", img.media_type)
+            self.send_header("Docker-Content-Digest", img.digest)
+            self.send_header("Content-Length", str(len(img.manifest)))
+            self.end_headers()
+            return img
+        body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return None
+
+    def do_HEAD(self) -> None:
+        self._manifest()
+
+    def do_GET(self) -> None:
+        if self.path == f"/v2/{REPO}/tags/list":
+            body = json.dumps({"name": REPO, "tags": ["1.0"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif img := self._manifest():
+            self.wfile.write(img.manifest)
+
+    def do_DELETE(self) -> None:
+        if self.path.endswith(("/1.0", self.server.image.digest)):
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self._manifest()  # the delete probe's impossible digest: 404
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(201)
+        self.send_header("Docker-Content-Digest", p.sha256_digest(body))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def stubborn(point_at, db) -> Iterator[p.Image]:
+    img = image("stays")
+    with serving(StubbornRegistry, image=img, earlier=image("earlier")) as url:
+        point_at(url, ANONYMOUS_READ=False)
+        yield img
+
+
+def test_untag__registry_accepts_but_still_serves_the_tag__no_success_claimed(
+    client: Client, stubborn: p.Image, mia: User
+) -> None:
+    client.post(f"/r/{REPO}/-/tags/1.0/delete/", {"digest": stubborn.digest})
+    said = messages_of(client.get("/-/deleted/"))
+    assert said == [
+        f"{REPO}:1.0: the registry accepted the untag, but it still serves “1.0”, on {stubborn.digest[:19]}…"
+    ]
+
+
+def test_delete_image__registry_accepts_but_still_serves_it__says_so(
+    client: Client, stubborn: p.Image, mia: User
+) -> None:
+    response = client.post(f"/r/{REPO}/-/manifests/{stubborn.digest}/delete/", {"tag": ["1.0"]})
+    assert response.status_code == 502
+    problem = dom(response.content.decode()).one("p", cls="problem").text
+    assert problem == (
+        f"the registry accepted the delete of {REPO}@{stubborn.digest[:19]}…, but it still serves "
+        f"{stubborn.digest[:19]}…; it still serves “1.0”, on {stubborn.digest[:19]}…"
+    )
+    assert messages_of(client.get("/-/deleted/")) == []  # no "deleted image"
+
+
+def test_roll_back__registry_accepts_but_serves_the_old_digest__no_banner(
+    client: Client, stubborn: p.Image, mia: User
+) -> None:
+    from dashboard.index import store
+    from dashboard.models import Rollback
+
+    earlier = image("earlier")
+    store.set_tags(REPO, {"1.0": earlier.digest}, source="event")
+    store.set_tags(REPO, {"1.0": stubborn.digest}, source="event")
+    response = client.post(f"/r/{REPO}/-/tags/1.0/rollback/", {"to": earlier.digest, "from": stubborn.digest})
+    assert response.status_code == 502
+    problem = dom(response.content.decode()).find_all("p", cls="problem")[0].text
+    assert problem == (
+        f"The registry did not take the change: the registry accepted the push of “1.0”, but reading "
+        f"it back gives {stubborn.digest[7:19]}, not {earlier.digest[7:19]}: the roll back did not "
+        "take effect"
+    )
+    assert not Rollback.objects.exists()
+    assert messages_of(client.get("/-/deleted/")) == []

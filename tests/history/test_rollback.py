@@ -423,7 +423,8 @@ def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[
 
         confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
         expect(page).to_have_url(base + history_url())
-        expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
+        expect(page.locator("#messages .message.success")).to_contain_text(
+            f"stable rolled back: it now points at {reg.a.digest[7:19]}")
         expect(table.locator("tbody tr")).to_have_count(3)
         shots(page, "after", prefix="history-")
         assert reg.digest("stable") == reg.a.digest
