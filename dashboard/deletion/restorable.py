@@ -23,6 +23,7 @@ from .. import remote
 from ..models import Deletion, GCRun
 from ..registry import errors as e
 from ..registry.client import run_bounded
+from ..registry.names import attachment_target
 from ..registry.ops import external_layers
 from ..registry.parse import digest_of, parse_manifest
 
@@ -210,8 +211,18 @@ def _removed_by(record: Deletion, runs: list[GCRun]) -> GCRun | None:
 
 
 def push_command(record: Deletion) -> str:
+    """What brings it back: pushing the image again, or for an attachment, attaching it again."""
     tag = record.tags[0] if record.tags else "<tag>"
-    return f"docker push {remote.pull_host()}/{record.repository}:{tag}"
+    where = f"{remote.pull_host()}/{record.repository}"
+    attached = attachment_target(tag)
+    if attached is None:
+        return f"docker push {where}:{tag}"
+    image = f"{where}@{attached[0]}"
+    return {
+        "signature": f"cosign sign {image}",
+        "attestation": f"cosign attest --predicate <file> {image}",
+        "sbom": f"cosign attach sbom --sbom <file> {image}",
+    }.get(attached[1], f"oras attach --artifact-type <type> {image} <file>")
 
 
 def refusal(record: Deletion, result: Check) -> str:
