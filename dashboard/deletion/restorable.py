@@ -178,7 +178,13 @@ def states(records: list[Deletion]) -> dict[int, State]:
     known: dict[str, Check] = cache.get_many(list(set(keys.values())))
     unknown = {keys[r.pk]: r for r in open_records if keys[r.pk] not in known}
     if unknown:
-        fresh = check_many([(r.repository, bytes(r.manifest), r.media_type) for r in unknown.values()])
+        try:
+            # One request first: a registry that is down fails the page's checks once, not per blob.
+            remote.client().ping()
+        except e.RegistryError as exc:
+            fresh = [Check(needed=0, problem=str(exc))] * len(unknown)
+        else:
+            fresh = check_many([(r.repository, bytes(r.manifest), r.media_type) for r in unknown.values()])
         learned = dict(zip(unknown, fresh, strict=True))
         cache.set_many({k: c for k, c in learned.items() if c.restorable is not None}, CHECK_TTL)
         known.update(learned)

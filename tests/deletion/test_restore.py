@@ -25,7 +25,7 @@ from testbed import RegistryServer, registry_binary
 from testbed import push as p
 from testbed.push import MANIFEST_ACCEPT
 from tests.helpers.html import dom
-from tests.helpers.pages import signed_in
+from tests.helpers.pages import closed_port, signed_in
 from tests.helpers.servers import QuietHandler, serving
 
 REPO = "team/app"
@@ -480,3 +480,19 @@ def test_roll_back__registry_accepts_but_serves_the_old_digest__no_banner(
     )
     assert not Rollback.objects.exists()
     assert messages_of(client.get("/-/deleted/")) == []
+
+
+def test_recently_deleted__registry_down__still_lists_and_says_it_could_not_check(
+    client: Client, gc_safe: RegistryServer, mia: User, point_at
+) -> None:
+    digest = p.push_image(gc_safe.url, REPO, image("doomed"), "2.0")
+    record = delete_image(client, digest, ["2.0"])
+    down = f"http://127.0.0.1:{closed_port()}"
+    point_at(down, ANONYMOUS_READ=False)
+    Deletion.objects.filter(pk=record.pk).update(registry=down)  # the list is per registry URL
+    response = client.get("/-/deleted/")
+    assert response.status_code == 200
+    row = dom(response.content.decode()).one("tr", data_deletion=str(record.pk))
+    assert row.find("button").text == "Restore"  # it may still be: the restore checks again
+    note = row.one("span", cls="small")
+    assert note.text == "could not check that it still can be" and "connection refused" in note.attrs["title"]
