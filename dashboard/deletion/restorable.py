@@ -72,7 +72,7 @@ def check_many(items: list[tuple[str, bytes, str]]) -> list[Check]:
     client = remote.client()
     workers = remote.concurrency()
     state = [_Pending(missing=[]) for _ in items]
-    blobs: list[dict[str, None]] = [{} for _ in items]
+    blobs: list[dict[str, int]] = [{} for _ in items]  # digest -> size, in manifest order
     frontier = [(i, name, raw, media_type) for i, (name, raw, media_type) in enumerate(items)]
     seen: list[set[str]] = [set() for _ in items]
     for _ in range(MAX_DEPTH):
@@ -91,7 +91,7 @@ def check_many(items: list[tuple[str, bytes, str]]) -> list[Check]:
                     if d is not None and d.digest not in external and d.digest not in seen[i]:
                         seen[i].add(d.digest)
                         state[i].needed += 1
-                        blobs[i][d.digest] = None
+                        blobs[i][d.digest] = d.size
             # Anything else references nothing we could check: the registry decides on the PUT.
         if not children:
             break
@@ -104,8 +104,15 @@ def check_many(items: list[tuple[str, bytes, str]]) -> list[Check]:
                     _note(state[i], digest, got)
                 else:
                     frontier.append((i, name, got[0], got[1]))
-    wanted = list(dict.fromkeys((items[i][0], d) for i in range(len(items)) for d in blobs[i]))
-    answers = run_bounded(lambda key: client.probe_blob(*key), wanted, workers)
+    sizes = {(items[i][0], d): size for i in range(len(items)) for d, size in blobs[i].items()}
+    wanted = list(sizes)
+
+    def probe(key: tuple[str, str]) -> object:
+        # An empty blob has no first byte to ask for (distribution answers 416 and then drops
+        # the connection): a HEAD has to do.
+        return client.probe_blob(*key) if sizes[key] else client.head_blob(*key)
+
+    answers = run_bounded(probe, wanted, workers)
     found = dict(zip(wanted, answers, strict=True))
     for i, (name, _, _) in enumerate(items):
         for digest in blobs[i]:

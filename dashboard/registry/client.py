@@ -328,7 +328,9 @@ class RegistryClient:
         try:
             resp = self._send("GET", path, headers={"Range": "bytes=0-0"}, stream=True, not_found=e.BlobUnknown)
         except e.RegistryAPIError as exc:
-            if exc.status == 416:  # an empty blob has no first byte; it is there
+            # An empty blob has no first byte: it is there. (2.8 then drops the connection, so
+            # callers that know a blob is empty should HEAD it instead.)
+            if exc.status == 416:
                 return
             raise
         try:

@@ -496,3 +496,16 @@ def test_recently_deleted__registry_down__still_lists_and_says_it_could_not_chec
     assert row.find("button").text == "Restore"  # it may still be: the restore checks again
     note = row.one("span", cls="small")
     assert note.text == "could not check that it still can be" and "connection refused" in note.attrs["title"]
+
+
+def test_probe_blob__present_empty_and_missing(gc_safe: RegistryServer) -> None:
+    from dashboard import remote
+    from dashboard.registry import errors as e
+
+    client = remote.client()
+    present = p.upload_blob(gc_safe.url, REPO, b"x" * 10)
+    empty = p.upload_blob(gc_safe.url, REPO, b"")
+    assert client.probe_blob(REPO, present) is None
+    with pytest.raises(e.BlobUnknown, match="there is no blob"):
+        client.probe_blob(REPO, "sha256:" + "0" * 64)
+    assert client.probe_blob(REPO, empty) is None  # last: 2.8 drops the connection after its 416
