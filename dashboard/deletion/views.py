@@ -89,6 +89,7 @@ def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     changed, problem, status = False, "", 200
     if request.method == "POST":
         require_delete(request)
+        attachments = _confirmed_attachments(request) if request.POST.get("with_attachments") else []
         try:
             actions.delete_image(request.user, name, digest, request.POST.getlist("tag"))
         except actions.TagsChanged:
@@ -101,8 +102,8 @@ def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
             # delete_image read it back: every one of them answers 404 now.
             messages.success(request, f"{name}: deleted image {digest[:19]}…{gone} — the registry no longer "
                                       f"serves {'them' if confirmed else 'it'}")
-            if request.POST.get("with_attachments"):
-                _remove_attachments(request, name, digest)
+            if attachments:
+                _remove_attachments(request, name, digest, attachments)
             return HttpResponseClientRedirect(reverse("repository", args=[name])) if request.htmx \
                 else redirect("repository", name=name)
     manifest = remote.manifest(name, digest)
@@ -113,12 +114,18 @@ def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     return render(request, "deletion/confirm_delete.html", context, status=status)
 
 
-def _remove_attachments(request: HttpRequest, name: str, digest: str) -> None:
-    """The attachments the user confirmed with the image: each result as a message."""
-    confirmed = [tuple(v.rsplit("@", 1)) for v in request.POST.getlist("attachment") if "@" in v]
-    for tag, at in confirmed:
-        check_tag(tag)
-        check_digest(at)
+def _confirmed_attachments(request: HttpRequest) -> list[tuple[str, str]]:
+    """The attachments the user saw on the confirmation ("tag@digest"), checked before anything
+    is deleted."""
+    confirmed: list[tuple[str, str]] = []
+    for value in request.POST.getlist("attachment"):
+        tag, _, at = value.rpartition("@")
+        confirmed.append((check_tag(tag), check_digest(at)))
+    return confirmed
+
+
+def _remove_attachments(request: HttpRequest, name: str, digest: str, confirmed: list[tuple[str, str]]) -> None:
+    """Remove the attachments the user confirmed with the image: each result as a message."""
     results = actions.remove_attachments(request.user, name, digest, confirmed)
     done = [r.tag for r in results if r.ok]
     if done:

@@ -509,3 +509,12 @@ def test_probe_blob__present_empty_and_missing(gc_safe: RegistryServer) -> None:
     with pytest.raises(e.BlobUnknown, match="there is no blob"):
         client.probe_blob(REPO, "sha256:" + "0" * 64)
     assert client.probe_blob(REPO, empty) is None  # last: 2.8 drops the connection after its 416
+
+
+def test_delete_image__malformed_attachment_field__404_before_anything_is_deleted(
+    client: Client, gc_safe: RegistryServer, mia: User
+) -> None:
+    digest = p.push_image(gc_safe.url, REPO, image("signed"), "1.0")
+    form = {"tag": ["1.0"], "with_attachments": "1", "attachment": ["../x@sha256:nothex"]}
+    assert client.post(f"/r/{REPO}/-/manifests/{digest}/delete/", form).status_code == 404
+    assert tags(gc_safe) == ["1.0"] and not Deletion.objects.exists()
