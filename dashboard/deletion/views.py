@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -20,7 +21,7 @@ from ..ordering import version_key
 from ..registry.errors import NotRestorable, RegistryError
 from ..registry.names import check_digest, check_name, check_tag
 from ..web import page_of
-from . import actions
+from . import actions, restorable
 
 # -- deleting ------------------------------------------------------------------------------
 
@@ -85,21 +86,54 @@ def bulk_untag(request: HttpRequest, name: str) -> HttpResponse:
 def image_delete(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     check_name(name)
     check_digest(digest)
-    changed = False
+    changed, problem, status = False, "", 200
     if request.method == "POST":
         require_delete(request)
+        attachments = _confirmed_attachments(request) if request.POST.get("with_attachments") else []
         try:
             actions.delete_image(request.user, name, digest, request.POST.getlist("tag"))
         except actions.TagsChanged:
-            changed = True
+            changed, status = True, 409
+        except RegistryError as exc:
+            problem, status = str(exc), exc.http_status
         else:
-            messages.success(request, f"{name}: deleted image {digest[:19]}…")
+            confirmed = request.POST.getlist("tag")
+            gone = f" and its tag{pluralize(len(confirmed))} {', '.join(confirmed)}" if confirmed else ""
+            # delete_image read it back: every one of them answers 404 now.
+            messages.success(request, f"{name}: deleted image {digest[:19]}…{gone} — the registry no longer "
+                                      f"serves {'them' if confirmed else 'it'}")
+            if attachments:
+                _remove_attachments(request, name, digest, attachments)
             return HttpResponseClientRedirect(reverse("repository", args=[name])) if request.htmx \
                 else redirect("repository", name=name)
     manifest = remote.manifest(name, digest)
-    context = {"name": name, "manifest": manifest, "tags": actions.tags_of(name, digest), "changed": changed,
-               **delete_context(request, name)}
-    return render(request, "deletion/confirm_delete.html", context, status=409 if changed else 200)
+    current = actions.tag_digests(name)
+    context = {"name": name, "manifest": manifest, "tags": actions.tags_of(name, digest, current),
+               "attachments": actions.attachments_of(name, digest, current), "changed": changed,
+               "problem": problem, **delete_context(request, name)}
+    return render(request, "deletion/confirm_delete.html", context, status=status)
+
+
+def _confirmed_attachments(request: HttpRequest) -> list[tuple[str, str]]:
+    """The attachments the user saw on the confirmation ("tag@digest"), checked before anything
+    is deleted."""
+    confirmed: list[tuple[str, str]] = []
+    for value in request.POST.getlist("attachment"):
+        tag, _, at = value.rpartition("@")
+        confirmed.append((check_tag(tag), check_digest(at)))
+    return confirmed
+
+
+def _remove_attachments(request: HttpRequest, name: str, digest: str, confirmed: list[tuple[str, str]]) -> None:
+    """Remove the attachments the user confirmed with the image: each result as a message."""
+    results = actions.remove_attachments(request.user, name, digest, confirmed)
+    done = [r.tag for r in results if r.ok]
+    if done:
+        messages.success(request, f"{name}: removed {len(done)} attachment{pluralize(len(done))} with it: "
+                                  f"{', '.join(done)}")
+    for r in results:
+        if not r.ok:
+            messages.error(request, f"{name}:{r.tag}: {r.message}")
 
 
 @require_GET
@@ -107,7 +141,9 @@ def deleted(request: HttpRequest) -> HttpResponse:
     require_delete(request)
     records = Deletion.objects.filter(registry=remote.registry_url())
     page = page_of(records, 50, request.GET.get("page"))
-    return render(request, "deletion/deleted.html", {"page": page, "can_delete": can_delete(request)})
+    states = restorable.states(list(page.object_list))
+    rows = [(record, states.get(record.pk)) for record in page.object_list]
+    return render(request, "deletion/deleted.html", {"page": page, "rows": rows, "can_delete": can_delete(request)})
 
 
 @require_POST
@@ -116,14 +152,15 @@ def restore(request: HttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(Deletion, pk=pk, registry=remote.registry_url())
     if record.restored_at:
         messages.info(request, f"{record.repository}: already restored on {record.restored_at:%Y-%m-%d %H:%M}")
+        return redirect("deleted")
+    try:
+        done = actions.restore(request.user, record)
+    except NotRestorable as exc:
+        messages.error(request, str(exc))
+    except RegistryError as exc:
+        messages.error(request, f"{record.repository}: the restore failed — {exc}")
     else:
-        try:
-            actions.restore(request.user, record)
-        except NotRestorable as exc:
-            messages.error(request, f"{record.repository}: cannot restore — {exc}")
-        except RegistryError as exc:
-            messages.error(request, f"{record.repository}: the restore failed — {exc}")
-        else:
-            what = ", ".join(record.tags) or record.digest[:19]
-            messages.success(request, f"{record.repository}: restored {what}")
+        what = ", ".join(done.tags) or done.digest[:19] + "…"
+        messages.success(request, f"{record.repository}: restored {what} — the registry serves "
+                                  f"{'them' if done.tags else 'it'} again, with every blob it needs")
     return redirect("deleted")

@@ -53,6 +53,24 @@ class TargetGone(Exception):
                          "removed by garbage collection): there is nothing to roll back to. Nothing was changed.")
 
 
+class NotConfirmed(e.RegistryError):
+    """The registry accepted the push of the tag, but reading the tag back shows something else."""
+
+    def __init__(self, tag: str, to: str, answered: str) -> None:
+        super().__init__(f"the registry accepted the push of “{tag}”, but reading it back {answered}, not "
+                         f"{to.split(':', 1)[-1][:12]}: the roll back did not take effect")
+
+
+def _read_back(name: str, tag: str) -> tuple[str, str]:
+    """The tag's digest as the registry serves it now (its manifest, not only a HEAD), and what
+    it answered, as a phrase for NotConfirmed."""
+    try:
+        digest = remote.client().manifest_bytes(name, tag)[2]
+    except e.RegistryError as exc:
+        return "", f"answered: {exc}"
+    return digest, f"gives {digest.split(':', 1)[-1][:12]}"
+
+
 class NotInHistory(Exception):
     """The digest was never this tag's, as far as the history knows: a roll back goes back, it
     does not re-tag arbitrary manifests."""
@@ -281,6 +299,11 @@ def roll_back(user: AbstractBaseUser | AnonymousUser, name: str, tag: str, *, to
     # The bytes were verified against `to`, and put_manifest checks the registry stored them
     # under the same digest: the tag cannot end up on anything else.
     client.put_manifest(name, tag, raw, media_type)
+    # Only what the registry answers afterwards counts as done (a proxy or a stale cache may
+    # accept a push it does not serve).
+    now, answered = _read_back(name, tag)
+    if now != digest:
+        raise NotConfirmed(tag, digest, answered)
     username = user.get_username()
     with transaction.atomic():
         record = Rollback.objects.create(

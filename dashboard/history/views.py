@@ -60,8 +60,10 @@ def tag_rollback(request: HttpRequest, name: str, tag: str) -> HttpResponse:
             if record is None:
                 messages.info(request, f"{name}:{tag} already points at {short_digest(to)}; nothing to do")
             else:
-                messages.success(request, f"{name}:{tag} rolled back to {short_digest(to)} "
-                                          f"(was {short_digest(record.from_digest) or 'absent'})")
+                # record.to_digest is what the registry served when the tag was read back.
+                was = short_digest(record.from_digest) if record.from_digest else "absent"
+                messages.success(request, f"{name}:{tag} rolled back: it now points at "
+                                          f"{short_digest(record.to_digest)} (was {was}), read back from the registry")
             url = reverse("tag_history", args=[name, tag])
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     try:

@@ -30,7 +30,8 @@ from .parse import digest_of, parse_manifest, verify
 
 __all__ = [
     "EMPTY_JSON", "EMPTY_JSON_DIGEST", "PROBE_DIGEST", "UNTAG_ANNOTATION", "UNTAG_ARTIFACT_TYPE",
-    "DeleteSupport", "Untagged", "missing_content", "probe_delete", "restore", "throwaway_manifest", "untag",
+    "DeleteSupport", "Untagged", "external_layers", "missing_content", "probe_delete", "restore",
+    "throwaway_manifest", "untag",
 ]
 
 #: A digest no registry can hold a manifest for: the bytes are not even JSON.
@@ -291,7 +292,7 @@ def _collect_missing(client: RegistryClient, name: str, raw: bytes, media_type: 
         return
     if not manifest.is_image_manifest:
         return
-    external = _external_layers(raw)
+    external = external_layers(raw)
     blobs: list[str] = []
     for d in (manifest.config, *manifest.layers):
         if d is not None and d.digest not in seen and d.digest not in external:
@@ -305,7 +306,8 @@ def _collect_missing(client: RegistryClient, name: str, raw: bytes, media_type: 
             raise result
 
 
-def _external_layers(raw: bytes) -> set[str]:
+def external_layers(raw: bytes) -> set[str]:
+    """The digests of layers a client fetches from their `urls` (the registry never has them)."""
     try:
         layers = json.loads(raw).get("layers")
     except (ValueError, AttributeError, RecursionError):
@@ -316,11 +318,12 @@ def _external_layers(raw: bytes) -> set[str]:
 
 
 def restore(client: RegistryClient, name: str, manifest_bytes: bytes, media_type: str, digest: str,
-            tags: list[str]) -> None:
+            tags: list[str], *, checked: bool = False) -> None:
     """Put a deleted manifest back, byte for byte, by digest and under every tag in `tags`.
 
     Raises `NotRestorable` (nothing pushed) if garbage collection removed content it
-    references. A tag that was pushed again since is re-pointed at this manifest.
+    references; `checked`: the caller has just checked that itself. A tag that was pushed
+    again since is re-pointed at this manifest.
     """
     check_name(name)
     check_digest(digest)
@@ -328,7 +331,7 @@ def restore(client: RegistryClient, name: str, manifest_bytes: bytes, media_type
     wanted = list(dict.fromkeys(tags))
     for tag in wanted:
         check_tag(tag)
-    missing = missing_content(client, name, manifest_bytes, media_type)
+    missing = [] if checked else missing_content(client, name, manifest_bytes, media_type)
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise e.NotRestorable(

@@ -21,6 +21,7 @@ from django.core.cache import cache
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import RegistryServer
+from testbed import push as p
 from tests.helpers.browser import (
     Watch,
     make_user,
@@ -303,7 +304,8 @@ def test_delete_image__every_tag_on_it_goes__restore_brings_them_back(page: Page
     confirm.get_by_role("button", name="Delete image and 2 tags").click()
 
     expect(page).to_have_url(base + repo_path())
-    expect(page.locator("#messages .message.success")).to_have_text(f"{REPO}: deleted image {digest[:19]}…")
+    expect(page.locator("#messages .message.success")).to_have_text(
+        f"{REPO}: deleted image {digest[:19]}… and its tags 1.2.4, latest — the registry no longer serves them")
     wait_for_details(page)
     assert shown_tags(page) == ["3.0.0", "2.0.0", "1.0.0"]
     assert reg.tags() == ["1.0.0", "2.0.0", "3.0.0"]
@@ -324,7 +326,8 @@ def test_delete_image__every_tag_on_it_goes__restore_brings_them_back(page: Page
     record.get_by_role("button", name="Restore").click()
     expect(page).to_have_url(f"{base}/-/deleted/")
     expect(page.locator("#messages .message.success")).to_have_text(re.compile(
-        rf"^{re.escape(REPO)}: restored (1\.2\.4, latest|latest, 1\.2\.4)$"))
+        rf"^{re.escape(REPO)}: restored (1\.2\.4, latest|latest, 1\.2\.4) — the registry serves them again, "
+        r"with every blob it needs$"))
     expect(record.locator("td.row-actions")).to_contain_text("restored")
     expect(record.locator("td.row-actions")).to_contain_text("by mia")
     expect(record.get_by_role("button", name="Restore")).to_have_count(0)
@@ -332,3 +335,65 @@ def test_delete_image__every_tag_on_it_goes__restore_brings_them_back(page: Page
 
     assert reg.tags() == TAGS
     assert reg.digest("1.2.4") == reg.digest("latest") == digest
+
+
+# -- 6. an image with attachments, deleted, collected: no restore offered -----------------------------
+
+
+@pytest.fixture
+def gc_safe(tmp_path: Path, live_server, transactional_db, point_at) -> Iterator[RegistryServer]:
+    """A registry without the blob-descriptor cache (garbage collection runs on it), read live."""
+    with RegistryServer(tmp_path / "gc-safe", blob_cache=False) as server:
+        point_at(server.url, PULL_HOST="", ANONYMOUS_READ=False)
+        yield server
+        cache.clear()
+
+
+def test_delete_with_attachments__then_gc__recently_deleted_offers_no_restore(browser: Browser, watch: Watch,
+                                                                              live_server, gc_safe: RegistryServer,
+                                                                              maintainer: User) -> None:
+    from tests.deletion.test_restore import attach, collect_outside, image, tags
+
+    base = live_server.url
+    digest = p.push_image(gc_safe.url, REPO, image("signed"), "1.0")
+    p.push_image(gc_safe.url, REPO, image("kept"), "2.0")
+    attached = attach(gc_safe, digest)
+    with watched_page(browser, watch) as page:
+        sign_in(page, base, maintainer, f"/r/{REPO}/-/manifests/{digest}/delete/")
+        group = page.get_by_role("group", name="4 attachments name this image")
+        expect(group.locator("tbody tr")).to_have_count(4)
+        expect(group.locator("tbody tr td:first-child")).to_have_text(sorted(attached))
+        box = group.get_by_label("Also remove these 4 attachments")
+        expect(box).to_be_checked()
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            shots(page, f"attachments-confirm-{width}")
+        page.get_by_role("button", name="Delete image and 1 tag").click()
+
+        expect(page).to_have_url(base + repo_path())
+        expect(page.locator("#messages .message.success")).to_have_text([
+            f"{REPO}: deleted image {digest[:19]}… and its tag 1.0 — the registry no longer serves them",
+            f"{REPO}: removed 4 attachments with it: {', '.join(sorted(attached))}",
+        ])
+        assert tags(gc_safe) == ["2.0"]
+
+        collect_outside(gc_safe)
+        page.goto(base + "/-/deleted/")
+        rows = page.locator("table.deleted-table tbody tr")
+        expect(rows).to_have_count(5)
+        # The referrers-fallback index still can be: its child, pushed by digest, stays until a
+        # collection with --delete-untagged. Everything else lost its blobs: no button.
+        referrers = f"sha256-{digest.split(':', 1)[1]}"
+        for tag in ["1.0", *attached]:
+            actions = rows.filter(has=page.locator("td code", has_text=re.compile(f"^{re.escape(tag)}$")))
+            if tag == referrers:
+                expect(actions.get_by_role("button", name="Restore")).to_have_count(1)
+            else:
+                expect(actions.locator("td.row-actions")).to_contain_text(
+                    "No longer restorable — garbage collection removed its layers")
+                expect(actions.get_by_role("button")).to_have_count(0)
+        expect(page.get_by_role("button", name="Restore")).to_have_count(1)
+        expect(rows.last.locator("td.row-actions code")).to_have_text(f"docker push {gc_safe.host}/{REPO}:1.0")
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            shots(page, f"recently-deleted-after-gc-{width}")

@@ -210,7 +210,7 @@ def test_confirm__names_both_digests_what_changes_and_the_other_tags(client: Cli
     text = re.sub(r"<[^>]+>", "", body)
     assert f"The tag stable will point at {a} instead of {b}." in text
     assert f"{b} stays in the registry under its digest." in text
-    assert "These tags point at it too and do not move:" in text and "<li><code>prod</code></li>" in body
+    assert "This tag points at it too and does not move:" in text and "<li><code>prod</code></li>" in body
     # Both sides with what the index knows: created, size and platform.
     assert "2024-01-01 00:00" in body and "2024-06-01 00:00" in body
     assert "linux/amd64" in body and "linux/arm64" in body
@@ -242,7 +242,10 @@ def test_roll_back__tag_points_at_a_again__pulls_with_skopeo__audited(client: Cl
                                                                       tmp_path: Path) -> None:
     response = client.post(rollback_url(), {"to": reg.a.digest, "from": reg.b.digest}, follow=True)
     assert response.redirect_chain == [(history_url(), 302)]
-    assert any(f"app:stable rolled back to {reg.a.digest[7:19]}" in m for m in texts(response))
+    banner = (f"app:stable rolled back: it now points at {reg.a.digest[7:19]} (was {reg.b.digest[7:19]}), "
+              "read back from the registry")
+    assert texts(response) == [banner]
+    assert f'<p class="message success" tabindex="-1">{banner}</p>' in response.content.decode()
     assert reg.digest("stable") == reg.a.digest
     assert reg.digest("prod") == reg.b.digest  # the other tag did not move
     copy = subprocess.run(
@@ -420,7 +423,8 @@ def test_browser__history_confirm_and_roll_back__light_and_dark(live_reg: tuple[
 
         confirm.get_by_role("button", name=f"Roll back stable to {reg.a.digest[7:19]}").click()
         expect(page).to_have_url(base + history_url())
-        expect(page.locator("#messages .message.success")).to_contain_text("rolled back")
+        expect(page.locator("#messages .message.success")).to_contain_text(
+            f"stable rolled back: it now points at {reg.a.digest[7:19]}")
         expect(table.locator("tbody tr")).to_have_count(3)
         shots(page, "after", prefix="history-")
         assert reg.digest("stable") == reg.a.digest
