@@ -25,16 +25,20 @@ from playwright.sync_api import Browser, Page, expect
 from testbed.push import build_image
 from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WEB
 from tests.helpers.browser import PASSWORDS, SCREENSHOTS, App, Watch, new_context
+from tests.helpers.html import dom
 
 pytestmark = pytest.mark.browser
 
 PHONE, LAPTOP = 390, 1280
 WIDTHS = (PHONE, LAPTOP)
+NARROWEST = 360  # the small end of phones the issue names (360–400 px)
 SHOTS = SCREENSHOTS / "responsive"
 
 # Every visible control in the top bar and the page; a closed menu's links are not visible.
-CONTROLS = ".topbar a, .topbar button, .topbar input, .topbar select, .topbar summary, " \
-           "main a, main button, main input, main select, main summary"
+CONTROLS = (
+    ".topbar a, .topbar button, .topbar input, .topbar select, .topbar summary, "
+    "main a, main button, main input, main select, main summary"
+)
 
 # What a page measures in the browser: how far it scrolls sideways, the widest element that
 # sticks out of the viewport (to name it), and every pair of visible controls whose boxes
@@ -50,7 +54,9 @@ MEASURE = """(selector) => {
   };
   const path = (el) => {
     const parts = [];
-    for (let e = el; e && e !== document.body && parts.length < 4; e = e.parentElement) parts.unshift(name(e).split(" “")[0]);
+    for (let e = el; e && e !== document.body && parts.length < 4; e = e.parentElement) {
+      parts.unshift(name(e).split(" “")[0]);
+    }
     return parts.join(" > ") + (name(el).includes("“") ? " “" + name(el).split(" “")[1] : "");
   };
   // The part of an element's box its scrolling/clipping ancestors let be seen. A positioned
@@ -100,8 +106,8 @@ MEASURE = """(selector) => {
       if (w > 1 && h > 1) overlaps.push(path(a) + "  ×  " + path(b) + ` (${Math.round(w)}×${Math.round(h)} px)`);
     }
   }
-  return {overflow, wide: wide.slice(0, 5).map((el) => path(el) + ` (right edge ${Math.round(el.getBoundingClientRect().right)} px)`),
-          overlaps: overlaps.slice(0, 10)};
+  const edge = (el) => ` (right edge ${Math.round(el.getBoundingClientRect().right)} px)`;
+  return {overflow, wide: wide.slice(0, 5).map((el) => path(el) + edge(el)), overlaps: overlaps.slice(0, 10)};
 }"""
 
 # The top bar's visible items: one line when every item's box shares a band of height with
@@ -114,7 +120,10 @@ TOPBAR_ROWS = """() => {
     .map((el) => [el, el.getBoundingClientRect()]).filter(([, r]) => r.width > 1 && r.height > 1);
   const top = Math.max(...items.map(([, r]) => r.top)), bottom = Math.min(...items.map(([, r]) => r.bottom));
   return {oneLine: top < bottom, height: bar.getBoundingClientRect().height,
-          items: items.map(([el, r]) => `${el.tagName.toLowerCase()} “${(el.innerText || el.value || el.placeholder || "").trim().slice(0, 30)}” top ${Math.round(r.top)} bottom ${Math.round(r.bottom)}`)};
+          items: items.map(([el, r]) => {
+            const text = (el.innerText || el.value || el.placeholder || "").trim().slice(0, 30);
+            return `${el.tagName.toLowerCase()} “${text}” top ${Math.round(r.top)} bottom ${Math.round(r.bottom)}`;
+          })};
 }"""
 
 
@@ -148,21 +157,44 @@ def _fill_the_dashboard(app: App, user: User) -> dict[str, str]:
     now = timezone.now()
     web_latest, web_old = seeded.digest(REPO_WEB, "latest"), seeded.digest(REPO_WEB, "1.9.0")
     # "latest" pointed at 1.9.0's image a day before the sync found it on 1.10.0's: a roll back to offer.
-    TagHistory.objects.create(repository=REPO_WEB, tag="latest", digest=web_old, at=now - timedelta(days=1),
-                              source=TagHistory.Source.EVENT, actor="ci")
-    for i, (repo, tag) in enumerate([(REPO_WEB, "latest"), (REPO_WEB, "1.10.0"), (REPO_ALPINE, "3.19"),
-                                     (REPO_MULTI, "2.0"), (REPO_WEB, "latest")]):
-        RegistryEvent.objects.create(event_id=f"responsive-{i}", action="pull", repository=repo, tag=tag,
-                                     digest=seeded.digest(repo, tag), at=now - timedelta(hours=i * 7),
-                                     actor="ci-runner-with-a-rather-long-name", address="10.0.0.7",
-                                     user_agent="docker/27.3.1 go/go1.22.7 git-commit/41ca978 os/linux arch/amd64",
-                                     applied=True)
+    TagHistory.objects.create(
+        repository=REPO_WEB,
+        tag="latest",
+        digest=web_old,
+        at=now - timedelta(days=1),
+        source=TagHistory.Source.EVENT,
+        actor="ci",
+    )
+    for i, (repo, tag) in enumerate(
+        [(REPO_WEB, "latest"), (REPO_WEB, "1.10.0"), (REPO_ALPINE, "3.19"), (REPO_MULTI, "2.0"), (REPO_WEB, "latest")]
+    ):
+        RegistryEvent.objects.create(
+            event_id=f"responsive-{i}",
+            action="pull",
+            repository=repo,
+            tag=tag,
+            digest=seeded.digest(repo, tag),
+            at=now - timedelta(hours=i * 7),
+            actor="ci-runner-with-a-rather-long-name",
+            address="10.0.0.7",
+            user_agent="docker/27.3.1 go/go1.22.7 git-commit/41ca978 os/linux arch/amd64",
+            applied=True,
+        )
     # acme/gone:old as the seed pushed and deleted it, deleted through the dashboard.
     gone = build_image([{"old.txt": b"soon deleted\n"}], created="2022-01-01T00:00:00Z")
     assert gone.digest == seeded.gone_digest, "the seed's acme/gone image changed; rebuild it the same way here"
-    Deletion.objects.create(user=user, username=user.username, registry=seeded.url, repository=REPO_GONE,
-                            action=Deletion.Action.DELETE, tags=["old"], digest=gone.digest,
-                            media_type=gone.media_type, manifest=gone.manifest, method="digest")
+    Deletion.objects.create(
+        user=user,
+        username=user.username,
+        registry=seeded.url,
+        repository=REPO_GONE,
+        action=Deletion.Action.DELETE,
+        tags=["old"],
+        digest=gone.digest,
+        media_type=gone.media_type,
+        manifest=gone.manifest,
+        method="digest",
+    )
     # A real dry run of the collector over the seeded storage: it reads, it deletes nothing.
     run = runner.start(user, dry_run=True)
     run.refresh_from_db()
@@ -213,14 +245,17 @@ def _problems(page: Page, where: str, width: int) -> list[str]:
     found = page.evaluate(MEASURE, CONTROLS)
     problems = []
     if found["overflow"] > 0:
-        problems.append(f"{where} at {width}px scrolls sideways by {found['overflow']}px; sticking out: "
-                        + "; ".join(found["wide"]))
+        problems.append(
+            f"{where} at {width}px scrolls sideways by {found['overflow']}px; sticking out: " + "; ".join(found["wide"])
+        )
     problems += [f"{where} at {width}px: controls overlap: {o}" for o in found["overlaps"]]
     if width >= LAPTOP:
         bar = page.evaluate(TOPBAR_ROWS)
         if not bar["oneLine"]:
-            problems.append(f"{where} at {width}px: the top bar is not one line ({bar['height']:.0f}px high): "
-                            + "; ".join(bar["items"]))
+            problems.append(
+                f"{where} at {width}px: the top bar is not one line ({bar['height']:.0f}px high): "
+                + "; ".join(bar["items"])
+            )
     return problems
 
 
@@ -235,6 +270,15 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=SHOTS / f"{name}.png", full_page=True, animations="disabled")
 
 
+def _asked_for_404(problem: str, app: App, ids: dict[str, str]) -> bool:
+    """The 404 page is the one error the visit asks for; the admin's pages name no icon, so the
+    browser asks for /favicon.ico there."""
+    asked = [app.url + v.path for v in _pages(app, ids) if v.status == 404]
+    if problem in [f"HTTP 404: GET {url}" for url in [*asked, app.url + "/favicon.ico"]]:
+        return True
+    return "status of 404" in problem and problem.rpartition(" @ ")[2] in [*asked, app.url + "/admin/"]
+
+
 # -- fixtures -------------------------------------------------------------------------------------
 
 
@@ -243,9 +287,13 @@ def site(app: App, configure, settings) -> Iterator[tuple[App, User, dict[str, s
     """The dashboard as shipped (anonymous reading off), with garbage collection set up on the
     seeded registry's own storage and every page given content."""
     server = app.registry.server
-    configure(ANONYMOUS_READ=False, STORAGE_PATH=str(server.storage_dir),
-              GC_COMMAND=f"docker-registry garbage-collect {server.config_path}",
-              GC_BEFORE_COMMAND="", GC_AFTER_COMMAND="")
+    configure(
+        ANONYMOUS_READ=False,
+        STORAGE_PATH=str(server.storage_dir),
+        GC_COMMAND=f"docker-registry garbage-collect {server.config_path}",
+        GC_BEFORE_COMMAND="",
+        GC_AFTER_COMMAND="",
+    )
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
     user = _maintainer()
     yield app, user, _fill_the_dashboard(app, user)
@@ -268,9 +316,10 @@ def signed_in(browser: Browser, site, watch: Watch) -> Iterator[tuple[Page, App,
 # -- the tests ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("width", WIDTHS)
-def test_every_page__fits_the_width__no_sideways_scroll__no_overlapping_controls(signed_in, watch: Watch,
-                                                                                  width: int) -> None:
+@pytest.mark.parametrize("width", (NARROWEST, *WIDTHS))
+def test_every_page__fits_the_width__no_sideways_scroll__no_overlapping_controls(
+    signed_in, watch: Watch, width: int
+) -> None:
     page, app, ids = signed_in
     page.set_viewport_size({"width": width, "height": 860})
     problems: list[str] = []
@@ -281,12 +330,7 @@ def test_every_page__fits_the_width__no_sideways_scroll__no_overlapping_controls
         _shot(page, f"{visit.name}-{width}")
         problems += _problems(page, visit.name, width)
     assert not problems, f"{len(problems)} layout problems:\n" + "\n".join(problems)
-    # The 404 page is the one error asked for; the admin's pages name no icon, so the browser asks
-    # for /favicon.ico.
-    expected = [app.url + v.path for v in _pages(app, ids) if v.status == 404] + [app.url + "/admin/"]
-    watch.problems[:] = [p for p in watch.problems if not (
-        p == f"HTTP 404: GET {app.url}/favicon.ico" or p.startswith("HTTP 404: GET ") and p[14:] in expected
-        or "status of 404" in p and p.rpartition(" @ ")[2] in expected)]
+    watch.problems[:] = [p for p in watch.problems if not _asked_for_404(p, app, ids)]
     watch.assert_clean(page)
 
 
@@ -308,3 +352,110 @@ def test_login__signed_out__fits__no_nav_beyond_sign_in(browser: Browser, site, 
     expect(bar.locator("input, summary, nav")).to_have_count(0)
     watch.assert_clean(page)
     ctx.close()
+
+
+def test_menu__on_a_phone__opens_and_closes_from_the_keyboard__fits__focus_visible(signed_in, watch: Watch) -> None:
+    page, app, _ = signed_in
+    page.set_viewport_size({"width": PHONE, "height": 860})
+    page.goto(app.url + f"/r/{REPO_WEB}/")
+    _settle(page)
+    summary = page.locator(".topbar summary")
+    gc = page.locator(".topbar").get_by_role("link", name="Garbage collection")
+    expect(summary).to_have_text("Menu")
+    expect(gc).to_be_hidden()
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(gc).to_be_visible()
+    # The focused button shows it: an outline of the focus colour, not the browser's default.
+    outline = summary.evaluate("s => [getComputedStyle(s).outlineStyle, parseFloat(getComputedStyle(s).outlineWidth)]")
+    assert outline[0] == "solid" and outline[1] >= 2, outline
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        _shot(page, f"menu-open-{PHONE}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 0, f"the open menu widens the page by {overflow}px"
+    # Every link of the menu in one column, each on its own line, inside the viewport.
+    links = page.locator(".menu-body nav a, .menu-body nav button").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [e.textContent.trim(), r.left, r.right]; })"
+    )
+    assert [t for t, _, _ in links] == [
+        "Activity",
+        "Storage",
+        "Sync",
+        "Health",
+        "Recently deleted",
+        "Garbage collection",
+        "Admin",
+        "Sign out",
+    ]
+    assert all(0 <= left and right <= PHONE for _, left, right in links), links
+    page.keyboard.press("Tab")  # into the menu: the search box comes first
+    expect(page.locator("#global-q")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(gc).to_be_hidden()
+    expect(summary).to_be_focused()
+    # Search from the menu.
+    page.keyboard.press("Enter")
+    page.locator("#global-q").fill("mychart")
+    page.locator("#global-q").press("Enter")
+    expect(page).to_have_url(re.compile(r"/-/search/\?q=mychart$"))
+    watch.assert_clean(page)
+
+
+def test_menu__at_1280__no_menu_button__every_link_in_the_bar(signed_in, watch: Watch) -> None:
+    page, app, _ = signed_in
+    page.goto(app.url + "/")
+    expect(page.locator(".topbar summary")).to_be_hidden()
+    bar = page.locator(".topbar")
+    for name in ("Activity", "Storage", "Sync", "Health", "Recently deleted", "Garbage collection", "Admin"):
+        expect(bar.get_by_role("link", name=name)).to_be_visible()
+    expect(bar.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(bar.get_by_role("searchbox")).to_be_visible()
+    # Reachable from the keyboard in order, as links in a bar are.
+    page.locator(".brand").focus()
+    page.keyboard.press("Tab")
+    expect(page.locator("#global-q")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(bar.get_by_role("link", name="Activity")).to_be_focused()
+    watch.assert_clean(page)
+
+
+# -- what the top bar offers whom (no browser) --------------------------------------------------------
+
+
+def _bar(client, url: str = "/") -> list[str]:
+    """The top bar's links, buttons and search box, as text."""
+    response = client.get(url, follow=True)
+    bar = dom(response).one("header", cls="topbar")
+    found = [n.text for n in bar.find_all("a") + bar.find_all("button")]
+    return found + (["search"] if bar.find("input", type="search") else [])
+
+
+def test_nav__signed_out_as_shipped__only_the_brand_and_sign_in(client, dashboard, configure) -> None:
+    configure(ANONYMOUS_READ=False)
+    # Sent to the login page, which needs no link to itself.
+    assert _bar(client, "/-/storage/") == ["◳ registryui"]
+    assert _bar(client, "/-/health/") == ["◳ registryui"]
+
+
+def test_nav__signed_out_with_anonymous_reading__what_they_may_open_and_sign_in(client, dashboard) -> None:
+    # REGISTRYUI_ANONYMOUS_READ lets anyone read; deleting, GC and the admin stay for the signed in.
+    assert _bar(client) == ["◳ registryui", "Activity", "Storage", "Sync", "Health", "Sign in", "search"]
+
+
+def test_nav__viewer__reads__no_maintainer_pages(client, dashboard, configure) -> None:
+    configure(ANONYMOUS_READ=False)
+    from dashboard.auth import ensure_roles
+
+    ensure_roles()
+    viewer = User.objects.create_user("vic", password="x")
+    viewer.groups.add(Group.objects.get(name="viewer"))
+    client.force_login(viewer)
+    assert _bar(client) == ["◳ registryui", "Activity", "Storage", "Sync", "Health", "Sign out", "search"]
+
+
+def test_nav__signed_in_without_a_role__only_signing_out(client, dashboard, configure) -> None:
+    configure(ANONYMOUS_READ=False)
+    client.force_login(User.objects.create_user("nobody", password="x"))
+    assert _bar(client) == ["◳ registryui", "Sign out"]
