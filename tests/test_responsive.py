@@ -27,8 +27,6 @@ from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_GONE, REPO_MULTI, REPO_WE
 from tests.helpers.browser import PASSWORDS, SCREENSHOTS, App, Watch, new_context
 from tests.helpers.html import dom
 
-pytestmark = pytest.mark.browser
-
 PHONE, LAPTOP = 390, 1280
 WIDTHS = (PHONE, LAPTOP)
 NARROWEST = 360  # the small end of phones the issue names (360–400 px)
@@ -316,6 +314,7 @@ def signed_in(browser: Browser, site, watch: Watch) -> Iterator[tuple[Page, App,
 # -- the tests ------------------------------------------------------------------------------------
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("width", (NARROWEST, *WIDTHS))
 def test_every_page__fits_the_width__no_sideways_scroll__no_overlapping_controls(
     signed_in, watch: Watch, width: int
@@ -334,6 +333,7 @@ def test_every_page__fits_the_width__no_sideways_scroll__no_overlapping_controls
     watch.assert_clean(page)
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("width", WIDTHS)
 def test_login__signed_out__fits__no_nav_beyond_sign_in(browser: Browser, site, watch: Watch, width: int) -> None:
     app, _, _ = site
@@ -354,6 +354,7 @@ def test_login__signed_out__fits__no_nav_beyond_sign_in(browser: Browser, site, 
     ctx.close()
 
 
+@pytest.mark.browser
 def test_menu__on_a_phone__opens_and_closes_from_the_keyboard__fits__focus_visible(signed_in, watch: Watch) -> None:
     page, app, _ = signed_in
     page.set_viewport_size({"width": PHONE, "height": 860})
@@ -403,6 +404,7 @@ def test_menu__on_a_phone__opens_and_closes_from_the_keyboard__fits__focus_visib
     watch.assert_clean(page)
 
 
+@pytest.mark.browser
 def test_menu__at_1280__no_menu_button__every_link_in_the_bar(signed_in, watch: Watch) -> None:
     page, app, _ = signed_in
     page.goto(app.url + "/")
@@ -459,3 +461,23 @@ def test_nav__signed_in_without_a_role__only_signing_out(client, dashboard, conf
     configure(ANONYMOUS_READ=False)
     client.force_login(User.objects.create_user("nobody", password="x"))
     assert _bar(client) == ["◳ registryui", "Sign out"]
+
+
+@pytest.mark.browser
+def test_menu__without_javascript__opens_and_leads_to_a_page(browser: Browser, site, watch: Watch) -> None:
+    app, user, _ = site
+    ctx = new_context(browser, watch, java_script_enabled=False)
+    page = ctx.new_page()
+    page.set_viewport_size({"width": PHONE, "height": 860})
+    page.goto(app.url + "/-/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORDS[user.username])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(app.url + "/")
+    storage = page.locator(".topbar").get_by_role("link", name="Storage")
+    expect(storage).to_be_hidden()
+    page.locator(".topbar summary").click()
+    storage.click()
+    expect(page).to_have_url(app.url + "/-/storage/")
+    expect(page.get_by_role("heading", name="Storage", level=1)).to_be_visible()
+    ctx.close()
