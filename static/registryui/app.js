@@ -146,3 +146,21 @@ document.addEventListener("visibilitychange", function () {
   "use strict";
   if (!document.hidden && window.htmx) window.htmx.trigger(document.body, "health-refresh");
 });
+
+// The top bar's menu (a <details>, so it works without this): Escape closes it and gives focus
+// back to its button, a click elsewhere closes it.
+(function () {
+  "use strict";
+  function openMenu() { return document.querySelector("details.menu[open]"); }
+  document.addEventListener("keydown", function (event) {
+    var menu = openMenu();
+    if (event.key !== "Escape" || !menu) return;
+    menu.open = false;
+    var summary = menu.querySelector("summary");
+    if (summary) summary.focus();
+  });
+  document.addEventListener("click", function (event) {
+    var menu = openMenu();
+    if (menu && !menu.contains(event.target)) menu.open = false;
+  });
+})();
