@@ -385,12 +385,28 @@ class _Engine:
 
 def sync_repository(name: str) -> RepoResult:
     """Sync one repository now, in this thread (an event hinted it changed, a page wants it)."""
+    return sync_repositories([name])[0]
+
+
+def sync_repositories(names: list[str]) -> list[RepoResult]:
+    """Sync these repositories now, in this thread, one result each in catalog order: what a
+    push into repositories the index does not know yet does (index.events).
+
+    Not a run: it takes no lock and records no SyncRun. The lock keeps full runs apart (their
+    cursor, their resume); this is a read of a few repositories whose writes are the store's
+    idempotent ones, with `as_of` guarding tags changed meanwhile, and a full sync running at
+    the same time never forgets a repository changed after it read the catalog
+    (`forget_missing`), so neither undoes the other. Waiting for the lock would leave a new
+    repository unindexed for as long as a full sync runs."""
+    order = sorted(set(names))
     results: list[RepoResult] = []
     try:
-        _Engine().run([name], results.extend)
+        _Engine().run(order, results.extend)
     except _Stop as stop:
-        return RepoResult(name, problem=str(stop.error))
-    return results[0]
+        # The registry failed as a whole at stop.name: what came before it is written.
+        done = {r.name for r in results}
+        results.extend(RepoResult(name, problem=str(stop.error)) for name in order if name not in done)
+    return results
 
 
 # -- the lock ---------------------------------------------------------------------------------------------
