@@ -56,7 +56,7 @@ def main() -> int:
         env.setdefault("REGISTRYUI_GC_COMMAND", f"{registry_binary()} garbage-collect {server.config_path}")
         env.setdefault("REGISTRYUI_STORAGE_PATH", str(server.storage_dir))
         # A short poll: a push shows on the page within a second.
-        worker = subprocess.Popen([python, "manage.py", "db_worker", "--interval", "0.5"], cwd=ROOT, env=env)
+        worker = subprocess.Popen([python, "manage.py", "worker", "--interval", "0.5"], cwd=ROOT, env=env)
         print(f"== registryui on http://{args.listen}  (Ctrl+C stops everything)")
         try:
             subprocess.run([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)

@@ -416,7 +416,7 @@ JOB = runs.Job(
     SyncRun, log, stale_seconds,
     dead=lambda run: "." + (f" The next sync resumes after {run.cursor}." if run.cursor else ""),
     unpicked=lambda stale: (f"nobody picked this sync up within {stale:.0f} s of when it was due: is the task "
-                            "worker running? Start it with `python manage.py db_worker`."),
+                            "worker running? Start it with `python manage.py worker`."),
     reads=("not_before", "cursor"), placeholder={"trigger": "?", "state": State.RUNNING})
 
 
@@ -509,11 +509,14 @@ def request_sync(*, trigger: str, user: Any = None, repositories: list[str] | No
     return run
 
 
-def last_full_run(*, succeeded: bool = False) -> SyncRun | None:
-    """The last finished sync of the whole catalog (that succeeded, or either way)."""
+def last_full_run(*, succeeded: bool = False, started: bool = False) -> SyncRun | None:
+    """The last finished sync of the whole catalog (that succeeded, or either way; `started`:
+    leave out a run that failed before a worker took it, which read nothing)."""
     runs = SyncRun.objects.filter(finished_at__isnull=False).only("pk", "repositories", "finished_at", "state")
     if succeeded:
         runs = runs.filter(state=State.SUCCEEDED)
+    if started:
+        runs = runs.filter(started_at__isnull=False)
     return next((run for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK] if not run.repositories), None)
 
 
@@ -522,7 +525,9 @@ def next_due() -> datetime | None:
     every = interval()
     if every <= 0:
         return None
-    last = last_full_run()
+    # A run nobody picked up (no worker then) must not put the next one an interval off: the
+    # worker's start would then wait that long for the first sync.
+    last = last_full_run(started=True)
     now = timezone.now()
     if last is None or last.finished_at is None:
         return now
@@ -699,7 +704,7 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
 
 @task
 def run_sync(run_id: int) -> None:
-    """The worker's task (`manage.py db_worker`): reconcile the index with the registry."""
+    """The worker's task (`manage.py worker`): reconcile the index with the registry."""
     execute(run_id)
 
 
