@@ -337,6 +337,14 @@ class _Outcome:
     retry_at: datetime | None = None
 
 
+def fresh_pending() -> bool:
+    """Are push or delete events waiting for their first attempt? (Those put back wait for the
+    retry that `_schedule_retry` enqueued.) One look at a partial index."""
+    return RegistryEvent.objects.filter(
+        applied=False, action__in=[RegistryEvent.Action.PUSH, RegistryEvent.Action.DELETE],
+        details__retry_at__isnull=True).exists()
+
+
 def apply_pending() -> int:
     """Apply the stored push and delete events to the index, oldest first; returns how many
     were finished (applied, skipped as outdated, or given up after MAX_ATTEMPTS)."""

@@ -1,5 +1,6 @@
 """`manage.py worker`: the task worker starts the index's sync schedule itself, once however many
-workers start, without anyone opening a page.
+workers start, without anyone opening a page; and it applies the registry's events while a long task
+holds it.
 
 Real processes on a shared SQLite file (the worker is another process in production), reading a
 real registry; what they did is read from the database file.
@@ -14,14 +15,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from testbed import RegistryServer
-from testbed.push import build_image, push_image
+from testbed import RegistryServer, registry_binary
+from testbed.push import MT_OCI_MANIFEST, build_image, push_image
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
@@ -174,3 +176,112 @@ def test_worker_started_after_a_queued_sync_nobody_picked_up__syncs_at_once(env,
     assert workers("--batch", "--no-startup-delay").wait(timeout=TIMEOUT) == 0, _log(tmp_path)
 
     assert [r["state"] for r in _runs(env)] == ["failed", "succeeded", "queued"]
+
+
+def _gated_gc(tmp_path: Path, server: RegistryServer) -> tuple[str, Path]:
+    """A GC command that waits at a gate until `gate/release` exists (then runs the real one)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = tmp_path / "gated-gc"
+    script.write_text(f"""#!/bin/sh
+touch "{gate}/started"
+i=0
+while [ ! -e "{gate}/release" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+exec {registry_binary()} garbage-collect "$@"
+""")
+    script.chmod(0o755)
+    return f"{script} {server.config_path}", gate
+
+
+def _envelope(name: str, tag: str, digest: str) -> bytes:
+    """A push event as registry 2.8 sends it (what /-/events/ stores)."""
+    event = {
+        "id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "action": "push",
+        "target": {
+            "mediaType": MT_OCI_MANIFEST,
+            "size": 401,
+            "digest": digest,
+            "length": 401,
+            "repository": name,
+            "url": f"http://registry.example:5000/v2/{name}/manifests/{digest}",
+            "tag": tag,
+        },
+        "request": {
+            "id": str(uuid.uuid4()),
+            "addr": "10.1.2.3:51234",
+            "host": "registry.example:5000",
+            "method": "PUT",
+            "useragent": "containerd/1.7.11",
+        },
+        "actor": {"name": "ci-bot"},
+        "source": {"addr": "registry-1:5000", "instanceID": str(uuid.uuid4())},
+    }
+    return json.dumps({"events": [event]}).encode()
+
+
+def test_a_push_while_the_worker_runs_a_long_task__applied_within_2_s__not_after_the_task(
+    env, workers, empty_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The worker runs one task at a time; the events do not wait behind a garbage collection
+    (or a full sync) that takes minutes."""
+    command, gate = _gated_gc(tmp_path, empty_registry)
+    env.update(
+        REGISTRYUI_SYNC_INTERVAL="0",
+        REGISTRYUI_GC_COMMAND=command,
+        REGISTRYUI_STORAGE_PATH=str(empty_registry.storage_dir),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from dashboard.gc import runner; runner.start(None, dry_run=True)",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    workers("--interval", "0.1", "--no-startup-delay")
+    until("the garbage collection to hold the worker", lambda: (gate / "started").exists())
+    digest = push_image(empty_registry.url, "team/api", build_image([{"two.txt": b"two\n" * 100}]), "2.0")
+    envelope = tmp_path / "envelope.json"
+    envelope.write_bytes(_envelope("team/api", "2.0", digest))
+
+    # What /-/events/ does with the registry's envelope: store it (and enqueue its task).
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from pathlib import Path; from dashboard.index import events; "
+            f"print(events.receive(events.parse_envelope(Path({str(envelope)!r}).read_bytes())))",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    stored = time.monotonic()
+
+    tag = (
+        "SELECT t.digest FROM dashboard_indexedtag t JOIN dashboard_indexedrepository r ON r.id = t.repository_id "
+        "WHERE r.name = 'team/api' AND t.name = '2.0'"
+    )
+    until("the pushed tag in the index", lambda: _rows(env, tag), timeout=10)
+    took = time.monotonic() - stored
+    assert took < 2.0, f"the push was applied {took:.2f} s after it was stored"
+    assert _rows(env, tag) == [{"digest": digest}]
+    # While the garbage collection still ran: it had not even started its real work.
+    assert not (gate / "release").exists()
+    assert [r["state"] for r in _rows(env, "SELECT state FROM dashboard_gcrun")] == ["running"]
+    (gate / "release").touch()
+    until(
+        "the garbage collection to finish",
+        lambda: [r["state"] for r in _rows(env, "SELECT state FROM dashboard_gcrun")] == ["succeeded"],
+    )

@@ -7,17 +7,27 @@ never synced or its last full sync is older than the interval, else for one inte
 Without this the first sync waited for someone to open a page. The sync's lock row makes it
 once, however many workers start (or restart): a second one finds the run queued or running
 and adds nothing.
+
+It also applies the registry's events in a thread of its own, every `--interval`: the worker
+runs one task at a time, and a push must not wait behind a full sync or a garbage collection
+(minutes on a big registry) for its tag to show. The events' own task (`apply_events`, which
+`db_worker` alone still runs) then finds them applied. Several processes or threads applying
+events at once is safe: each event is claimed by one (index.events).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from typing import Any
 
+from django.db import close_old_connections
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Command as DbWorker
 
-from dashboard.index import sync
+from dashboard.index import events, sync
 from dashboard.models import SyncRun
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,17 @@ def describe(run: SyncRun | None) -> str:
     return f"sync schedule: sync #{run.pk} {run.state}"
 
 
+def apply_events_meanwhile(interval: float, stop: threading.Event) -> None:
+    """The events thread: apply new push and delete events every `interval` seconds until `stop`."""
+    while not stop.wait(interval):
+        try:
+            close_old_connections()
+            if events.fresh_pending():
+                events.apply_pending()
+        except Exception:  # the next look tries again; the events' own task is still queued
+            log.exception("applying registry events beside the worker's task failed")
+
+
 class Command(DbWorker):
     help = (
         "Run the task worker (garbage collection, syncs, registry events): db_worker, after queueing the "
@@ -52,4 +73,16 @@ class Command(DbWorker):
         else:
             if options.get("verbosity", 1):
                 self.stdout.write(describe(run))
-        super().handle(*args, **options)
+        # A batch worker runs what is queued and stops: the events' own tasks are among it. With
+        # --reload the first process only restarts the second, which does the work.
+        reloader = options.get("reload") and os.environ.get(DJANGO_AUTORELOAD_ENV) != "true"
+        stop = threading.Event()
+        if not options.get("batch") and not reloader:
+            interval = max(0.1, float(options.get("interval") or 1))
+            threading.Thread(
+                target=apply_events_meanwhile, args=(interval, stop), name="registry-events", daemon=True
+            ).start()
+        try:
+            super().handle(*args, **options)
+        finally:
+            stop.set()
