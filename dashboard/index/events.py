@@ -526,5 +526,5 @@ def _schedule_retry(when: datetime) -> None:
 
 @task
 def apply_events() -> int:
-    """The worker's task (`manage.py db_worker`): apply the events the endpoint stored."""
+    """The worker's task (`manage.py worker`): apply the events the endpoint stored."""
     return apply_pending()
