@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from django.core.cache import cache
-from django.utils import timezone
+from django.db import connection
 
 from dashboard.index import events, sync
 from dashboard.models import IndexedRepository, RegistryEvent, SyncRun
@@ -25,6 +27,7 @@ from testbed import Notifications, RegistryServer, SeededRegistry
 from testbed.seed import REPO_ALPINE
 from tests.helpers.html import dom
 from tests.helpers.pages import get
+from tests.helpers.servers import QuietHandler, serving
 
 pytestmark = pytest.mark.postgres
 
@@ -159,21 +162,72 @@ def test_push_into_a_new_repository__history_storage_and_activity_within_2_s(flo
     assert not SyncRun.objects.exists()
 
 
-def test_push_into_a_new_repository_while_a_full_sync_runs__indexed_all_the_same__the_full_sync_untouched(
-    flow: Flow, client
+class _Gated(QuietHandler):
+    """The registry behind a gate: requests pass through, except the tag list of `server.slow`,
+    which waits while `server.gate` is closed (a full sync busy with a big repository)."""
+
+    def _forward(self, method: str) -> None:
+        if self.path.startswith(f"/v2/{self.server.slow}/tags/list"):
+            self.server.reached.set()
+            self.server.gate.wait(30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")}
+        got = requests.request(method, f"{self.server.upstream}{self.path}", headers=headers, timeout=30)
+        self.send_response(got.status_code)
+        for key, value in got.headers.items():
+            if key.lower() not in ("connection", "transfer-encoding", "content-encoding", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", got.headers.get("Content-Length", str(len(got.content))))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(got.content)
+
+    def do_GET(self) -> None:
+        self._forward("GET")
+
+    def do_HEAD(self) -> None:
+        self._forward("HEAD")
+
+
+def test_push_into_a_new_repository_while_a_full_sync_runs__indexed_at_once__the_full_sync_keeps_it(
+    flow: Flow, client, point_at
 ) -> None:
-    # A full sync that holds the lock and is running (another worker's, mid-way).
-    now = timezone.now()
-    running = SyncRun.objects.create(trigger="schedule", state="running", active=True, started_at=now, heartbeat_at=now)
+    slow = "big/slow"
+    gate, reached = threading.Event(), threading.Event()
+    gate.set()
+    with serving(_Gated, upstream=flow.server.url, slow=slow, gate=gate, reached=reached) as proxy:
+        point_at(proxy, ANONYMOUS_READ=True, EVENTS_TOKEN=TOKEN)
+        _pushed_and_indexed(flow, client, slow, "1")
+        # A full sync that read the catalog before the push, and is busy with a big repository.
+        until("the events applied", _quiet)
+        gate.clear()
+        reached.clear()  # the event's own read of it passed already
+        outcome: dict[str, SyncRun] = {}
 
-    _pushed_and_indexed(flow, client, "fresh/during-sync", "2.0")
+        def full_sync() -> None:
+            try:
+                outcome["run"] = sync.run_now(trigger="command")
+            finally:
+                connection.close()
 
-    # The running sync still holds the lock, running, and nothing was queued beside it.
-    running.refresh_from_db()
-    assert (running.state, running.active) == ("running", True)
-    assert list(SyncRun.objects.values_list("pk", flat=True)) == [running.pk]
-    assert sync.active_run() == running
-    SyncRun.objects.filter(pk=running.pk).update(state="succeeded", active=False, finished_at=timezone.now())
+        worker = threading.Thread(target=full_sync)
+        worker.start()
+        try:
+            assert reached.wait(20), "the full sync never reached the big repository"
+            running = sync.active_run()
+            assert running is not None and running.state == "running" and not running.repositories
+
+            _pushed_and_indexed(flow, client, "fresh/during-sync", "2.0")
+
+            # It did not wait for the full sync, nor take its lock: that one still runs, alone.
+            assert SyncRun.objects.get(pk=running.pk).state == "running"
+            assert list(SyncRun.objects.values_list("pk", flat=True)) == [running.pk]
+        finally:
+            gate.set()
+            worker.join(60)
+    # The full sync ends well, and leaves the repository it never read (its catalog was older) indexed.
+    assert outcome["run"].state == "succeeded", outcome["run"].error
+    repo = IndexedRepository.objects.get(name="fresh/during-sync")
+    assert repo.synced_at is not None and repo.tag_count == 1
 
 
 def test_a_tag_pushed_while_no_events_came__the_new_repository_has_it_too(
