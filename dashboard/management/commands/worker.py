@@ -23,8 +23,8 @@ import threading
 from typing import Any
 
 from django.db import close_old_connections
-from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django.utils import timezone
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as DbWorker
 
 from dashboard.index import events, sync
