@@ -627,13 +627,13 @@ def gunicorn(env: dict[str, str], port: int, log_dir: Path) -> Iterator[Dashboar
 
 @contextmanager
 def task_worker(env: dict[str, str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`manage.py db_worker` with the options docker-compose.yml gives it."""
+    """`manage.py worker` with the options docker-compose.yml gives it."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     command = compose["services"]["worker"]["command"]
-    options = command[command.index("db_worker") + 1:]
+    options = command[command.index("worker") + 1:]
     log = log_dir / "worker.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "manage.py", "db_worker", *options], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "manage.py", "worker", *options], cwd=ROOT,
                                 env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -78,7 +78,7 @@ serve() {
   SERVE_WEB=$!
   # A short poll: registry events (a push, a delete) show on the pages within a second. Garbage
   # collection runs here, never in a request.
-  "$VENV/bin/python" manage.py db_worker --interval 0.5 &
+  "$VENV/bin/python" manage.py worker --interval 0.5 &
   SERVE_WORKER=$!
   trap 'kill "$SERVE_WEB" "$SERVE_WORKER" 2>/dev/null; wait' EXIT
   trap 'exit 130' INT

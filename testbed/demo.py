@@ -68,7 +68,7 @@ def main() -> int:
         print(f"== registryui listening on http://{args.listen}  (Ctrl+C stops everything)", flush=True)
         web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
         # A short poll: a push shows on the page within a second.
-        worker = subprocess.Popen([python, "manage.py", "db_worker", "--interval", "0.5"], cwd=ROOT, env=env)
+        worker = subprocess.Popen([python, "manage.py", "worker", "--interval", "0.5"], cwd=ROOT, env=env)
         try:
             web.wait()
         except KeyboardInterrupt:

@@ -78,7 +78,7 @@ def configured() -> tuple[bool, str]:
             "Garbage collection is not set up. Set REGISTRYUI_GC_COMMAND to the registry's own command as the "
             "task worker can run it, e.g. `registry garbage-collect /etc/docker/registry/config.yml` (the "
             "registry binary, and the registry's config file and storage mounted writable), and run the worker: "
-            "`python manage.py db_worker`. Set REGISTRYUI_STORAGE_PATH to the storage directory to see sizes.")
+            "`python manage.py worker`. Set REGISTRYUI_STORAGE_PATH to the storage directory to see sizes.")
     try:
         shlex.split(command)
     except ValueError as exc:
@@ -114,7 +114,7 @@ JOB = runs.Job(
     GCRun, log, lambda: conf.get().gc_stale_seconds,
     dead=lambda run: " and the lock freed. A real run may have deleted part of what it listed; run it again.",
     unpicked=lambda stale: (f"the worker stopped or is not running: nobody picked this run up within {stale:.0f} s. "
-                            "Start it with `python manage.py db_worker`."),
+                            "Start it with `python manage.py worker`."),
     placeholder={"username": "?"})
 
 
@@ -666,5 +666,5 @@ def execute(run_id: int, *, on_line: Callable[[str], None] | None = None) -> GCR
 
 @task
 def run_gc(run_id: int) -> None:
-    """The worker's task (`manage.py db_worker`): run a queued garbage collection."""
+    """The worker's task (`manage.py worker`): run a queued garbage collection."""
     execute(run_id)

@@ -40,6 +40,13 @@ class Result:
     figure: str
     explanation: str
     detail: dict[str, Any] = field(default_factory=dict)
+    #: What is wrong in one line, for the front page's strip, when the explanation says more
+    #: around it (empty: the explanation is that line).
+    summary: str = ""
+
+    @property
+    def diagnosis(self) -> str:
+        return self.summary or self.explanation
 
 
 def _key(what: str) -> str:
@@ -170,13 +177,14 @@ class StorageCheck:
         figure = f"{used:.0f}% used"
         text = (f"{filesizeformat(usage.free)} free of {filesizeformat(usage.total)} · {blobs[0]} blobs, "
                 f"{filesizeformat(blobs[1])}")
-        status = OK
+        status, why = OK, ""
         if used >= threshold:
             status = WARNING
-            text += f" — over {threshold:.0f}%: delete tags you no longer need, then run garbage collection"
+            reason = f"over {threshold:.0f}%: delete tags you no longer need, then run garbage collection"
+            why, text = f"{figure}, {reason}", f"{text} — {reason}"
         return Result(self.key, self.name, status, figure, text,
                       {"total": usage.total, "free": usage.free, "used_percent": round(used, 1),
-                       "blob_count": blobs[0], "blob_bytes": blobs[1]})
+                       "blob_count": blobs[0], "blob_bytes": blobs[1]}, summary=why)
 
 
 @dataclass
@@ -272,11 +280,13 @@ class IndexCheck:
                   "last_event_at": event.received_at.isoformat() if event else None}
         figure = f"{tags} tags"
         if stuck:
-            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {stuck} registry events "
-                          "wait to be applied: is the worker (manage.py db_worker) running?", detail)
+            waiting = "1 registry event waits" if stuck == 1 else f"{stuck} registry events wait"
+            why = f"{waiting} to be applied: is the worker (manage.py worker) running?"
+            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {why}", detail, summary=why)
         if last and last.state == SyncRun.State.FAILED and not active:
-            return Result(self.key, self.name, WARNING, figure,
-                          " · ".join(parts) + f" — {last.error[:300]}", detail)
+            why = f"the last sync failed: {last.error[:300]}"
+            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {last.error[:300]}", detail,
+                          summary=why)
         return Result(self.key, self.name, OK, figure, " · ".join(parts), detail)
 
 

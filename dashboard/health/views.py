@@ -17,9 +17,19 @@ from . import checks
 
 @require_GET
 def health_page(request: HttpRequest) -> HttpResponse:
-    context = {"report": checks.run_checks(), "interval": conf.get().health_interval,
-               "compact": request.GET.get("compact") == "1"}
+    report = checks.run_checks()
+    context = {"report": report, "interval": conf.get().health_interval, "compact": request.GET.get("compact") == "1",
+               **_headline(report)}
     return render_page(request, "health/health.html", "panels", context)
+
+
+def _headline(report: checks.Report) -> dict[str, object]:
+    """What the front page's one-line strip names: the first check in the worst state (the
+    panels' order puts the registry API first, which explains the rest when it fails), and how
+    many others need attention too."""
+    troubled = [r for r in report.results if r.status in (checks.FAILING, checks.WARNING)]
+    worst = next((r for r in troubled if r.status == report.status), None)
+    return {"headline": worst, "more": len(troubled) - 1 if worst is not None else 0}
 
 
 @login_not_required

@@ -32,12 +32,12 @@ from django.tasks import task
 from django.utils import timezone
 
 from .. import remote
-from ..models import IndexedBlob, IndexedTag, ManifestChild, RegistryEvent, TagHistory
+from ..models import IndexedBlob, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, TagHistory
 from ..registry import errors as e
 from ..registry import models as m
 from ..registry.names import is_digest, is_name, is_tag
 from ..registry.parse import parse_time
-from . import store
+from . import store, sync
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,14 @@ class _Outcome:
     retry_at: datetime | None = None
 
 
+def fresh_pending() -> bool:
+    """Are push or delete events waiting for their first attempt? (Those put back wait for the
+    retry that `_schedule_retry` enqueued.) One look at a partial index."""
+    return RegistryEvent.objects.filter(
+        applied=False, action__in=[RegistryEvent.Action.PUSH, RegistryEvent.Action.DELETE],
+        details__retry_at__isnull=True).exists()
+
+
 def apply_pending() -> int:
     """Apply the stored push and delete events to the index, oldest first; returns how many
     were finished (applied, skipped as outdated, or given up after MAX_ATTEMPTS)."""
@@ -349,6 +357,7 @@ def apply_pending() -> int:
             if not batch:
                 break
             now = timezone.now()
+            pushed_into: set[str] = set()
             for event in batch:
                 if _not_yet(event, now):
                     put_back.add(event.pk)
@@ -358,6 +367,10 @@ def apply_pending() -> int:
                 if outcome.retry_at is not None:
                     put_back.add(event.pk)
                     retry_at = min(retry_at or outcome.retry_at, outcome.retry_at)
+                elif event.action == RegistryEvent.Action.PUSH:
+                    pushed_into.add(event.repository)
+            # After the batch's own events, so their tags are in the history as the pushes they were.
+            _index_new_repositories(pushed_into)
         # Events put back by an earlier pass already have their retry scheduled.
         if retry_at is not None:
             _schedule_retry(retry_at)
@@ -397,6 +410,31 @@ def _apply_one(event: RegistryEvent) -> _Outcome:
         return _Outcome(finished=True)
     RegistryEvent.objects.filter(pk=event.pk).update(details=details)
     return _Outcome(finished=True)
+
+
+def _index_new_repositories(names: set[str]) -> None:
+    """A push into a repository the index does not know (created by the push, or pushed to while
+    the events did not arrive) indexes the whole repository at once: a single-repository sync
+    (index.sync.sync_repositories), so its page reads the index, with every tag, and its storage
+    and activity count it, without waiting for the next full sync. The event itself already put
+    its tag and manifest in the index; this adds the tags it did not name and marks the
+    repository known. A repository the registry no longer has is forgotten by the same read."""
+    if not names:
+        return
+    known = set(IndexedRepository.objects.filter(name__in=names, synced_at__isnull=False).values_list(
+        "name", flat=True))
+    new = sorted(names - known)
+    if not new:
+        return
+    try:
+        results = sync.sync_repositories(new)
+    except Exception:  # the pushes are applied; the next full sync indexes the rest
+        log.exception("indexing the new repositories %s failed", ", ".join(new))
+        return
+    for result in results:
+        if result.problem:
+            log.warning("the new repository %s is indexed in part: %s (the next sync retries)", result.name,
+                        result.problem)
 
 
 def _not_yet(event: RegistryEvent, now: datetime) -> bool:
@@ -488,5 +526,5 @@ def _schedule_retry(when: datetime) -> None:
 
 @task
 def apply_events() -> int:
-    """The worker's task (`manage.py db_worker`): apply the events the endpoint stored."""
+    """The worker's task (`manage.py worker`): apply the events the endpoint stored."""
     return apply_pending()

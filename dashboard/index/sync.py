@@ -385,12 +385,28 @@ class _Engine:
 
 def sync_repository(name: str) -> RepoResult:
     """Sync one repository now, in this thread (an event hinted it changed, a page wants it)."""
+    return sync_repositories([name])[0]
+
+
+def sync_repositories(names: list[str]) -> list[RepoResult]:
+    """Sync these repositories now, in this thread, one result each in catalog order: what a
+    push into repositories the index does not know yet does (index.events).
+
+    Not a run: it takes no lock and records no SyncRun. The lock keeps full runs apart (their
+    cursor, their resume); this is a read of a few repositories whose writes are the store's
+    idempotent ones, with `as_of` guarding tags changed meanwhile, and a full sync running at
+    the same time never forgets a repository changed after it read the catalog
+    (`forget_missing`), so neither undoes the other. Waiting for the lock would leave a new
+    repository unindexed for as long as a full sync runs."""
+    order = sorted(set(names))
     results: list[RepoResult] = []
     try:
-        _Engine().run([name], results.extend)
+        _Engine().run(order, results.extend)
     except _Stop as stop:
-        return RepoResult(name, problem=str(stop.error))
-    return results[0]
+        # The registry failed as a whole at stop.name: what came before it is written.
+        done = {r.name for r in results}
+        results.extend(RepoResult(name, problem=str(stop.error)) for name in order if name not in done)
+    return results
 
 
 # -- the lock ---------------------------------------------------------------------------------------------
@@ -400,7 +416,7 @@ JOB = runs.Job(
     SyncRun, log, stale_seconds,
     dead=lambda run: "." + (f" The next sync resumes after {run.cursor}." if run.cursor else ""),
     unpicked=lambda stale: (f"nobody picked this sync up within {stale:.0f} s of when it was due: is the task "
-                            "worker running? Start it with `python manage.py db_worker`."),
+                            "worker running? Start it with `python manage.py worker`."),
     reads=("not_before", "cursor"), placeholder={"trigger": "?", "state": State.RUNNING})
 
 
@@ -493,11 +509,14 @@ def request_sync(*, trigger: str, user: Any = None, repositories: list[str] | No
     return run
 
 
-def last_full_run(*, succeeded: bool = False) -> SyncRun | None:
-    """The last finished sync of the whole catalog (that succeeded, or either way)."""
+def last_full_run(*, succeeded: bool = False, started: bool = False) -> SyncRun | None:
+    """The last finished sync of the whole catalog (that succeeded, or either way; `started`:
+    leave out a run that failed before a worker took it, which read nothing)."""
     runs = SyncRun.objects.filter(finished_at__isnull=False).only("pk", "repositories", "finished_at", "state")
     if succeeded:
         runs = runs.filter(state=State.SUCCEEDED)
+    if started:
+        runs = runs.filter(started_at__isnull=False)
     return next((run for run in runs.order_by("-finished_at", "-pk")[:_LOOKBACK] if not run.repositories), None)
 
 
@@ -506,7 +525,9 @@ def next_due() -> datetime | None:
     every = interval()
     if every <= 0:
         return None
-    last = last_full_run()
+    # A run nobody picked up (no worker then) must not put the next one an interval off: the
+    # worker's start would then wait that long for the first sync.
+    last = last_full_run(started=True)
     now = timezone.now()
     if last is None or last.finished_at is None:
         return now
@@ -683,7 +704,7 @@ def execute(run_id: int, *, on_progress: Callable[[SyncRun], None] | None = None
 
 @task
 def run_sync(run_id: int) -> None:
-    """The worker's task (`manage.py db_worker`): reconcile the index with the registry."""
+    """The worker's task (`manage.py worker`): reconcile the index with the registry."""
     execute(run_id)
 
 

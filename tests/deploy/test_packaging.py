@@ -373,7 +373,7 @@ def test_compose__registry_storage_is_writable_only_by_the_registry_and_the_work
 
 def test_compose__worker_runs_gc_on_the_registrys_own_config_and_storage(compose: dict) -> None:
     worker, registry = compose["services"]["worker"], compose["services"]["registry"]
-    assert worker["command"][:3] == ["python", "manage.py", "db_worker"]
+    assert worker["command"][:3] == ["python", "manage.py", "worker"]
     argv = shlex.split(worker["environment"]["REGISTRYUI_GC_COMMAND"])
     assert argv[:2] == ["registry", "garbage-collect"]
     config_path = argv[-1]
@@ -484,13 +484,14 @@ def test_compose__registry_and_dashboard_share_the_events_token(compose: dict) -
         assert host in services[name]["environment"]["REGISTRYUI_ALLOWED_HOSTS"].split(","), name
 
 
-def test_compose__worker_picks_up_events_within_a_second(compose: dict) -> None:
-    from django_tasks_db.management.commands.db_worker import Command
+def test_compose__worker_picks_up_events_within_a_second__and_starts_the_sync_schedule(compose: dict) -> None:
+    from dashboard.management.commands.worker import Command
 
     command = compose["services"]["worker"]["command"]
-    assert command[:3] == ["python", "manage.py", "db_worker"]
-    # Parsed by db_worker itself, so a misspelt option fails here and not in production.
-    options = Command().create_parser("manage.py", "db_worker").parse_args(command[3:])
+    # `worker`: db_worker that queues the index's first sync as it starts (tests/index/test_worker.py).
+    assert command[:3] == ["python", "manage.py", "worker"]
+    # Parsed by the command itself (db_worker's options), so a misspelt option fails here and not in production.
+    options = Command().create_parser("manage.py", "worker").parse_args(command[3:])
     assert options.interval <= 0.5
 
 
@@ -646,7 +647,7 @@ def test_dockerfile__command_runs_real_modules_and_commands() -> None:
     wsgi = ROOT / (module.replace(".", "/") + ".py")
     assert "application = " in wsgi.read_text()
     # The worker's command exists too.
-    assert "db_worker" in commands
+    assert "worker" in commands
     # The migrate service and the dashboards of compose.postgres.yml run the same pieces.
     services = _effective(("docker-compose.yml", "compose.postgres.yml"))["services"]
     assert services["dashboard"]["command"] == gunicorn[1:]

@@ -135,7 +135,7 @@ def test_command_argv__flags_after_garbage_collect__else_at_the_end() -> None:
 def test_configured__unset__says_how_and_start_is_refused(configure, mia) -> None:
     configure(GC_COMMAND="")
     ok, reason = gc.configured()
-    assert not ok and "REGISTRYUI_GC_COMMAND" in reason and "garbage-collect" in reason and "db_worker" in reason
+    assert not ok and "REGISTRYUI_GC_COMMAND" in reason and "garbage-collect" in reason and "manage.py worker" in reason
     with pytest.raises(gc.Refused, match="REGISTRYUI_GC_COMMAND"):
         gc.start(mia, dry_run=True)
     configure(GC_COMMAND="registry garbage-collect 'unclosed")
@@ -554,7 +554,7 @@ def test_stale_run__old_heartbeat__marked_failed_and_the_lock_freed(seeded: Regi
     GCRun.objects.filter(pk=never.pk).update(created_at=now - timedelta(seconds=120))
     assert gc.active_run() is None
     never.refresh_from_db()
-    assert never.state == "failed" and "db_worker" in never.error
+    assert never.state == "failed" and "manage.py worker" in never.error
     # A late worker picking up the queued task leaves the failed run alone.
     assert gc.execute(never.pk).output == ""
 

@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from dashboard.models import Deletion, RegistryEvent
 from testbed import RegistryServer
+from tests.helpers.html import Node, dom
 from tests.helpers.pages import closed_port, signed_in
-from tests.helpers.servers import serving
+from tests.helpers.servers import QuietHandler, serving
 
 
 def test_health_json__healthy_registry__every_check_and_overall_status(client, dashboard, configure) -> None:
@@ -150,4 +151,79 @@ def test_index_panel__says_what_feeds_the_index_and_warns_about_stuck_events(cli
                                  at=timezone.now(), applied=False)
     RegistryEvent.objects.filter(event_id="e1").update(received_at=timezone.now() - timedelta(minutes=5))
     doc = client.get("/-/health.json").json()["checks"]["index"]
-    assert doc["status"] == "warning" and "db_worker" in doc["explanation"]
+    assert doc["status"] == "warning" and "manage.py worker" in doc["explanation"]
+
+
+# -- the front page's strip -----------------------------------------------------------------------
+
+
+def _strip(client) -> Node:
+    """The compact health the front page loads into its strip (as htmx asks for it)."""
+    response = client.get("/-/health/?compact=1", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    [overall] = dom(response.content).find_all("p", cls="overall")
+    return overall
+
+
+def test_strip__registry_stopped__names_the_check_and_its_diagnosis__links_to_that_panel(
+        client, dashboard, configure) -> None:
+    port = closed_port()
+    configure(REGISTRY_URL=f"http://127.0.0.1:{port}")
+
+    strip = _strip(client)
+
+    diagnosis = f"connection refused at http://127.0.0.1:{port} — is the registry running?"
+    assert "status-failing" in strip.classes
+    [why] = strip.find_all("span", cls="why")
+    assert why.text == f"— Registry API: {diagnosis}"
+    # Cut to one line on a narrow screen (CSS), whole on hover and for screen readers.
+    assert why.attrs["title"] == f"Registry API: {diagnosis}"
+    [link] = strip.find_all("a")
+    assert (link.text, link.attrs["href"]) == ("details", "/-/health/#check-api")
+    assert strip.text.startswith("Failing")
+
+
+def test_strip__registry_answering_500__says_what_it_answered(client, db, point_at) -> None:
+    class Broken(QuietHandler):
+        def do_GET(self) -> None:
+            body = b"upstream exploded\n"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(Broken) as url:
+        point_at(url, ANONYMOUS_READ=True)
+        strip = _strip(client)
+        panel = client.get("/-/health.json").json()["checks"]["api"]
+
+    [why] = strip.find_all("span", cls="why")
+    assert "status-failing" in strip.classes
+    assert why.text == f"— Registry API: {panel['explanation']}"
+    assert f"{url} answered" in why.text and "500" in why.text, why.text
+
+
+def test_strip__healthy__says_so_without_a_diagnosis(client, dashboard) -> None:
+    strip = _strip(client)
+
+    assert "status-ok" in strip.classes and strip.text == "Healthy · details"
+    assert strip.find_all("span", cls="why") == []
+    [link] = strip.find_all("a")
+    assert link.attrs["href"] == "/-/health/"
+
+
+def test_strip__a_warning_names_its_reason_not_the_whole_panel(client, dashboard) -> None:
+    from datetime import timedelta
+
+    RegistryEvent.objects.create(event_id="e1", action="push", repository="a/b", tag="1", digest="sha256:" + "a" * 64,
+                                 at=timezone.now(), applied=False)
+    RegistryEvent.objects.filter(event_id="e1").update(received_at=timezone.now() - timedelta(minutes=5))
+
+    strip = _strip(client)
+
+    assert "status-warning" in strip.classes and strip.text.startswith("Needs attention")
+    [why] = strip.find_all("span", cls="why")
+    # The reason, not the panel's whole account ("… tags indexed · last sync … — 1 registry events …").
+    assert why.text == "— Index: 1 registry event waits to be applied: is the worker (manage.py worker) running?"
+    assert strip.find_all("a")[0].attrs["href"] == "/-/health/#check-index"

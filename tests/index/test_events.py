@@ -296,6 +296,14 @@ def _stored() -> int:
     return RegistryEvent.objects.count()
 
 
+def _known(repo: str = REPO) -> None:
+    """The index knows `repo` (a sync read it, with none of the tags the hand-made events name),
+    so the events alone are applied: a push into a repository it does not know reads that
+    repository whole (tests/index/test_new_repository.py), which would put the tags of these
+    tests' registry in place of the made-up ones."""
+    store.set_tags(repo, {}, source="sync", complete=True)
+
+
 def test_no_token_configured__503_says_what_to_set(client, hand, configure) -> None:
     configure(EVENTS_TOKEN="")
     response = _post(client, [_event("push", tag="1.0", digest="sha256:" + "a" * 64)])
@@ -483,6 +491,7 @@ def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> 
     """The registry does not promise order, and two workers may finish out of order."""
     old = push_image(hand.url, REPO, _image("one"), "old")
     new = push_image(hand.url, REPO, _image("two"), "new")
+    _known()
     _post(client, [_event("push", tag="1.0", digest=new, at=T0 + timedelta(seconds=5))])
     apply_pending()
     _post(client, [_event("push", tag="1.0", digest=old, at=T0), _event("delete", tag="1.0", at=T0)])
@@ -497,6 +506,7 @@ def test_older_event_arriving_late__does_not_move_the_tag_back(client, hand) -> 
 
 def test_push_then_delete_before_the_worker_ran__not_put_back(client, hand) -> None:
     digest = push_image(hand.url, REPO, _image("one"), "1.0")
+    _known()
     _post(client, [_event("push", tag="1.0", digest=digest, at=T0),
                    _event("delete", digest=digest, at=T0 + timedelta(seconds=1)),
                    _event("delete", tag="1.0", at=T0 + timedelta(seconds=1))])
@@ -567,6 +577,7 @@ def test_two_workers_at_once__each_event_applied_once(tmp_path: Path, configure,
         pushes = [_event("push", tag=f"v{i}", digest=(one, two)[i % 2], at=T0 + timedelta(seconds=i))
                   for i in range(40)]
         deletes = [_event("delete", tag=f"v{i}", at=T0 + timedelta(seconds=100 + i)) for i in range(0, 40, 4)]
+        _known()
         events.receive(pushes + deletes)
         finished: list[int] = []
         barrier = threading.Barrier(2)

@@ -417,7 +417,7 @@ def test_stale_queued_run__nobody_picked_it_up__failed_saying_to_start_the_worke
     SyncRun.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     assert sync.active_run() is None
     queued.refresh_from_db()
-    assert queued.state == "failed" and "manage.py db_worker" in queued.error
+    assert queued.state == "failed" and "manage.py worker" in queued.error
 
 
 def test_worker__its_run_marked_stale_meanwhile__stops(seeded, monkeypatch) -> None:
