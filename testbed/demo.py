@@ -61,6 +61,10 @@ def main() -> int:
         # Garbage collection from the dashboard runs the same packaged binary on the demo's data.
         env.setdefault("REGISTRYUI_GC_COMMAND", f"{registry_binary()} garbage-collect {server.config_path}")
         env.setdefault("REGISTRYUI_STORAGE_PATH", str(server.storage_dir))
+        # The worker logs every task (hundreds of events after seeding): to a file, so the sign-in
+        # box stays on screen.
+        worker_log = args.data / "worker.log"
+        print(f"== the task worker logs to {worker_log}")
         # The sign-in box is the last thing before "listening on": the server and the worker
         # start after it, so their lines follow it.
         subprocess.run([python, "manage.py", "ensure_admin", "--url", f"http://{args.listen}"], cwd=ROOT, env=env,
@@ -68,7 +72,9 @@ def main() -> int:
         print(f"== registryui listening on http://{args.listen}  (Ctrl+C stops everything)", flush=True)
         web = subprocess.Popen([python, "manage.py", "runserver", "--noreload", args.listen], cwd=ROOT, env=env)
         # A short poll: a push shows on the page within a second.
-        worker = subprocess.Popen([python, "manage.py", "worker", "--interval", "0.5"], cwd=ROOT, env=env)
+        with worker_log.open("a") as log:
+            worker = subprocess.Popen([python, "manage.py", "worker", "--interval", "0.5"], cwd=ROOT, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT)
         try:
             web.wait()
         except KeyboardInterrupt:
