@@ -16,12 +16,13 @@ from django.db.models.expressions import Combinable, OrderBy
 from django.db.models.functions import Coalesce, Concat, Substr
 from django.utils import timezone
 
-from ..models import IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, SyncRun, TagHistory
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent,
+                      SyncRun, TagHistory)
 from ..ordering import DESC, INDEXED_TAGS, by_name, by_version, c_order, version_key
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest
 from ..web import ago
-from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagRow, attachment
+from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagCount, TagRow, attachment
 
 # -- a repository's tags ---------------------------------------------------------------------
 
@@ -96,6 +97,10 @@ class TagPage:
         return max(0, self.tag_count - self.attachment_count)
 
     @property
+    def counts(self) -> TagCount:
+        return TagCount(tags=self.plain_count, attachments=self.attachment_count)
+
+    @property
     def filtered(self) -> bool:
         return bool(self.q or self.platform or self.kind)
 
@@ -168,12 +173,25 @@ def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", pla
     by_id = {r["id"]: r for r in IndexedTag.objects.filter(id__in=ids).values("id", *_ROW_FIELDS)}
     found = [by_id[pk] for pk in ids if pk in by_id]
     attachments = IndexedTag.objects.filter(repository_id=repo["id"]).filter(ATTACHMENT_TAG)
+    counted = tag_counts([repo["id"]])[repo["id"]]
     result = TagPage(name=name, rows=_rows(repo["id"], found), sort=sort, order=order, q=q, platform=platform,
                      kind=kind, number=number, per_page=per_page, total=total, image_count=counts["images"],
-                     tag_count=repo["tag_count"], attachment_count=attachments.count())
+                     tag_count=counted.total, attachment_count=counted.attachments)
     if result.attachment_count:
         result.orphans, result.orphan_count = _orphans(repo["id"], attachments)
     return result
+
+
+def tag_counts(repo_ids: list[int] | None = None) -> dict[int, TagCount]:
+    """The one count of indexed repositories' tags (of these, or of every one), the way
+    live.count_tags counts a tag list read from the registry: two queries whatever the number."""
+    repos = IndexedRepository.objects.all() if repo_ids is None else IndexedRepository.objects.filter(id__in=repo_ids)
+    tags = IndexedTag.objects.filter(ATTACHMENT_TAG)
+    if repo_ids is not None:
+        tags = tags.filter(repository_id__in=repo_ids)
+    attached = dict(tags.values("repository_id").annotate(n=Count("id")).values_list("repository_id", "n"))
+    return {pk: TagCount(tags=max(0, total - attached.get(pk, 0)), attachments=attached.get(pk, 0))
+            for pk, total in repos.values_list("id", "tag_count")}
 
 
 def _rows(repo_id: int, found: list[dict]) -> list[IndexedTagRow]:
@@ -301,6 +319,11 @@ def facets(name: str) -> Facets:
     return Facets(platforms=sorted(platforms), kinds=sorted({kind for _, kind in pairs if kind}))
 
 
+def blob_media_type(digest: str) -> str:
+    """The media type a manifest gave this blob, when the index has read one that names it."""
+    return IndexedBlob.objects.filter(digest=digest).values_list("media_type", flat=True).first() or ""
+
+
 # -- how fresh ---------------------------------------------------------------------------------
 
 
@@ -378,5 +401,7 @@ def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
 
 
 def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogRow]:
-    return [CatalogRow(name=repo.name, tag_count=repo.tag_count, changed_at=repo.changed_at,
+    repos = list(repos)
+    counts = tag_counts([repo.pk for repo in repos])
+    return [CatalogRow(name=repo.name, counts=counts.get(repo.pk, TagCount(0)), changed_at=repo.changed_at,
                        synced=repo.synced_at is not None) for repo in repos]

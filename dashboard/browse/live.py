@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from urllib.parse import quote
 
 from .. import remote
 from ..ordering import DESC, LIVE_TAGS, sort_by_name, version_key
@@ -220,7 +222,8 @@ def history_with_layers(manifest: m.Manifest, config: m.ImageConfig | None) -> t
     lines.extend(HistoryLine(None, layer) for layer in remaining)
     non_empty = sum(1 for h in config.history if not h.empty_layer)
     note = "" if non_empty == len(layers) else (
-        f"the history names {non_empty} layer-creating steps but the manifest has {len(layers)} layers; "
+        f"the history names {non_empty} layer-creating step{'' if non_empty == 1 else 's'} but the manifest has "
+        f"{len(layers)} layer{'' if len(layers) == 1 else 's'}; "
         "they may not line up")
     return lines, note
 
@@ -258,11 +261,32 @@ def filter_names(names: list[str], query: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class TagCount:
+    """How many tags a repository has, said the same way on every page: its tags, and apart from
+    them its attachment tags (cosign's `.sig`/`.att`/`.sbom`, OCI referrers-fallback), which the
+    repository page shows as chips on the image they name rather than as rows."""
+
+    tags: int
+    attachments: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.tags + self.attachments
+
+
+def count_tags(tags: list[str]) -> TagCount:
+    """The one count of a tag list read live (the index counts the same: indexed.tag_counts)."""
+    attachments = sum(1 for t in tags if attachment_target(t) is not None)
+    return TagCount(tags=len(tags) - attachments, attachments=attachments)
+
+
+@dataclass(frozen=True)
 class CatalogRow:
     """A repository of the catalog, live or from the index (which adds when it changed)."""
 
     name: str
-    tag_count: int | None = None
+    #: None: not counted (yet).
+    counts: TagCount | None = None
     problem: str = ""
     changed_at: datetime | None = None
     synced: bool = True
@@ -276,21 +300,21 @@ class CatalogRow:
         return self.name.rpartition("/")[2]
 
 
-def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | None = None) -> list[CatalogRow]:
+def catalog_rows(names: list[str], counts: dict[str, TagCount | e.RegistryError] | None = None) -> list[CatalogRow]:
     counted = [(name, (counts or {}).get(name)) for name in names]
-    return [CatalogRow(name=name, tag_count=count if isinstance(count, int) else None,
+    return [CatalogRow(name=name, counts=count if isinstance(count, TagCount) else None,
                        problem=str(count) if isinstance(count, e.RegistryError) else "") for name, count in counted]
 
 
-def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
+def tag_counts(names: list[str]) -> dict[str, TagCount | e.RegistryError]:
     names = [n for n in names if is_name(n)]
 
-    def count(name: str) -> int:
+    def count(name: str) -> TagCount:
         try:
-            return len(remote.client().tags(name))
+            return count_tags(remote.client().tags(name))
         except e.NameUnknown:
             # A repository whose every tag was deleted stays in the catalog with no tags.
-            return 0
+            return TagCount(0)
 
     return dict(zip(names, run_bounded(count, names, remote.concurrency()), strict=True))
 
@@ -390,3 +414,47 @@ def blob_page(name: str, digest: str) -> BlobPage:
                        for d in ([mf.config] if mf.config else []) + list(mf.layers) if d.digest == digest),
                       info.media_type)
     return BlobPage(name=name, info=info, media_type=media_type, users=users)
+
+
+# -- blob download ---------------------------------------------------------------------
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+def blob_extension(media_type: str, head: bytes = b"") -> str:
+    """The file extension a download of a blob gets: from its media type when that says what it
+    is, else from its first bytes (`head`), else `.bin`. Never `.blob`: a user's file manager
+    should know what to open it with."""
+    mt = media_type.lower().split(";", 1)[0].strip()
+    if "zstd" in mt:
+        return ".tar.zst"
+    if "gzip" in mt:
+        return ".tar.gz"
+    if mt.endswith(("+json", "/json", ".json")):
+        return ".json"
+    if mt.endswith((".tar", "/x-tar")):
+        return ".tar"
+    # The registry serves every blob as application/octet-stream: the bytes tell the rest.
+    if head.startswith(_GZIP):
+        return ".gz"
+    if head.startswith(_ZSTD):
+        return ".zst"
+    if head[257:262] == b"ustar":
+        return ".tar"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return ".json"
+    return ".bin"
+
+
+def blob_filename(name: str, digest: str, media_type: str, head: bytes = b"") -> str:
+    """`<repository with / as _>-<12 hex of the digest><extension>`, safe as a file name."""
+    base = _UNSAFE_FILENAME.sub("_", name.replace("/", "_")).strip("._") or "blob"
+    hexpart = _UNSAFE_FILENAME.sub("", digest.partition(":")[2])[:12]
+    return f"{base[:150]}-{hexpart}{blob_extension(media_type, head)}"
+
+
+def content_disposition(filename: str) -> str:
+    """An RFC 6266 attachment header: a plain ASCII `filename` and the exact `filename*`."""
+    ascii_name = _UNSAFE_FILENAME.sub("_", filename) or "download.bin"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

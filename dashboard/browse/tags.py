@@ -10,6 +10,7 @@ from .. import remote
 from ..auth import can_delete
 from ..index import store
 from ..ordering import INDEXED_TAGS, LIVE_TAGS
+from ..registry import kinds
 from . import indexed, live
 
 TAG_PAGE_SIZE = 100
@@ -29,12 +30,18 @@ def repository_context(request: HttpRequest, name: str, sort: str = "name", orde
                                 platform=params.get("platform", ""), kind=params.get("kind", ""),
                                 page=params.get("page", 1), per_page=TAG_PAGE_SIZE)
         note = "" if page.tag_count else live.NO_TAGS
-        return {"name": name, "indexed": True, "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
+        facets = indexed.facets(name)
+        return {"name": name, "indexed": True, "facets": facets, "pull_tool": kinds.repository_pull_tool(facets.kinds),
+                "view": page, "tagpage": page, "rows": page.rows, "tagquery": params,
                 "sort": page.sort, "order": page.order, "note": note, "freshness": indexed.freshness(name),
                 **INDEXED_TAGS.next_orders(page.sort, page.order), **delete_context(request, name)}
     tags, note = live.repository_tags(name)
     view = live.resolve(name, tags) if detailed else live.names_only(name, tags)
-    return {"name": name, "view": view, "rows": live.sort_rows(view.rows, sort, order), "sort": sort,
+    tool = kinds.repository_pull_tool({row.kind for row in view.rows}) if detailed else kinds.DOCKER
+    # The page's names-only first paint offers docker; the details, arriving by htmx, correct it.
+    return {"name": name, "view": view, "pull_tool": tool, "counts": live.count_tags(tags),
+            "pull_oob": detailed and tool != kinds.DOCKER and bool(request.htmx),
+            "rows": live.sort_rows(view.rows, sort, order), "sort": sort,
             "order": LIVE_TAGS.order(sort, order), "note": note, "tagquery": params,
             **LIVE_TAGS.next_orders(sort, order), **delete_context(request, name, probe=detailed)}
 

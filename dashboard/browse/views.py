@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -32,7 +34,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         names = live.filter_names(remote.catalog(), query)
         page = page_of(names, CATALOG_PAGE_SIZE, request.GET.get("page"))
         with_counts = request.GET.get("counts") == "1"
-        counts = live.tag_counts(list(page)) if with_counts else None
+        counts = live.tag_counts(list(page)) if with_counts else None  # as the index counts: TagCount
         context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
                    "rows": live.catalog_rows(list(page), counts)}
     return render_page(request, "browse/catalog.html", "repo-list", context)
@@ -51,8 +53,6 @@ def repository(request: HttpRequest, name: str) -> HttpResponse:
     context = repository_context(request, name, sort, order, detailed, params=request.GET, in_index=in_index)
     if wants_partial(request):
         return render(request, "browse/repository.html#tags", context)
-    if in_index:
-        context["facets"] = indexed.facets(name)
     return render(request, "browse/repository.html", context)
 
 
@@ -76,9 +76,14 @@ def blob_download(request: HttpRequest, name: str, digest: str) -> StreamingHttp
     check_name(name)
     check_digest(digest)
     stream = remote.client().open_blob(name, digest)
-    response = StreamingHttpResponse(stream, content_type="application/octet-stream")
+    # The registry serves every blob as octet-stream: the index knows the media type a manifest
+    # gave it; else the blob page's link says it (it only picks an extension from a fixed set);
+    # else the first bytes do.
+    media_type = indexed.blob_media_type(digest) or request.GET.get("type", "")[:200]
+    chunks = iter(stream)
+    head = next(chunks, b"")
+    response = StreamingHttpResponse(itertools.chain([head], chunks), content_type="application/octet-stream")
     if stream.size:
         response["Content-Length"] = str(stream.size)
-    filename = f"{name.replace('/', '_')}-{digest.split(':', 1)[1][:12]}.blob"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = live.content_disposition(live.blob_filename(name, digest, media_type, head))
     return response

@@ -19,9 +19,9 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from .. import conf, disk, remote
-from ..browse import live
+from ..browse import indexed, live
 from ..index import sync
-from ..models import Deletion, GCRun, IndexedTag, RegistryEvent, SyncRun
+from ..models import Deletion, GCRun, RegistryEvent, SyncRun
 from ..registry import errors as e
 from ..web import ago
 
@@ -192,14 +192,18 @@ class ContentCheck:
             names = remote.catalog()
         except e.RegistryError as exc:
             return Result(self.key, self.name, FAILING, "unknown", f"the catalog cannot be read: {exc}")
-        tags = cache.get(_key("tags"))
+        tags = cache.get(_key("tag-counts"))
         if tags is None:
-            counts = live.tag_counts(names)
-            tags = sum(c for c in counts.values() if isinstance(c, int))
-            cache.set(_key("tags"), tags, 60)
+            # Counted as the catalog and the repository pages count them: attachment tags apart.
+            counts = [c for c in live.tag_counts(names).values() if isinstance(c, live.TagCount)]
+            tags = live.TagCount(sum(c.tags for c in counts), sum(c.attachments for c in counts))
+            cache.set(_key("tag-counts"), tags, 60)
         repos = f"{len(names)} repositor{'y' if len(names) == 1 else 'ies'}"
-        return Result(self.key, self.name, OK, repos, f"{repos}, {tags} tag{'' if tags == 1 else 's'}",
-                      {"repositories": len(names), "tags": tags})
+        text = f"{repos}, {tags.tags} tag{'' if tags.tags == 1 else 's'}"
+        if tags.attachments:
+            text += f" + {tags.attachments} attachment{'' if tags.attachments == 1 else 's'}"
+        return Result(self.key, self.name, OK, repos, text,
+                      {"repositories": len(names), "tags": tags.tags, "attachments": tags.attachments})
 
 
 @dataclass
@@ -244,12 +248,15 @@ class IndexCheck:
         with suppress(Exception):  # a health check reports, it never fails the page
             sync.ensure_scheduled()
         now = timezone.now()
-        tags = IndexedTag.objects.count()
+        # The catalog's count (attachment tags apart), from the same function.
+        counted = indexed.tag_counts().values()
+        tags, attachments = sum(c.tags for c in counted), sum(c.attachments for c in counted)
         last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()
         active = SyncRun.objects.filter(active=True).first()
         event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
-        parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
+        also = f" + {attachments} attachment{'' if attachments == 1 else 's'}" if attachments else ""
+        parts = [f"{tags} tag{'' if tags == 1 else 's'}{also} indexed"]
         if last and last.finished_at:
             failed = " failed" if last.state == SyncRun.State.FAILED else ""
             parts.append(f"last sync {ago(last.finished_at)}{failed}")
@@ -265,12 +272,14 @@ class IndexCheck:
             parts.append(f"last event {ago(event.received_at)}")
         else:
             parts.append("no registry event received yet")
-        detail = {"tags": tags, "events_pending": stuck, "last_sync_state": last.state if last else None,
+        detail = {"tags": tags, "attachments": attachments, "events_pending": stuck,
+                  "last_sync_state": last.state if last else None,
                   "last_event_at": event.received_at.isoformat() if event else None}
-        figure = f"{tags} tags"
+        figure = f"{tags} tag{'' if tags == 1 else 's'}"
         if stuck:
-            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {stuck} registry events "
-                          "wait to be applied: is the worker (manage.py db_worker) running?", detail)
+            return Result(self.key, self.name, WARNING, figure, " · ".join(parts) + f" — {stuck} registry event"
+                          f"{' waits' if stuck == 1 else 's wait'} to be applied: is the worker (manage.py db_worker) "
+                          "running?", detail)
         if last and last.state == SyncRun.State.FAILED and not active:
             return Result(self.key, self.name, WARNING, figure,
                           " · ".join(parts) + f" — {last.error[:300]}", detail)
