@@ -435,11 +435,12 @@ def blob_extension(media_type: str, head: bytes = b"") -> str:
         return ".json"
     if mt.endswith((".tar", "/x-tar")):
         return ".tar"
-    # The registry serves every blob as application/octet-stream: the bytes tell the rest.
+    # The registry serves every blob as application/octet-stream: the bytes tell the rest. A
+    # compressed blob in a registry is a layer (or a Helm chart): a compressed tar.
     if head.startswith(_GZIP):
-        return ".gz"
+        return ".tar.gz"
     if head.startswith(_ZSTD):
-        return ".zst"
+        return ".tar.zst"
     if head[257:262] == b"ustar":
         return ".tar"
     if head.lstrip()[:1] in (b"{", b"["):

@@ -201,7 +201,7 @@ class ContentCheck:
         repos = f"{len(names)} repositor{'y' if len(names) == 1 else 'ies'}"
         text = f"{repos}, {tags.tags} tag{'' if tags.tags == 1 else 's'}"
         if tags.attachments:
-            text += f" + {tags.attachments} attachment{'' if tags.attachments == 1 else 's'}"
+            text += f" + {tags.attachments} attachment tag{'' if tags.attachments == 1 else 's'}"
         return Result(self.key, self.name, OK, repos, text,
                       {"repositories": len(names), "tags": tags.tags, "attachments": tags.attachments})
 
@@ -255,7 +255,7 @@ class IndexCheck:
         active = SyncRun.objects.filter(active=True).first()
         event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
-        also = f" + {attachments} attachment{'' if attachments == 1 else 's'}" if attachments else ""
+        also = f" + {attachments} attachment tag{'' if attachments == 1 else 's'}" if attachments else ""
         parts = [f"{tags} tag{'' if tags == 1 else 's'}{also} indexed"]
         if last and last.finished_at:
             failed = " failed" if last.state == SyncRun.State.FAILED else ""

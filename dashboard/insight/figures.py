@@ -27,6 +27,8 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .. import remote
+from ..browse import indexed
+from ..browse.live import TagCount
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RegistryEvent, RepositoryManifest)
 
@@ -192,6 +194,7 @@ class Totals:
 @dataclass(frozen=True)
 class RepositoryUsage:
     name: str
+    #: Its tags and attachment tags, counted as the catalog counts them (browse.indexed.tag_counts).
     tags: int
     manifests: int
     deleted_manifests: int
@@ -200,10 +203,15 @@ class RepositoryUsage:
     #: No other repository's manifests hold these files.
     unique: int
     reclaimable: int
+    attachments: int = 0
 
     @property
     def shared(self) -> int:
         return self.total - self.unique
+
+    @property
+    def counts(self) -> TagCount:
+        return TagCount(self.tags, self.attachments)
 
 
 @dataclass(frozen=True)
@@ -216,14 +224,16 @@ def _overview() -> Overview:
     figures = {row[0]: row[1:] for row in _rows(_PER_REPOSITORY)}
     counts = {row["repository_id"]: row for row in RepositoryManifest.objects.values("repository_id").annotate(
         n=Count("id"), deleted=Count("id", filter=Q(deleted_at__isnull=False))).order_by()}
+    tags = indexed.tag_counts()
     repos = []
     files = size = reclaimable = deleted = 0
-    for pk, name, tag_count in IndexedRepository.objects.filter(pk__in=list(figures)).values_list(
-            "id", "name", "tag_count").order_by("name"):
+    for pk, name in IndexedRepository.objects.filter(pk__in=list(figures)).values_list("id", "name").order_by("name"):
         n, total, unique, unreached, first_files, first_size, first_unreached, first_deleted = figures[pk]
         c = counts.get(pk, {"n": 0, "deleted": 0})
-        repos.append(RepositoryUsage(name=name, tags=tag_count, manifests=c["n"], deleted_manifests=c["deleted"],
-                                     files=n, total=total, unique=unique, reclaimable=unreached))
+        t = tags.get(pk, TagCount(0))
+        repos.append(RepositoryUsage(name=name, tags=t.tags, attachments=t.attachments, manifests=c["n"],
+                                     deleted_manifests=c["deleted"], files=n, total=total, unique=unique,
+                                     reclaimable=unreached))
         files, size = files + first_files, size + first_size
         reclaimable, deleted = reclaimable + first_unreached, deleted + first_deleted
     saved = sum(r.total for r in repos) - size

@@ -121,7 +121,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
-        "name": name, "usage": usage, "page": page, "tag_count": len(tags),
+        "name": name, "usage": usage, "page": page,
         "rows": [_Proportion.of(t, biggest) for t in page],
         "sort": sort, "order": order, "following": STORAGE_TAGS.following(sort, order), "unreached": unreached,
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
