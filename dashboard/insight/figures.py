@@ -27,6 +27,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .. import remote
+from ..index import store
 from ..browse import indexed
 from ..browse.live import TagCount
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
@@ -433,14 +434,17 @@ SPARK_HEIGHT = 28
 PULL_DAYS = 30
 
 
-def pulls_per_day(*, days: int = PULL_DAYS, top: int = 8, today: date | None = None) -> PullChart:
-    """Pulls per day of the repositories pulled most over the last `days` days (today included,
-    in the dashboard's time zone). Days are counted between local midnights computed here, not by
+def pulls_per_day(*, days: int = PULL_DAYS, top: int = 8, today: date | None = None, action: str = "",
+                  repository: str = "", actor: str = "") -> PullChart:
+    """Pulls (or the filter's `action`) per day of the repositories pulled most over the last
+    `days` days (today included, in the dashboard's time zone), counted from the events the feed
+    lists with the same filters. Days are counted between local midnights computed here, not by
     truncating each event's time in the database: SQLite would call back into Python per row."""
     last = today or timezone.localdate()
     first = last - timedelta(days=days - 1)
     bounds = [timezone.make_aware(datetime.combine(first + timedelta(days=i), time.min)) for i in range(days + 1)]
-    pulls = RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL, at__gte=bounds[0], at__lt=bounds[-1])
+    pulls = events(action=action or RegistryEvent.Action.PULL, repository=repository, actor=actor).order_by().filter(
+        at__gte=bounds[0], at__lt=bounds[-1])
     leaders = list(pulls.values("repository").annotate(n=Count("id")).order_by("-n", "repository")[:top])
     names = [row["repository"] for row in leaders]
     per_day = {f"d{i}": Count("id", filter=Q(at__gte=bounds[i], at__lt=bounds[i + 1])) for i in range(days)}
@@ -467,11 +471,23 @@ class Staleness:
     tags: list[IndexedTag] = field(default_factory=list)
     never_pulled: int = 0
     total: int = 0
+    #: Pulls by this user only ("" when the filter names nobody).
+    actor: str = ""
 
 
-def stale_tags(limit: int = 12) -> Staleness:
-    """The tags pulled longest ago: never-pulled ones first (oldest push first), then by last pull."""
-    tags = list(IndexedTag.objects.select_related("repository").order_by(
-        F("last_pulled_at").asc(nulls_first=True), "updated_at", "id")[:limit])
-    counts = IndexedTag.objects.aggregate(total=Count("id"), never=Count("id", filter=Q(last_pulled_at__isnull=True)))
-    return Staleness(tags=tags, never_pulled=counts["never"], total=counts["total"])
+def stale_tags(limit: int = 12, *, repository: str = "", actor: str = "") -> Staleness:
+    """The tags pulled longest ago: never-pulled ones first (oldest push first), then by last pull.
+    Each tag carries `pulls` and `last_pull`, by store.pull_figures: the figures the index keeps
+    (which the endpoint and store.recount_pulls maintain by that definition), or, filtered by a
+    user, that definition over the user's pull events."""
+    tags = IndexedTag.objects.all()
+    if repository:
+        tags = tags.filter(repository__name=repository)
+    if actor:
+        tags = tags.annotate(**store.pull_figures(actor="" if actor == ANONYMOUS else actor))
+    else:
+        tags = tags.annotate(pulls=F("pull_count"), last_pull=F("last_pulled_at"))
+    rows = list(tags.select_related("repository").order_by(F("last_pull").asc(nulls_first=True), "updated_at", "id")
+                [:limit])
+    counts = tags.aggregate(total=Count("id"), never=Count("id", filter=Q(last_pull__isnull=True)))
+    return Staleness(tags=rows, never_pulled=counts["never"], total=counts["total"], actor=actor)

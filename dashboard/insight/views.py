@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -136,13 +137,14 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def activity(request: HttpRequest) -> HttpResponse:
-    if wants_partial(request) and request.GET.get("chart") == "1":
-        return render(request, "insight/activity.html#pulls", _pulls_context(compute=True))
     action = request.GET.get("action", "")
     if action not in RegistryEvent.Action.values:
         action = ""
     repository = request.GET.get("repository", "").strip()[:255]
     actor = request.GET.get("actor", "").strip()[:150]
+    filters = {"action": action, "repository": repository, "actor": actor}
+    if wants_partial(request) and request.GET.get("chart") == "1":
+        return render(request, "insight/activity.html#pulls", _pulls_context(compute=True, **filters))
     try:
         number = min(max(int(request.GET.get("page", "1")), 1), 100_000)
     except ValueError:
@@ -156,27 +158,41 @@ def activity(request: HttpRequest) -> HttpResponse:
         "action": action, "repository": repository, "actor": actor, "filtered": bool(action or repository or actor),
         "actions": RegistryEvent.Action.choices, "anonymous": figures.ANONYMOUS,
     }
-    if wants_partial(request):
+    # The pager swaps the feed alone; the filters swap the charts with it, which they filter too.
+    if wants_partial(request) and request.htmx.target == "feed":
         return render(request, "insight/activity.html#feed", context)
-    context.update(any_events=bool(found) or RegistryEvent.objects.exists(), stale=figures.stale_tags(),
-                   **_pulls_context(compute=request.GET.get("chart") == "1"))
+    context.update(any_events=bool(found) or RegistryEvent.objects.exists(),
+                   stale=figures.stale_tags(repository=repository, actor=actor),
+                   **_pulls_context(compute=request.GET.get("chart") == "1", **filters))
+    if wants_partial(request):
+        return render(request, "insight/activity.html#body", context)
     return render(request, "insight/activity.html", context)
 
 
-def _pulls_context(*, compute: bool) -> dict[str, object]:
-    """The pulls chart. A month of pulls on a busy registry is hundreds of thousands of rows to
-    count, seconds on SQLite: then the chart is counted once every PULLS_TTL and arrives after the
-    page (htmx), and a quiet registry's chart is counted fresh, in the page."""
-    key = remote.cache_key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}")
+def _pulls_context(*, compute: bool, action: str = "", repository: str = "", actor: str = "") -> dict[str, object]:
+    """The pulls chart (of the filter's action, repository and user). A month of pulls on a busy
+    registry is hundreds of thousands of rows to count, seconds on SQLite: then the chart is
+    counted once every PULLS_TTL and arrives after the page (htmx), and a quiet registry's chart
+    is counted fresh, in the page."""
+    filters = {"action": action, "repository": repository, "actor": actor}
+    scope = hashlib.sha256(repr(sorted(filters.items())).encode()).hexdigest()[:16]
+    key = remote.cache_key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}:{scope}")
     counted_at, chart = cache.get(key) or (None, None)
     if chart is None:
         since = timezone.now() - timedelta(days=figures.PULL_DAYS)
-        if RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL, at__gte=since).count() <= PULLS_INLINE:
-            chart = figures.pulls_per_day()
+        counted = figures.events(**{**filters, "action": action or RegistryEvent.Action.PULL}).filter(at__gte=since)
+        if counted.order_by().count() <= PULLS_INLINE:
+            chart = figures.pulls_per_day(**filters)
         elif compute:
-            counted_at, chart = timezone.now(), figures.pulls_per_day()
+            counted_at, chart = timezone.now(), figures.pulls_per_day(**filters)
             cache.set(key, (counted_at, chart), PULLS_TTL)
-    return {"chart": chart, "counted_at": counted_at}
+    noun = _NOUNS.get(action or RegistryEvent.Action.PULL, ("event", "events"))
+    return {"chart": chart, "counted_at": counted_at, "chart_noun": noun}
+
+
+#: What the chart counts, in one and in many, by the filter's action.
+_NOUNS = {"push": ("push", "pushes"), "pull": ("pull", "pulls"), "delete": ("delete", "deletes"),
+          "mount": ("mount", "mounts")}
 
 
 # -- search ------------------------------------------------------------
