@@ -173,7 +173,7 @@ def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", pla
     by_id = {r["id"]: r for r in IndexedTag.objects.filter(id__in=ids).values("id", *_ROW_FIELDS)}
     found = [by_id[pk] for pk in ids if pk in by_id]
     attachments = IndexedTag.objects.filter(repository_id=repo["id"]).filter(ATTACHMENT_TAG)
-    counted = tag_counts([repo["id"]])[repo["id"]]
+    counted = tag_counts([repo["id"]], totals={repo["id"]: repo["tag_count"]})[repo["id"]]
     result = TagPage(name=name, rows=_rows(repo["id"], found), sort=sort, order=order, q=q, platform=platform,
                      kind=kind, number=number, per_page=per_page, total=total, image_count=counts["images"],
                      tag_count=counted.total, attachment_count=counted.attachments)
@@ -182,16 +182,20 @@ def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", pla
     return result
 
 
-def tag_counts(repo_ids: list[int] | None = None) -> dict[int, TagCount]:
+def tag_counts(repo_ids: list[int] | None = None, totals: dict[int, int] | None = None) -> dict[int, TagCount]:
     """The one count of indexed repositories' tags (of these, or of every one), the way
-    live.count_tags counts a tag list read from the registry: two queries whatever the number."""
-    repos = IndexedRepository.objects.all() if repo_ids is None else IndexedRepository.objects.filter(id__in=repo_ids)
+    live.count_tags counts a tag list read from the registry: two queries whatever the number,
+    one when the caller has read the repositories' `tag_count` already (`totals`)."""
+    if totals is None:
+        repos = IndexedRepository.objects.all() if repo_ids is None else IndexedRepository.objects.filter(
+            id__in=repo_ids)
+        totals = dict(repos.values_list("id", "tag_count"))
     tags = IndexedTag.objects.filter(ATTACHMENT_TAG)
     if repo_ids is not None:
         tags = tags.filter(repository_id__in=repo_ids)
     attached = dict(tags.values("repository_id").annotate(n=Count("id")).values_list("repository_id", "n"))
     return {pk: TagCount(tags=max(0, total - attached.get(pk, 0)), attachments=attached.get(pk, 0))
-            for pk, total in repos.values_list("id", "tag_count")}
+            for pk, total in totals.items()}
 
 
 def _rows(repo_id: int, found: list[dict]) -> list[IndexedTagRow]:
@@ -402,6 +406,6 @@ def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
 
 def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogRow]:
     repos = list(repos)
-    counts = tag_counts([repo.pk for repo in repos])
+    counts = tag_counts([repo.pk for repo in repos], totals={repo.pk: repo.tag_count for repo in repos})
     return [CatalogRow(name=repo.name, counts=counts.get(repo.pk, TagCount(0)), changed_at=repo.changed_at,
                        synced=repo.synced_at is not None) for repo in repos]

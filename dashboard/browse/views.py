@@ -50,7 +50,8 @@ def repository(request: HttpRequest, name: str) -> HttpResponse:
     # or inline when a sort needs them or JavaScript is off (?details=1). The index has them all.
     detailed = (in_index or bool(request.htmx) or sort in ("created", "size", "image")
                 or request.GET.get("details") == "1")
-    context = repository_context(request, name, sort, order, detailed, params=request.GET, in_index=in_index)
+    context = repository_context(request, name, sort, order, detailed, params=request.GET, in_index=in_index,
+                                 whole_page=not wants_partial(request))
     if wants_partial(request):
         return render(request, "browse/repository.html#tags", context)
     return render(request, "browse/repository.html", context)

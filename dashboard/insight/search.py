@@ -152,10 +152,10 @@ def search(q: str, *, limit: int = 50) -> SearchResults:
         repos = repos.filter(name__contains=term)
     results.repositories_total = repos.count()
     if results.repositories_total:
-        found = list(repos.order_by(c_order("name")).values_list("id", "name", "changed_at")[:limit])
-        counts = indexed.tag_counts([pk for pk, _, _ in found])
+        found = list(repos.order_by(c_order("name")).values_list("id", "name", "changed_at", "tag_count")[:limit])
+        counts = indexed.tag_counts([row[0] for row in found], totals={row[0]: row[3] for row in found})
         results.repositories = [RepoHit(name, counts.get(pk, TagCount(0)), changed_at)
-                                for pk, name, changed_at in found]
+                                for pk, name, changed_at, _ in found]
     elif not IndexedRepository.objects.exists():
         results.index_empty = True
         return results

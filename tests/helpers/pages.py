@@ -110,6 +110,16 @@ def plain_tags(seeded, repo: str) -> list[str]:
     return [t for t in seeded.tags[repo] if t not in attached]
 
 
+def tag_count_text(seeded, repo: str) -> str:
+    """What the catalog (and storage, search) say of a repository's tags: its tags, and apart from
+    them its attachment tags, as the repository page counts them."""
+    n = len(plain_tags(seeded, repo))
+    attached = len(seeded.tags[repo]) - n
+    if not n + attached:
+        return "no tags"
+    return f"{n} + {attached} attachment tag{'s' if attached > 1 else ''}" if attached else str(n)
+
+
 def signed_in(client, username: str, group: str, *, password: str | None = None) -> User:
     """A new user in `group` ("viewer", "maintainer"), signed in on Django's test client."""
     from django.contrib.auth.models import Group, User
