@@ -14,6 +14,7 @@ from ..auth import can_delete
 from ..index import store
 from ..registry.names import check_digest, check_name, check_reference
 from ..web import page_of, render_page, wants_partial
+from ..insight import figures
 from . import indexed, live
 from .tags import repository_context
 
@@ -54,6 +55,9 @@ def repository(request: HttpRequest, name: str) -> HttpResponse:
                                  whole_page=not wants_partial(request))
     if wants_partial(request):
         return render(request, "browse/repository.html#tags", context)
+    if in_index:
+        # The storage page's figure for it, from the same computation (cached until the index changes).
+        context["usage"] = figures.repository_usage(name)
     return render(request, "browse/repository.html", context)
 
 

@@ -18,9 +18,10 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from .. import conf, disk, remote
+from .. import conf, remote
 from ..browse import indexed, live
 from ..index import sync
+from ..insight import figures
 from ..models import Deletion, GCRun, RegistryEvent, SyncRun
 from ..registry import errors as e
 from ..web import ago
@@ -162,12 +163,8 @@ class StorageCheck:
             usage = shutil.disk_usage(path)
         except OSError as exc:
             return Result(self.key, self.name, FAILING, "unreadable", f"cannot read {path}: {exc.strerror}")
-        blobs = cache.get(_key("blobs"))
-        if blobs is None:
-            # Walking every blob is the slow part: at most once a minute.
-            sizes = disk.scan_blobs(path)
-            blobs = (len(sizes), sum(sizes.values()))
-            cache.set(_key("blobs"), blobs, 60)
+        # The storage page's measure, walked at most once a minute for both.
+        blobs = figures.disk_files() or (0, 0)
         used = usage.used / usage.total * 100 if usage.total else 0.0
         threshold = conf.get().storage_warn_percent
         figure = f"{used:.0f}% used"

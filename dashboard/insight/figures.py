@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from .. import remote
+from .. import conf, disk, remote
 from ..index import store
 from ..browse import indexed
 from ..browse.live import TagCount
@@ -177,6 +177,25 @@ def _cached[T](what: str, compute: Callable[[], T], version: str | None) -> T:
 
 # -- storage -------------------------------------------------------------------------------------
 
+# The registry's blob files, walked at most once a minute: a big storage takes a while.
+DISK_TTL = 60
+
+
+def disk_files() -> tuple[int, int] | None:
+    """(blob files, bytes) the registry's storage holds, when the dashboard can read it: the one
+    measure of the disk the storage page and the health page both show."""
+    path = conf.get().storage_path
+    if not path or disk.v2_root(path) is None:
+        return None
+    key = remote.cache_key("storage", "blob-files")
+    found = cache.get(key)
+    if found is None:
+        sizes = disk.scan_blobs(path)
+        found = (len(sizes), sum(sizes.values()))
+        cache.set(key, found, DISK_TTL)
+    return found
+
+
 
 @dataclass(frozen=True)
 class Totals:
@@ -239,6 +258,12 @@ def _overview() -> Overview:
         reclaimable, deleted = reclaimable + first_unreached, deleted + first_deleted
     saved = sum(r.total for r in repos) - size
     return Overview(totals=Totals(files, size, reclaimable, deleted, saved), repositories=repos)
+
+
+def repository_usage(name: str, version: str | None = None) -> RepositoryUsage | None:
+    """One repository's figures, from the overview the storage page shows (None: it holds nothing
+    on disk the index knows of)."""
+    return next((r for r in overview(version).repositories if r.name == name), None)
 
 
 def overview(version: str | None = None) -> Overview:

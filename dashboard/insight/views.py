@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import conf, disk, remote
+from .. import conf, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
 from ..web import page_of, render_page, wants_partial
@@ -29,8 +29,6 @@ EVENTS_PER_PAGE = 50
 # Up to this many pulls in the chart's month are counted in the page itself (well under 100 ms).
 PULLS_INLINE = 20_000
 PULLS_TTL = 5 * 60
-# The registry's blob files, walked at most once a minute: a big storage takes a while.
-DISK_TTL = 60
 
 
 def _sorted(rows: Sequence[Any], column: str, order: str) -> list[Any]:
@@ -51,26 +49,12 @@ def _freshness() -> dict[str, object]:
     return {"last_sync": last, "last_event": latest_event}
 
 
-def _disk_files() -> tuple[int, int] | None:
-    """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
-    path = conf.get().storage_path
-    if not path or disk.v2_root(path) is None:
-        return None
-    key = remote.cache_key("storage", "blob-files")
-    found = cache.get(key)
-    if found is None:
-        sizes = disk.scan_blobs(path)
-        found = (len(sizes), sum(sizes.values()))
-        cache.set(key, found, DISK_TTL)
-    return found
-
-
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def storage(request: HttpRequest) -> HttpResponse:
     measured = request.GET.get("measure") == "1"
     if measured and wants_partial(request):
-        return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
+        return render(request, "insight/storage.html#disk", {"disk": figures.disk_files(), "measured": True,
                                                              "totals": figures.overview().totals})
     name = request.GET.get("repository", "").strip()
     if name:
@@ -86,7 +70,7 @@ def storage(request: HttpRequest) -> HttpResponse:
         "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order),
         "rows": [_Proportion.of(r, biggest) for r in page],
         "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(conf.get().storage_path),
-        "measured": measured, "disk": _disk_files() if measured else None, **_freshness(),
+        "measured": measured, "disk": figures.disk_files() if measured else None, **_freshness(),
     }
     return render_page(request, "insight/storage.html", "repo-table", context)
 
@@ -109,7 +93,7 @@ class _Proportion:
 def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     repo = IndexedRepository.objects.filter(name=name).first()
     version = figures.stamp()
-    usage = next((r for r in figures.overview(version).repositories if r.name == name), None) if repo else None
+    usage = figures.repository_usage(name, version) if repo else None
     if repo is None or usage is None:
         return render(request, "error.html", {
             "title": "Not in the index",
