@@ -404,6 +404,12 @@ def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
     return repos.order_by(c_order("namespace"), c_order("name"))
 
 
+def namespace_totals(q: str = "") -> dict[str, int]:
+    """How many of the repositories `catalog_repositories(q)` lists each namespace has."""
+    return dict(catalog_repositories(q).order_by().values("namespace").annotate(n=Count("id"))
+                .values_list("namespace", "n"))
+
+
 def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogRow]:
     repos = list(repos)
     counts = tag_counts([repo.pk for repo in repos], totals={repo.pk: repo.tag_count for repo in repos})

@@ -300,6 +300,62 @@ class CatalogRow:
         return self.name.rpartition("/")[2]
 
 
+#: A namespace with this many repositories or more is folded in the catalog (one line, its count),
+#: so a fleet of generated repositories does not bury the rest.
+COLLAPSE_AT = 20
+
+
+@dataclass(frozen=True)
+class CatalogGroup:
+    """One namespace's repositories on a catalog page."""
+
+    namespace: str
+    rows: list[CatalogRow]
+    #: Its repositories in the whole catalog (a filter aside), this page and others.
+    total: int
+    collapsed: bool
+
+
+@dataclass(frozen=True)
+class CatalogSegment:
+    """Groups shown in one table, or one folded group (a `<details>` with its own table)."""
+
+    groups: list[CatalogGroup]
+    folded: bool = False
+
+
+def catalog_segments(rows: list[CatalogRow], totals: dict[str, int]) -> list[CatalogSegment]:
+    """The page's rows by namespace, in order: big namespaces (COLLAPSE_AT, counted over the whole
+    catalog by `totals`, whatever a filter found) fold into a segment of their own, the others
+    share tables."""
+    groups: list[CatalogGroup] = []
+    for row in rows:
+        if groups and groups[-1].namespace == row.namespace:
+            groups[-1].rows.append(row)
+        else:
+            total = totals.get(row.namespace, 0)
+            groups.append(CatalogGroup(namespace=row.namespace, rows=[row], total=total,
+                                       collapsed=bool(row.namespace) and total >= COLLAPSE_AT))
+    segments: list[CatalogSegment] = []
+    for group in groups:
+        if group.collapsed:
+            segments.append(CatalogSegment(groups=[group], folded=True))
+        elif segments and not segments[-1].folded:
+            segments[-1].groups.append(group)
+        else:
+            segments.append(CatalogSegment(groups=[group]))
+    return segments
+
+
+def namespace_totals(names: list[str]) -> dict[str, int]:
+    """How many repositories each namespace has among these names."""
+    totals: dict[str, int] = {}
+    for name in names:
+        ns = name.rpartition("/")[0]
+        totals[ns] = totals.get(ns, 0) + 1
+    return totals
+
+
 def catalog_rows(names: list[str], counts: dict[str, TagCount | e.RegistryError] | None = None) -> list[CatalogRow]:
     counted = [(name, (counts or {}).get(name)) for name in names]
     return [CatalogRow(name=name, counts=count if isinstance(count, TagCount) else None,

@@ -28,16 +28,19 @@ def catalog(request: HttpRequest) -> HttpResponse:
     if indexed.index_has_repositories():
         # The index knows every repository and its tag count: no registry call at all.
         page = page_of(indexed.catalog_repositories(query), CATALOG_PAGE_SIZE, request.GET.get("page"))
+        rows = indexed.catalog_entries(page)
         context = {"query": query, "page": page, "total": page.paginator.count, "with_counts": True,
-                   "rows": indexed.catalog_entries(page), "indexed": True,
-                   "freshness": indexed.registry_freshness()}
+                   "rows": rows, "indexed": True, "freshness": indexed.registry_freshness(),
+                   "segments": live.catalog_segments(rows, indexed.namespace_totals())}
     else:
-        names = live.filter_names(remote.catalog(), query)
+        every = remote.catalog()
+        names = live.filter_names(every, query)
         page = page_of(names, CATALOG_PAGE_SIZE, request.GET.get("page"))
         with_counts = request.GET.get("counts") == "1"
         counts = live.tag_counts(list(page)) if with_counts else None  # as the index counts: TagCount
+        rows = live.catalog_rows(list(page), counts)
         context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
-                   "rows": live.catalog_rows(list(page), counts)}
+                   "rows": rows, "segments": live.catalog_segments(rows, live.namespace_totals(every))}
     return render_page(request, "browse/catalog.html", "repo-list", context)
 
 

@@ -21,6 +21,7 @@ from django.test import Client
 from testbed import Kind, SeededRegistry
 from testbed.push import MANIFEST_ACCEPT
 from testbed.seed import (
+    BULK_PREFIX,
     REPO_ALPINE,
     REPO_BAD_CONFIG,
     REPO_BAD_MEDIATYPE,
@@ -465,21 +466,49 @@ def test_catalog__pagination_puts_the_rest_on_page_two(client, seeded) -> None:
     assert catalog_names(dom(get(client, "/?page=abc"))) == repos[:100]
 
 
-def test_catalog__namespaces_get_group_rows(client, seeded) -> None:
+def _headings(doc: Node) -> list[tuple[str, bool]]:
+    """Each namespace's heading in page order, and whether it is folded (a closed <details>)."""
+    found = []
+    for node in doc.iter():
+        if node.tag == "tr" and "ns-row" in node.classes:
+            found.append((node.text, False))
+        elif node.tag == "details" and "ns-group" in node.classes:
+            found.append((node.one("span", cls="ns").text, "open" not in node.attrs))
+    return found
+
+
+def test_catalog__namespaces_get_group_rows__the_bulk_namespace_folded_with_its_count(client, seeded) -> None:
     repos = catalog_order(seeded.repos)
+    bulk = len(seeded.bulk_repos)
     for page, names in ((1, repos[:100]), (2, repos[100:])):
         doc = dom(get(client, f"/?page={page}"))
-        expected: list[str] = []
+        expected: list[tuple[str, bool]] = []
         for name in names:
             ns = name.rpartition("/")[0]
-            if ns and (not expected or expected[-1] != ns + "/"):
-                expected.append(ns + "/")
-        assert [th.text for th in doc.find_all("tr", cls="ns-row")] == expected
+            if ns and (not expected or expected[-1][0] != ns + "/"):
+                expected.append((ns + "/", ns == BULK_PREFIX))
+        assert _headings(doc) == expected
+        # The 120 generated repositories are one closed line saying how many there are.
+        [folded] = doc.find_all("details", cls="ns-group")
+        on_page = sum(1 for n in names if n.startswith(BULK_PREFIX + "/"))
+        assert folded.one("summary").text == f"{BULK_PREFIX}/ {bulk} repositories · {on_page} on this page"
+        assert len(folded.find_all("a", cls="repo-link")) == on_page
         for link in doc.find_all("a", cls="repo-link"):
             name = link.attrs["href"][3:-1]
             ns, _, leaf = name.rpartition("/")
             assert link.one("strong").text == leaf
             assert link.text == name
+
+
+def test_catalog__filter_opens_the_folded_namespace_it_finds_repositories_in(client, seeded) -> None:
+    doc = dom(get(client, "/?q=repo-001", htmx=True))
+    [group] = doc.find_all("details", cls="ns-group")
+    assert "open" in group.attrs
+    found = [r for r in catalog_order(seeded.repos) if "repo-001" in r]
+    assert [a.attrs["href"][3:-1] for a in group.find_all("a", cls="repo-link")] == found
+    assert group.one("summary").text == f"{BULK_PREFIX}/ {len(seeded.bulk_repos)} repositories · {len(found)} match"
+    # A namespace of a few repositories is never folded.
+    assert not dom(get(client, "/?q=acme")).find_all("details", cls="ns-group")
 
 
 @pytest.mark.parametrize("page", [1, 2])
