@@ -100,6 +100,34 @@ def test_filter_narrows_without_reload_and_slash_focuses_it(page: Page, app: App
     expect(page.locator("#repo-list .empty")).to_contain_text("No repository name contains")
 
 
+def test_filter_finds_a_repository_inside_the_folded_bulk_namespace(page: Page, app: App) -> None:
+    seeded = app.seeded
+    page.goto(app.url + "/")
+    group = page.locator("#repo-list details.ns-group")
+    expect(group).to_have_count(1)
+    expect(group.locator("summary")).to_contain_text(f"bulk/ {len(seeded.bulk_repos)} repositories")
+    inside = page.locator('a.repo-link[href="/r/bulk/repo-0042/"]')
+    # Folded: the 120 generated repositories take one line, the others stay in view.
+    expect(inside).to_be_hidden()
+    expect(page.locator("a.repo-link", has_text=REPO_WEB)).to_be_visible()
+    shot(page, "catalog-bulk-folded")
+    mark_document(page)
+
+    page.locator("#q").press_sequentially("repo-0042")
+    expect(page.locator("#repo-list a.repo-link")).to_have_count(1)
+    expect(inside).to_be_visible()  # the group it is in opens
+    expect(group.locator("summary")).to_contain_text("1 match")
+    assert same_document(page)
+
+    # Cleared, the namespace folds again; a click on its line opens it.
+    page.locator("#q").fill("")
+    expect(page.locator("#repo-list .summary")).to_have_text(re.compile(rf"^\s*{len(seeded.repos)} repositories"))
+    expect(group.locator("a.repo-link").first).to_be_hidden()
+    group.locator("summary").click()
+    expect(group.locator("a.repo-link").first).to_be_visible()
+    shot(page, "catalog-bulk-open")
+
+
 def test_back_button_after_filtering_restores_the_whole_page(page: Page, app: App) -> None:
     acme = [r for r in app.seeded.repos if "acme/" in r]
     web = [r for r in app.seeded.repos if "acme/w" in r]
