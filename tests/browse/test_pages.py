@@ -296,6 +296,54 @@ def test_repository__helm_chart_gets_a_helm_pull_command(client, dashboard) -> N
     assert copies == [f"helm pull oci://{dashboard.host}/{REPO_CHART} --version {tag}"]
 
 
+def _copies(node: Node) -> list[str]:
+    return [b.attrs["data-copy"] for b in node.find_all("button", cls="copy") if "data-copy" in b.attrs]
+
+
+def test_repository__charts_only__the_page_offers_helm_not_docker(client, dashboard) -> None:
+    # The names paint first; the details (by htmx) say what the tags are and correct the command.
+    first = dom(get(client, repo_url(REPO_CHART)))
+    assert _copies(first.one("span", id="repo-pull")) == [f"docker pull {dashboard.host}/{REPO_CHART}"]
+    details = dom(get(client, repo_url(REPO_CHART), htmx=True))
+    swapped = details.one("span", id="repo-pull")
+    assert swapped.attrs["hx-swap-oob"] == "true"
+    assert _copies(swapped) == [f"helm pull oci://{dashboard.host}/{REPO_CHART}"]
+    assert _copies(dom(get(client, repo_url(REPO_CHART, "details=1"))).one("span", id="repo-pull")) == [
+        f"helm pull oci://{dashboard.host}/{REPO_CHART}"]
+    # An image repository keeps docker, and its details send no correction.
+    assert dom(get(client, repo_url(REPO_WEB), htmx=True)).find("span", id="repo-pull") is None
+
+
+def test_repository__an_oci_artifact_gets_an_oras_pull__not_docker(client, dashboard) -> None:
+    doc = dom(get(client, repo_url(REPO_BAD_MEDIATYPE, "details=1")))
+    [(tag, tr)] = rows(doc).items()
+    digest = dashboard.seeded.digest(REPO_BAD_MEDIATYPE, tag)
+    ref = f"{dashboard.host}/{REPO_BAD_MEDIATYPE}"
+    assert _copies(tr) == [f"oras pull {ref}:{tag}", f"oras pull {ref}@{digest}"]
+    head = doc.one("span", id="repo-pull")
+    assert not _copies(head) and "ORAS" in head.text and "docker pull refuses them" in head.text
+
+
+def test_manifest__artifacts_get_a_helm_or_oras_hint__no_docker_pull_no_platform(client, seeded) -> None:
+    host = seeded.host
+    pages = [(REPO_CHART, "0.1.0"), (REPO_BAD_MEDIATYPE, "v1")] + [(a.repo, a.tag) for a in seeded.attachments
+                                                                   if a.kind != Kind.REFERRERS_INDEX]
+    for repo, tag in pages:
+        doc = dom(get(client, manifest_url(repo, tag)))
+        facts = _facts_dl(doc)
+        digest = facts["Digest"].one("code").text
+        first = (f"helm pull oci://{host}/{repo} --version {tag}" if repo == REPO_CHART
+                 else f"oras pull {host}/{repo}:{tag}")
+        assert _copies(facts["Pull"]) == [first, f"oras pull {host}/{repo}@{digest}"], (repo, tag)
+        assert "not a container image" in facts["Pull"].one("p", cls="pull-hint").text
+        assert "docker pull" not in " ".join(_copies(doc)), (repo, tag)
+        assert "Platform" not in facts and "?/?" not in doc.text, (repo, tag)
+    # An image keeps its docker pull and its platform.
+    image = _facts_dl(dom(get(client, manifest_url(REPO_WEB, "1.10.0"))))
+    assert _copies(image["Pull"])[0] == f"docker pull {host}/{REPO_WEB}:1.10.0"
+    assert image["Platform"].text == "linux/amd64"
+
+
 @pytest.mark.parametrize("repo", [REPO_ALPINE, REPO_WEB])
 def test_repository__shared_digest_tags_are_grouped(client, seeded, repo) -> None:
     doc = dom(get(client, repo_url(repo, "details=1")))
