@@ -42,14 +42,15 @@ from tests.helpers.pages import (
     closed_port,
     facts_of,
     get,
+    index,
     manifest_url,
     plain_tags,
-    tag_count_text,
     registry_json,
     repo_url,
     row_order,
     rows,
     signed_in,
+    tag_count_text,
     when,
 )
 
@@ -832,7 +833,61 @@ def test_blob__download_streams_the_bytes_of_the_digest(client, seeded) -> None:
     assert f"filename*=UTF-8''acme_multi-{digest[7:19]}.tar.gz" in response["Content-Disposition"]
 
 
-# -- bad content --------------------------------------------------------------------------
+def _download_name(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    b"".join(response.streaming_content)
+    disposition = response["Content-Disposition"]
+    plain = re.search(r'filename="([^"]+)"', disposition)[1]
+    assert f"filename*=UTF-8''{quote(plain, safe='')}" in disposition  # RFC 6266: both forms, the same name
+    return plain
+
+
+def test_blob__download_names_say_what_the_blob_is__never_dot_blob(client, seeded) -> None:
+    fact = seeded.fact(REPO_WEB, "1.10.0")
+    layer, config = fact.layer_digests[0], fact.config_digest
+    base = f"/r/{REPO_WEB}/-/blobs"
+    # The blob page's link says the media type; without it the first bytes do.
+    page = dom(get(client, blob_url(REPO_WEB, config)))
+    assert _download_name(client, _facts_dl(page)["Download"].one("a").attrs["href"]) == f"acme_web-{config[7:19]}.json"
+    assert _download_name(client, f"{base}/{config}/download") == f"acme_web-{config[7:19]}.json"
+    assert _download_name(client, f"{base}/{layer}/download") == f"acme_web-{layer[7:19]}.tar.gz"
+    for media_type, extension in (("application/vnd.oci.image.layer.v1.tar", ".tar"),
+                                  ("application/vnd.oci.image.layer.v1.tar+zstd", ".tar.zst"),
+                                  ("application/vnd.docker.image.rootfs.diff.tar.gzip", ".tar.gz"),
+                                  ("application/vnd.oci.image.config.v1+json", ".json")):
+        url = f"{base}/{layer}/download?type={quote(media_type)}"
+        assert _download_name(client, url) == f"acme_web-{layer[7:19]}{extension}", media_type
+    # Whatever the link says, the name stays a safe file name of a known extension.
+    hostile = _download_name(client, f"{base}/{layer}/download?type=" + quote('x/"; evil=1.exe'))
+    assert hostile == f"acme_web-{layer[7:19]}.tar.gz"
+    chart = seeded.fact(REPO_CHART, "0.1.0")
+    assert _download_name(client, f"/r/{REPO_CHART}/-/blobs/{chart.config_digest}/download") == \
+        f"acme_charts_mychart-{chart.config_digest[7:19]}.json"
+
+
+def test_blob__download_name__from_the_index_when_it_knows_the_media_type(client, seeded) -> None:
+    index(REPO_MULTI)
+    fact = seeded.fact(REPO_MULTI, "legacy-list").children[0]
+    layer = fact.layer_digests[0]
+    assert fact.layer_media_types[0] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    # The index's media type wins over the link's.
+    url = f"/r/{REPO_MULTI}/-/blobs/{layer}/download?type=application/json"
+    assert _download_name(client, url) == f"acme_multi-{layer[7:19]}.tar.gz"
+
+
+def test_blob__download_filename__sanitised_whatever_the_name() -> None:
+    from dashboard.browse.live import blob_filename, content_disposition
+
+    digest = "sha256:" + "ab" * 32
+    assert blob_filename("a/b.c/d-e_f", digest, "", b"\x00") == "a_b.c_d-e_f-abababababab.bin"
+    assert blob_filename("../../etc", digest, "", b"ustar") == "etc-abababababab.bin"
+    header = content_disposition('bad"name\r\n.json')
+    assert "\r" not in header and "\n" not in header and header.count('"') == 2
+    assert header.startswith('attachment; filename="bad_name_.json"; filename*=UTF-8\'\'bad%22name%0D%0A.json')
+
+
+# -- bad content ---# -- bad content --------------------------------------------------------------------------
 
 
 def test_bad_config__repository_and_manifest_render_with_a_note(client, seeded) -> None:
