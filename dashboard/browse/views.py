@@ -12,9 +12,9 @@ from django.views.decorators.vary import vary_on_headers
 from .. import remote
 from ..auth import can_delete
 from ..index import store
+from ..insight import figures
 from ..registry.names import check_digest, check_name, check_reference
 from ..web import page_of, render_page, wants_partial
-from ..insight import figures
 from . import indexed, live
 from .tags import repository_context
 

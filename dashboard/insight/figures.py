@@ -27,9 +27,9 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from .. import conf, disk, remote
-from ..index import store
 from ..browse import indexed
 from ..browse.live import TagCount
+from ..index import store
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RegistryEvent, RepositoryManifest)
 
@@ -196,7 +196,6 @@ def disk_files() -> tuple[int, int] | None:
     return found
 
 
-
 @dataclass(frozen=True)
 class Totals:
     """The registry as a whole, each blob file counted once."""
@@ -214,7 +213,7 @@ class Totals:
 @dataclass(frozen=True)
 class RepositoryUsage:
     name: str
-    #: Its tags and attachment tags, counted as the catalog counts them (browse.indexed.tag_counts).
+    #: Its tags, attachment tags apart (`attachments`), as the catalog counts them (browse.indexed.tag_counts).
     tags: int
     manifests: int
     deleted_manifests: int

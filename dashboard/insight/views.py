@@ -119,7 +119,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
-@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request", "HX-Target")  # the pager's feed, or the filter's body
 def activity(request: HttpRequest) -> HttpResponse:
     action = request.GET.get("action", "")
     if action not in RegistryEvent.Action.values:
