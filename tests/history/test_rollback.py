@@ -210,7 +210,7 @@ def test_confirm__names_both_digests_what_changes_and_the_other_tags(client: Cli
     text = re.sub(r"<[^>]+>", "", body)
     assert f"The tag stable will point at {a} instead of {b}." in text
     assert f"{b} stays in the registry under its digest." in text
-    assert "These tags point at it too and do not move:" in text and "<li><code>prod</code></li>" in body
+    assert "This tag points at it too and does not move:" in text and "<li><code>prod</code></li>" in body
     # Both sides with what the index knows: created, size and platform.
     assert "2024-01-01 00:00" in body and "2024-06-01 00:00" in body
     assert "linux/amd64" in body and "linux/arm64" in body
