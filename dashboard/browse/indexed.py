@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.expressions import Combinable, OrderBy
 from django.db.models.functions import Coalesce, Concat, Substr
 from django.utils import timezone
@@ -394,13 +394,17 @@ def index_has_repositories() -> bool:
     return IndexedRepository.objects.filter(synced_at__isnull=False).exists()
 
 
-def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
+def catalog_repositories(q: str = "", folded: frozenset[str] = frozenset()) -> QuerySet[IndexedRepository]:
     """The indexed repositories whose name has every word of `q`, by name (page it)."""
     repos = IndexedRepository.objects.all()
     for term in q.lower().split():
         repos = repos.filter(name__contains=term)
     # A repository that lost every tag stays until garbage collection, as in the registry's catalog.
-    # Namespace first, as the live catalog: each namespace's repositories under one heading.
+    # Namespace first, as the live catalog: each namespace's repositories under one heading, the
+    # folded ones (live.folded_namespaces) after the rest.
+    if folded:
+        repos = repos.annotate(folded=Case(When(namespace__in=sorted(folded), then=Value(1)), default=Value(0)))
+        return repos.order_by("folded", c_order("namespace"), c_order("name"))
     return repos.order_by(c_order("namespace"), c_order("name"))
 
 

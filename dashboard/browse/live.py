@@ -253,11 +253,13 @@ def blob_users(view: RepositoryView, digest: str) -> list[tuple[str, str, list[s
 # -- catalog ---------------------------------------------------------------------------
 
 
-def filter_names(names: list[str], query: str) -> list[str]:
+def filter_names(names: list[str], query: str, folded: frozenset[str] = frozenset()) -> list[str]:
     """Every whitespace-separated term must appear in the name (case-insensitive)."""
     terms = query.lower().split()
-    # Namespace first, so each namespace's repositories stand together under one heading.
-    return sorted((n for n in names if all(t in n for t in terms)), key=lambda n: (n.rpartition("/")[0], n))
+    # Namespace first, so each namespace's repositories stand together under one heading; folded
+    # namespaces (folded_namespaces) after the rest, so a fleet does not push them to a later page.
+    return sorted((n for n in names if all(t in n for t in terms)),
+                  key=lambda n: (n.rpartition("/")[0] in folded, n.rpartition("/")[0], n))
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ def catalog_segments(rows: list[CatalogRow], totals: dict[str, int]) -> list[Cat
         else:
             total = totals.get(row.namespace, 0)
             groups.append(CatalogGroup(namespace=row.namespace, rows=[row], total=total,
-                                       collapsed=bool(row.namespace) and total >= COLLAPSE_AT))
+                                       collapsed=row.namespace in folded_namespaces(totals)))
     segments: list[CatalogSegment] = []
     for group in groups:
         if group.collapsed:
@@ -345,6 +347,11 @@ def catalog_segments(rows: list[CatalogRow], totals: dict[str, int]) -> list[Cat
         else:
             segments.append(CatalogSegment(groups=[group]))
     return segments
+
+
+def folded_namespaces(totals: dict[str, int]) -> frozenset[str]:
+    """The namespaces the catalog folds: COLLAPSE_AT repositories or more (the top level never)."""
+    return frozenset(ns for ns, n in totals.items() if ns and n >= COLLAPSE_AT)
 
 
 def namespace_totals(names: list[str]) -> dict[str, int]:

@@ -27,20 +27,23 @@ def catalog(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     if indexed.index_has_repositories():
         # The index knows every repository and its tag count: no registry call at all.
-        page = page_of(indexed.catalog_repositories(query), CATALOG_PAGE_SIZE, request.GET.get("page"))
+        totals = indexed.namespace_totals()
+        repos = indexed.catalog_repositories(query, live.folded_namespaces(totals))
+        page = page_of(repos, CATALOG_PAGE_SIZE, request.GET.get("page"))
         rows = indexed.catalog_entries(page)
         context = {"query": query, "page": page, "total": page.paginator.count, "with_counts": True,
                    "rows": rows, "indexed": True, "freshness": indexed.registry_freshness(),
-                   "segments": live.catalog_segments(rows, indexed.namespace_totals())}
+                   "segments": live.catalog_segments(rows, totals)}
     else:
         every = remote.catalog()
-        names = live.filter_names(every, query)
+        totals = live.namespace_totals(every)
+        names = live.filter_names(every, query, live.folded_namespaces(totals))
         page = page_of(names, CATALOG_PAGE_SIZE, request.GET.get("page"))
         with_counts = request.GET.get("counts") == "1"
         counts = live.tag_counts(list(page)) if with_counts else None  # as the index counts: TagCount
         rows = live.catalog_rows(list(page), counts)
         context = {"query": query, "page": page, "total": len(names), "with_counts": with_counts,
-                   "rows": rows, "segments": live.catalog_segments(rows, live.namespace_totals(every))}
+                   "rows": rows, "segments": live.catalog_segments(rows, totals)}
     return render_page(request, "browse/catalog.html", "repo-list", context)
 
 

@@ -439,7 +439,7 @@ def test_untag__the_indexed_table_comes_back_without_the_tag_keeping_sort_and_fi
 def test_catalog__from_the_index_without_asking_the_registry(client, dashboard, configure) -> None:
     seeded = dashboard.seeded
     # As the live catalog: namespace first, each namespace's repositories under one heading.
-    listed = sorted(seeded.repos, key=lambda n: (n.rpartition("/")[0], n))
+    listed = catalog_order(seeded.repos)
     assert sync.run_now().state == "succeeded"
     # The registry is out of reach now: the catalog still lists every repository with its tag count.
     configure(REGISTRY_URL=f"http://127.0.0.1:{free_port()}")

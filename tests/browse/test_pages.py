@@ -479,7 +479,7 @@ def catalog_names(doc: Node) -> list[str]:
 
 @pytest.mark.parametrize("query", ["acme", "web", "acme multi", "BULK/REPO-00", "bad/"])
 def test_catalog__filter_narrows_and_says_how_many_match(client, seeded, query) -> None:
-    expected = catalog_order(r for r in seeded.repos if all(t in r for t in query.lower().split()))
+    expected = catalog_order((r for r in seeded.repos if all(t in r for t in query.lower().split())), seeded.repos)
     assert 0 < len(expected) < len(seeded.repos)
     doc = dom(get(client, "/?" + urlencode({"q": query})))
     assert catalog_names(doc) == expected[:100]
@@ -547,6 +547,10 @@ def test_catalog__namespaces_get_group_rows__the_bulk_namespace_folded_with_its_
             ns, _, leaf = name.rpartition("/")
             assert link.one("strong").text == leaf
             assert link.text == name
+    # Folded namespaces come after the others: every other repository is on the first page.
+    first = catalog_names(dom(get(client, "/")))
+    assert {r for r in seeded.repos if not r.startswith(BULK_PREFIX + "/")} <= set(first)
+    assert first[-1].startswith(BULK_PREFIX + "/") and REPO_ALPINE in first
 
 
 def test_catalog__filter_opens_the_folded_namespace_it_finds_repositories_in(client, seeded) -> None:

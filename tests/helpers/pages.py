@@ -65,9 +65,14 @@ def after(doc: Node, heading: str, tag: str, cls: str | None = None) -> Node:
     raise AssertionError(f"no <{tag}> after “{heading}”")
 
 
-def catalog_order(repos) -> list[str]:
-    """The catalog's order: by namespace, so each namespace's repositories stand together."""
-    return sorted(repos, key=lambda n: (n.rpartition("/")[0], n))
+def catalog_order(repos, catalog=None) -> list[str]:
+    """The catalog's order: by namespace, so each namespace's repositories stand together, and a
+    namespace of 20 repositories or more in the whole `catalog` (default: `repos`), which the page
+    folds, after the others."""
+    repos = list(repos)
+    namespaces = [n.rpartition("/")[0] for n in (repos if catalog is None else catalog)]
+    folded = {ns for ns in namespaces if ns and namespaces.count(ns) >= 20}
+    return sorted(repos, key=lambda n: (n.rpartition("/")[0] in folded, n.rpartition("/")[0], n))
 
 
 def rows(doc: Node) -> dict[str, Node]:
