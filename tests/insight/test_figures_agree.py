@@ -99,7 +99,9 @@ def repository_counts(client, name: str, query: str = "") -> tuple[int, int]:
     doc = dom(get(client, f"/r/{name}/{query}"))
     summary = doc.one("section", id="tags").one("p", cls="summary")
     attached = summary.find("span", cls="n-attachments")
-    return int(summary.one("span", cls="n-tags").text), int(attached.text.split()[0]) if attached else 0
+    tags = summary.one("span", cls="n-tags")
+    assert tags.text.startswith(tags.attrs["data-n"] + " tag")
+    return int(tags.attrs["data-n"]), int(attached.attrs["data-n"]) if attached else 0
 
 
 def said(cell: str) -> tuple[int, int]:
