@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import Kind
-from testbed.seed import REPO_ALPINE, REPO_MULTI, REPO_WEB, XSS_HISTORY, XSS_LABEL
+from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_MULTI, REPO_WEB, XSS_HISTORY, XSS_LABEL
 from tests.helpers.browser import (
     App,
     Watch,
@@ -305,6 +305,34 @@ def test_multi_arch_index_links_to_platform_manifest(page: Page, app: App) -> No
     # The breadcrumb leads back to the repository.
     page.locator("nav.crumbs a", has_text=REPO_MULTI).click()
     expect(page.locator("h1")).to_have_text(REPO_MULTI)
+
+
+def test_artifacts_offer_helm_and_oras__copied_as_shown(browser: Browser, app: App, watch: Watch) -> None:
+    ctx = new_context(browser, watch)
+    try:
+        ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
+        page = ctx.new_page()
+        # A chart repository: the names paint with docker, the details turn it into helm.
+        page.goto(app.repo_url(REPO_CHART))
+        head = page.locator("#repo-pull")
+        expect(head).to_contain_text(f"helm pull oci://{app.host}/{REPO_CHART}")
+        expect(page.locator("#tags button.copy")).to_have_text(["helm pull"])
+        shot(page, "artifact-chart-repository")
+        # A signature's page: no docker pull, no platform; the ORAS line copies what it shows.
+        sig = next(a for a in app.seeded.attachments if a.kind == "signature")
+        page.goto(f"{app.url}/r/{sig.repo}/-/manifests/{sig.tag}/")
+        pull = page.locator("dl.facts dd").filter(has=page.locator("p.pull-hint"))
+        expect(page.locator("code.cmd", has_text="docker pull")).to_have_count(0)
+        expect(page.locator("body")).not_to_contain_text("?/?")
+        expect(pull.locator("p.pull-hint")).to_contain_text("not a container image")
+        line = f"oras pull {app.host}/{sig.repo}:{sig.tag}"
+        expect(pull.locator("code.cmd").first).to_have_text(line)
+        pull.locator("button.copy").first.click()
+        assert page.evaluate("navigator.clipboard.readText()") == line
+        shot(page, "artifact-signature-manifest")
+    finally:
+        ctx.close()
+    watch.assert_clean()
 
 
 # -- 6. copy -----------------------------------------------------------------------------------
