@@ -655,9 +655,23 @@ def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(
     deletes = RegistryEvent.objects.filter(action="delete").count()
     expect(page.locator("#feed tbody tr")).to_have_count(min(deletes, 50))
     assert set(page.locator("#feed tbody tr").evaluate_all("rows => rows.map(r => r.dataset.action)")) == {"delete"}
+    # The chart follows the filter: it counts deletes now.
+    expect(page.locator("#pulls-title")).to_have_text("Deletes per day")
     page.get_by_label("Who").fill("nobody-like-this")
     expect(page.locator("#feed .empty")).to_contain_text("No event matches these filters")
+    expect(page.locator("#pulls")).to_contain_text("No deletes by nobody-like-this")
     assert same_document(page), "filtering should swap the feed, not reload the page"
+    # Back to pulls, of one repository: the chart and the stale list show that repository alone.
+    page.get_by_label("Who").fill("")
+    page.get_by_label("Action").select_option("")
+    page.get_by_label("Repository").fill("acme/web")
+    expect(page).to_have_url(re.compile(r"repository=acme(%2F|/)web"))
+    expect(page.locator("#pulls-title")).to_have_text("Pulls per day")
+    expect(page.locator("table.pulls-chart tbody tr")).to_have_count(1)
+    stale = page.locator("table.stale-tags tbody tr").evaluate_all("rows => rows.map(r => r.dataset.tag)")
+    assert stale and all(t.startswith("acme/web:") for t in stale)
+    assert same_document(page)
+    shots(page, "activity-filtered", prefix="index-")
 
 
 def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, configure, db) -> None:
