@@ -11,17 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Case, CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.expressions import Combinable, OrderBy
 from django.db.models.functions import Coalesce, Concat, Substr
 from django.utils import timezone
 
-from ..models import IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent, SyncRun, TagHistory
+from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestChild, RegistryEvent,
+                      SyncRun, TagHistory)
 from ..ordering import DESC, INDEXED_TAGS, by_name, by_version, c_order, version_key
 from ..registry import kinds
 from ..registry.names import attachment_target, is_digest
 from ..web import ago
-from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagRow, attachment
+from .live import GROUP_COLOURS, Attachment, CatalogRow, PlatformRow, TagCount, TagRow, attachment
 
 # -- a repository's tags ---------------------------------------------------------------------
 
@@ -96,6 +97,10 @@ class TagPage:
         return max(0, self.tag_count - self.attachment_count)
 
     @property
+    def counts(self) -> TagCount:
+        return TagCount(tags=self.plain_count, attachments=self.attachment_count)
+
+    @property
     def filtered(self) -> bool:
         return bool(self.q or self.platform or self.kind)
 
@@ -168,12 +173,29 @@ def tag_page(name: str, *, sort: str = "name", order: str = "", q: str = "", pla
     by_id = {r["id"]: r for r in IndexedTag.objects.filter(id__in=ids).values("id", *_ROW_FIELDS)}
     found = [by_id[pk] for pk in ids if pk in by_id]
     attachments = IndexedTag.objects.filter(repository_id=repo["id"]).filter(ATTACHMENT_TAG)
+    counted = tag_counts([repo["id"]], totals={repo["id"]: repo["tag_count"]})[repo["id"]]
     result = TagPage(name=name, rows=_rows(repo["id"], found), sort=sort, order=order, q=q, platform=platform,
                      kind=kind, number=number, per_page=per_page, total=total, image_count=counts["images"],
-                     tag_count=repo["tag_count"], attachment_count=attachments.count())
+                     tag_count=counted.total, attachment_count=counted.attachments)
     if result.attachment_count:
         result.orphans, result.orphan_count = _orphans(repo["id"], attachments)
     return result
+
+
+def tag_counts(repo_ids: list[int] | None = None, totals: dict[int, int] | None = None) -> dict[int, TagCount]:
+    """The one count of indexed repositories' tags (of these, or of every one), the way
+    live.count_tags counts a tag list read from the registry: two queries whatever the number,
+    one when the caller has read the repositories' `tag_count` already (`totals`)."""
+    if totals is None:
+        repos = IndexedRepository.objects.all() if repo_ids is None else IndexedRepository.objects.filter(
+            id__in=repo_ids)
+        totals = dict(repos.values_list("id", "tag_count"))
+    tags = IndexedTag.objects.filter(ATTACHMENT_TAG)
+    if repo_ids is not None:
+        tags = tags.filter(repository_id__in=repo_ids)
+    attached = dict(tags.values("repository_id").annotate(n=Count("id")).values_list("repository_id", "n"))
+    return {pk: TagCount(tags=max(0, total - attached.get(pk, 0)), attachments=attached.get(pk, 0))
+            for pk, total in totals.items()}
 
 
 def _rows(repo_id: int, found: list[dict]) -> list[IndexedTagRow]:
@@ -301,6 +323,11 @@ def facets(name: str) -> Facets:
     return Facets(platforms=sorted(platforms), kinds=sorted({kind for _, kind in pairs if kind}))
 
 
+def blob_media_type(digest: str) -> str:
+    """The media type a manifest gave this blob, when the index has read one that names it."""
+    return IndexedBlob.objects.filter(digest=digest).values_list("media_type", flat=True).first() or ""
+
+
 # -- how fresh ---------------------------------------------------------------------------------
 
 
@@ -367,16 +394,28 @@ def index_has_repositories() -> bool:
     return IndexedRepository.objects.filter(synced_at__isnull=False).exists()
 
 
-def catalog_repositories(q: str = "") -> QuerySet[IndexedRepository]:
+def catalog_repositories(q: str = "", folded: frozenset[str] = frozenset()) -> QuerySet[IndexedRepository]:
     """The indexed repositories whose name has every word of `q`, by name (page it)."""
     repos = IndexedRepository.objects.all()
     for term in q.lower().split():
         repos = repos.filter(name__contains=term)
     # A repository that lost every tag stays until garbage collection, as in the registry's catalog.
-    # Namespace first, as the live catalog: each namespace's repositories under one heading.
+    # Namespace first, as the live catalog: each namespace's repositories under one heading, the
+    # folded ones (live.folded_namespaces) after the rest.
+    if folded:
+        repos = repos.annotate(folded=Case(When(namespace__in=sorted(folded), then=Value(1)), default=Value(0)))
+        return repos.order_by("folded", c_order("namespace"), c_order("name"))
     return repos.order_by(c_order("namespace"), c_order("name"))
 
 
+def namespace_totals(q: str = "") -> dict[str, int]:
+    """How many of the repositories `catalog_repositories(q)` lists each namespace has."""
+    return dict(catalog_repositories(q).order_by().values("namespace").annotate(n=Count("id"))
+                .values_list("namespace", "n"))
+
+
 def catalog_entries(repos: Iterable[IndexedRepository]) -> list[CatalogRow]:
-    return [CatalogRow(name=repo.name, tag_count=repo.tag_count, changed_at=repo.changed_at,
+    repos = list(repos)
+    counts = tag_counts([repo.pk for repo in repos], totals={repo.pk: repo.tag_count for repo in repos})
+    return [CatalogRow(name=repo.name, counts=counts.get(repo.pk, TagCount(0)), changed_at=repo.changed_at,
                        synced=repo.synced_at is not None) for repo in repos]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from urllib.parse import quote
 
 from .. import remote
 from ..ordering import DESC, LIVE_TAGS, sort_by_name, version_key
@@ -220,7 +222,8 @@ def history_with_layers(manifest: m.Manifest, config: m.ImageConfig | None) -> t
     lines.extend(HistoryLine(None, layer) for layer in remaining)
     non_empty = sum(1 for h in config.history if not h.empty_layer)
     note = "" if non_empty == len(layers) else (
-        f"the history names {non_empty} layer-creating steps but the manifest has {len(layers)} layers; "
+        f"the history names {non_empty} layer-creating step{'' if non_empty == 1 else 's'} but the manifest has "
+        f"{len(layers)} layer{'' if len(layers) == 1 else 's'}; "
         "they may not line up")
     return lines, note
 
@@ -250,11 +253,33 @@ def blob_users(view: RepositoryView, digest: str) -> list[tuple[str, str, list[s
 # -- catalog ---------------------------------------------------------------------------
 
 
-def filter_names(names: list[str], query: str) -> list[str]:
+def filter_names(names: list[str], query: str, folded: frozenset[str] = frozenset()) -> list[str]:
     """Every whitespace-separated term must appear in the name (case-insensitive)."""
     terms = query.lower().split()
-    # Namespace first, so each namespace's repositories stand together under one heading.
-    return sorted((n for n in names if all(t in n for t in terms)), key=lambda n: (n.rpartition("/")[0], n))
+    # Namespace first, so each namespace's repositories stand together under one heading; folded
+    # namespaces (folded_namespaces) after the rest, so a fleet does not push them to a later page.
+    return sorted((n for n in names if all(t in n for t in terms)),
+                  key=lambda n: (n.rpartition("/")[0] in folded, n.rpartition("/")[0], n))
+
+
+@dataclass(frozen=True)
+class TagCount:
+    """How many tags a repository has, said the same way on every page: its tags, and apart from
+    them its attachment tags (cosign's `.sig`/`.att`/`.sbom`, OCI referrers-fallback), which the
+    repository page shows as chips on the image they name rather than as rows."""
+
+    tags: int
+    attachments: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.tags + self.attachments
+
+
+def count_tags(tags: list[str]) -> TagCount:
+    """The one count of a tag list read live (the index counts the same: indexed.tag_counts)."""
+    attachments = sum(1 for t in tags if attachment_target(t) is not None)
+    return TagCount(tags=len(tags) - attachments, attachments=attachments)
 
 
 @dataclass(frozen=True)
@@ -262,7 +287,8 @@ class CatalogRow:
     """A repository of the catalog, live or from the index (which adds when it changed)."""
 
     name: str
-    tag_count: int | None = None
+    #: None: not counted (yet).
+    counts: TagCount | None = None
     problem: str = ""
     changed_at: datetime | None = None
     synced: bool = True
@@ -276,21 +302,82 @@ class CatalogRow:
         return self.name.rpartition("/")[2]
 
 
-def catalog_rows(names: list[str], counts: dict[str, int | e.RegistryError] | None = None) -> list[CatalogRow]:
+#: A namespace with this many repositories or more is folded in the catalog (one line, its count),
+#: so a fleet of generated repositories does not bury the rest.
+COLLAPSE_AT = 20
+
+
+@dataclass(frozen=True)
+class CatalogGroup:
+    """One namespace's repositories on a catalog page."""
+
+    namespace: str
+    rows: list[CatalogRow]
+    #: Its repositories in the whole catalog (a filter aside), this page and others.
+    total: int
+    collapsed: bool
+
+
+@dataclass(frozen=True)
+class CatalogSegment:
+    """Groups shown in one table, or one folded group (a `<details>` with its own table)."""
+
+    groups: list[CatalogGroup]
+    folded: bool = False
+
+
+def catalog_segments(rows: list[CatalogRow], totals: dict[str, int]) -> list[CatalogSegment]:
+    """The page's rows by namespace, in order: big namespaces (COLLAPSE_AT, counted over the whole
+    catalog by `totals`, whatever a filter found) fold into a segment of their own, the others
+    share tables."""
+    groups: list[CatalogGroup] = []
+    for row in rows:
+        if groups and groups[-1].namespace == row.namespace:
+            groups[-1].rows.append(row)
+        else:
+            total = totals.get(row.namespace, 0)
+            groups.append(CatalogGroup(namespace=row.namespace, rows=[row], total=total,
+                                       collapsed=row.namespace in folded_namespaces(totals)))
+    segments: list[CatalogSegment] = []
+    for group in groups:
+        if group.collapsed:
+            segments.append(CatalogSegment(groups=[group], folded=True))
+        elif segments and not segments[-1].folded:
+            segments[-1].groups.append(group)
+        else:
+            segments.append(CatalogSegment(groups=[group]))
+    return segments
+
+
+def folded_namespaces(totals: dict[str, int]) -> frozenset[str]:
+    """The namespaces the catalog folds: COLLAPSE_AT repositories or more (the top level never)."""
+    return frozenset(ns for ns, n in totals.items() if ns and n >= COLLAPSE_AT)
+
+
+def namespace_totals(names: list[str]) -> dict[str, int]:
+    """How many repositories each namespace has among these names."""
+    totals: dict[str, int] = {}
+    for name in names:
+        ns = name.rpartition("/")[0]
+        totals[ns] = totals.get(ns, 0) + 1
+    return totals
+
+
+def catalog_rows(names: list[str], counts: dict[str, TagCount | e.RegistryError] | None = None) -> list[CatalogRow]:
     counted = [(name, (counts or {}).get(name)) for name in names]
-    return [CatalogRow(name=name, tag_count=count if isinstance(count, int) else None,
+    return [CatalogRow(name=name, counts=count if isinstance(count, TagCount) else None,
                        problem=str(count) if isinstance(count, e.RegistryError) else "") for name, count in counted]
 
 
-def tag_counts(names: list[str]) -> dict[str, int | e.RegistryError]:
+def tag_counts(names: list[str]) -> dict[str, TagCount | e.RegistryError]:
     names = [n for n in names if is_name(n)]
 
-    def count(name: str) -> int:
+    def count(name: str) -> TagCount:
         try:
-            return len(remote.client().tags(name))
+            return count_tags(remote.client().tags(name))
         except e.NameUnknown:
             # A repository whose every tag was deleted stays in the catalog with no tags.
-            return 0
+            return TagCount(0)
 
     return dict(zip(names, run_bounded(count, names, remote.concurrency()), strict=True))
 
@@ -390,3 +477,48 @@ def blob_page(name: str, digest: str) -> BlobPage:
                        for d in ([mf.config] if mf.config else []) + list(mf.layers) if d.digest == digest),
                       info.media_type)
     return BlobPage(name=name, info=info, media_type=media_type, users=users)
+
+
+# -- blob download ---------------------------------------------------------------------
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+
+
+def blob_extension(media_type: str, head: bytes = b"") -> str:
+    """The file extension a download of a blob gets: from its media type when that says what it
+    is, else from its first bytes (`head`), else `.bin`. Never `.blob`: a user's file manager
+    should know what to open it with."""
+    mt = media_type.lower().split(";", 1)[0].strip()
+    if "zstd" in mt:
+        return ".tar.zst"
+    if "gzip" in mt:
+        return ".tar.gz"
+    if mt.endswith(("+json", "/json", ".json")):
+        return ".json"
+    if mt.endswith((".tar", "/x-tar")):
+        return ".tar"
+    # The registry serves every blob as application/octet-stream: the bytes tell the rest. A
+    # compressed blob in a registry is a layer (or a Helm chart): a compressed tar.
+    if head.startswith(_GZIP):
+        return ".tar.gz"
+    if head.startswith(_ZSTD):
+        return ".tar.zst"
+    if head[257:262] == b"ustar":
+        return ".tar"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return ".json"
+    return ".bin"
+
+
+def blob_filename(name: str, digest: str, media_type: str, head: bytes = b"") -> str:
+    """`<repository with / as _>-<12 hex of the digest><extension>`, safe as a file name."""
+    base = _UNSAFE_FILENAME.sub("_", name.replace("/", "_")).strip("._") or "blob"
+    hexpart = _UNSAFE_FILENAME.sub("", digest.partition(":")[2])[:12]
+    return f"{base[:150]}-{hexpart}{blob_extension(media_type, head)}"
+
+
+def content_disposition(filename: str) -> str:
+    """An RFC 6266 attachment header: a plain ASCII `filename` and the exact `filename*`."""
+    ascii_name = _UNSAFE_FILENAME.sub("_", filename) or "download.bin"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

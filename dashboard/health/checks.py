@@ -18,11 +18,12 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from .. import conf, disk, remote
-from ..browse import live
+from .. import conf, remote
+from ..browse import indexed, live
 from ..gc import stale
 from ..index import sync
-from ..models import Deletion, GCRun, IndexedTag, RegistryEvent, SyncRun
+from ..insight import figures
+from ..models import Deletion, GCRun, RegistryEvent, SyncRun
 from ..registry import errors as e
 from ..web import ago
 
@@ -171,7 +172,7 @@ class StorageCheck:
         except OSError as exc:
             return Result(self.key, self.name, FAILING, "unreadable", f"cannot read {path}: {exc.strerror}")
         # The storage page's reading: one measurement, taken again once a blob came or went.
-        blobs = disk.blob_totals(path) or (0, 0)
+        blobs = figures.disk_files() or (0, 0)
         used = usage.used / usage.total * 100 if usage.total else 0.0
         threshold = conf.get().storage_warn_percent
         figure = f"{used:.0f}% used"
@@ -197,14 +198,18 @@ class ContentCheck:
             names = remote.catalog()
         except e.RegistryError as exc:
             return Result(self.key, self.name, FAILING, "unknown", f"the catalog cannot be read: {exc}")
-        tags = cache.get(_key("tags"))
+        tags = cache.get(_key("tag-counts"))
         if tags is None:
-            counts = live.tag_counts(names)
-            tags = sum(c for c in counts.values() if isinstance(c, int))
-            cache.set(_key("tags"), tags, 60)
+            # Counted as the catalog and the repository pages count them: attachment tags apart.
+            counts = [c for c in live.tag_counts(names).values() if isinstance(c, live.TagCount)]
+            tags = live.TagCount(sum(c.tags for c in counts), sum(c.attachments for c in counts))
+            cache.set(_key("tag-counts"), tags, 60)
         repos = f"{len(names)} repositor{'y' if len(names) == 1 else 'ies'}"
-        return Result(self.key, self.name, OK, repos, f"{repos}, {tags} tag{'' if tags == 1 else 's'}",
-                      {"repositories": len(names), "tags": tags})
+        text = f"{repos}, {tags.tags} tag{'' if tags.tags == 1 else 's'}"
+        if tags.attachments:
+            text += f" + {tags.attachments} attachment tag{'' if tags.attachments == 1 else 's'}"
+        return Result(self.key, self.name, OK, repos, text,
+                      {"repositories": len(names), "tags": tags.tags, "attachments": tags.attachments})
 
 
 @dataclass
@@ -255,12 +260,15 @@ class IndexCheck:
         with suppress(Exception):  # a health check reports, it never fails the page
             sync.ensure_scheduled()
         now = timezone.now()
-        tags = IndexedTag.objects.count()
+        # The catalog's count (attachment tags apart), from the same function.
+        counted = indexed.tag_counts().values()
+        tags, attachments = sum(c.tags for c in counted), sum(c.attachments for c in counted)
         last = SyncRun.objects.filter(state__in=[SyncRun.State.SUCCEEDED, SyncRun.State.FAILED]).first()
         active = SyncRun.objects.filter(active=True).first()
         event = RegistryEvent.objects.filter(source=RegistryEvent.Source.REGISTRY).order_by("-received_at").first()
         stuck = RegistryEvent.objects.filter(applied=False, received_at__lt=now - timedelta(minutes=2)).count()
-        parts = [f"{tags} tag{'' if tags == 1 else 's'} indexed"]
+        also = f" + {attachments} attachment tag{'' if attachments == 1 else 's'}" if attachments else ""
+        parts = [f"{tags} tag{'' if tags == 1 else 's'}{also} indexed"]
         if last and last.finished_at:
             failed = " failed" if last.state == SyncRun.State.FAILED else ""
             parts.append(f"last sync {ago(last.finished_at)}{failed}")
@@ -276,9 +284,10 @@ class IndexCheck:
             parts.append(f"last event {ago(event.received_at)}")
         else:
             parts.append("no registry event received yet")
-        detail = {"tags": tags, "events_pending": stuck, "last_sync_state": last.state if last else None,
+        detail = {"tags": tags, "attachments": attachments, "events_pending": stuck,
+                  "last_sync_state": last.state if last else None,
                   "last_event_at": event.received_at.isoformat() if event else None}
-        figure = f"{tags} tags"
+        figure = f"{tags} tag{'' if tags == 1 else 's'}"
         if stuck:
             waiting = "1 registry event waits" if stuck == 1 else f"{stuck} registry events wait"
             why = f"{waiting} to be applied: is the worker (manage.py worker) running?"

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import remote
@@ -248,10 +250,42 @@ def set_tags(name: str, tags: Mapping[str, str], *, source: str, actor: str = ""
             for i in range(0, len(ids), 500):
                 IndexedTag.objects.filter(pk__in=ids[i:i + 500]).delete()
         TagHistory.objects.bulk_create(history, batch_size=500)
+        # Pulls may have arrived before the index knew the tag; a moved tag's by-digest pulls change.
+        changed = [row.name for row in new] + [row.name for row in moved]
+        for i in range(0, len(changed), 500):
+            recount_pulls(name, changed[i:i + 500])
         if history or complete:
             _refresh_repository(repo, changed=bool(history), at=now, synced=complete,
                                 count=len(stored) + len(new) - len(removed))
     return len(history)
+
+
+def pull_figures(repository: str | None = None, *, actor: str | None = None) -> dict[str, Combinable]:
+    """A tag's pulls and last pull, as annotations (or UPDATE values) of IndexedTag rows: the one
+    definition every page's pull figures come from. A pull of a tag is a pull event of its
+    repository that names the tag, or that names no tag and the digest the tag points at now
+    (`docker pull repo@sha256:…`). `repository`: the rows' repository when the caller knows it (an
+    UPDATE cannot join); `actor`: only this user's pulls ("" for those that named nobody)."""
+    events = RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL,
+                                          repository=OuterRef("repository__name") if repository is None else repository)
+    events = events.filter(Q(tag=OuterRef("name")) | Q(tag="", digest=OuterRef("digest")))
+    if actor is not None:
+        events = events.filter(actor=actor)
+    count = events.order_by().values("action").annotate(n=Count("id")).values("n")[:1]
+    return {"pulls": Coalesce(Subquery(count, output_field=IntegerField()), Value(0)),
+            "last_pull": Subquery(events.order_by("-at").values("at")[:1])}
+
+
+def recount_pulls(name: str, tags: Iterable[str] | None = None) -> int:
+    """Set the pull figures the index keeps on tags of `name` (these, or every one) from the
+    events, by `pull_figures`. The endpoint adds each new pull to them as it arrives; a tag the
+    index learns of after its pulls arrived (a push event applied later, a sync) or that moved to
+    another digest gets them here. Returns how many tags were set."""
+    rows = IndexedTag.objects.filter(repository__name=name)
+    if tags is not None:
+        rows = rows.filter(name__in=list(tags))
+    figures = pull_figures(name)
+    return rows.update(pull_count=figures["pulls"], last_pulled_at=figures["last_pull"])
 
 
 def remove_tag(name: str, tag: str, *, source: str, actor: str = "", at: datetime | None = None) -> bool:

@@ -26,7 +26,10 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from .. import remote
+from .. import conf, disk, remote
+from ..browse import indexed
+from ..browse.live import TagCount
+from ..index import store
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RegistryEvent, RepositoryManifest)
 
@@ -175,6 +178,14 @@ def _cached[T](what: str, compute: Callable[[], T], version: str | None) -> T:
 # -- storage -------------------------------------------------------------------------------------
 
 
+def disk_files() -> tuple[int, int] | None:
+    """(blob files, bytes) the registry's storage holds, when the dashboard can read it: the one
+    measure of the disk the storage page and the health page both show, taken again once a blob
+    came or went (a garbage collection in the worker, a push)."""
+    path = conf.get().storage_path
+    return disk.blob_totals(path) if path else None
+
+
 @dataclass(frozen=True)
 class Totals:
     """The registry as a whole, each blob file counted once."""
@@ -192,6 +203,7 @@ class Totals:
 @dataclass(frozen=True)
 class RepositoryUsage:
     name: str
+    #: Its tags, attachment tags apart (`attachments`), as the catalog counts them (browse.indexed.tag_counts).
     tags: int
     manifests: int
     deleted_manifests: int
@@ -200,10 +212,15 @@ class RepositoryUsage:
     #: No other repository's manifests hold these files.
     unique: int
     reclaimable: int
+    attachments: int = 0
 
     @property
     def shared(self) -> int:
         return self.total - self.unique
+
+    @property
+    def counts(self) -> TagCount:
+        return TagCount(self.tags, self.attachments)
 
 
 @dataclass(frozen=True)
@@ -216,18 +233,26 @@ def _overview() -> Overview:
     figures = {row[0]: row[1:] for row in _rows(_PER_REPOSITORY)}
     counts = {row["repository_id"]: row for row in RepositoryManifest.objects.values("repository_id").annotate(
         n=Count("id"), deleted=Count("id", filter=Q(deleted_at__isnull=False))).order_by()}
+    tags = indexed.tag_counts()
     repos = []
     files = size = reclaimable = deleted = 0
-    for pk, name, tag_count in IndexedRepository.objects.filter(pk__in=list(figures)).values_list(
-            "id", "name", "tag_count").order_by("name"):
+    for pk, name in IndexedRepository.objects.filter(pk__in=list(figures)).values_list("id", "name").order_by("name"):
         n, total, unique, unreached, first_files, first_size, first_unreached, first_deleted = figures[pk]
         c = counts.get(pk, {"n": 0, "deleted": 0})
-        repos.append(RepositoryUsage(name=name, tags=tag_count, manifests=c["n"], deleted_manifests=c["deleted"],
-                                     files=n, total=total, unique=unique, reclaimable=unreached))
+        t = tags.get(pk, TagCount(0))
+        repos.append(RepositoryUsage(name=name, tags=t.tags, attachments=t.attachments, manifests=c["n"],
+                                     deleted_manifests=c["deleted"], files=n, total=total, unique=unique,
+                                     reclaimable=unreached))
         files, size = files + first_files, size + first_size
         reclaimable, deleted = reclaimable + first_unreached, deleted + first_deleted
     saved = sum(r.total for r in repos) - size
     return Overview(totals=Totals(files, size, reclaimable, deleted, saved), repositories=repos)
+
+
+def repository_usage(name: str, version: str | None = None) -> RepositoryUsage | None:
+    """One repository's figures, from the overview the storage page shows (None: it holds nothing
+    on disk the index knows of)."""
+    return next((r for r in overview(version).repositories if r.name == name), None)
 
 
 def overview(version: str | None = None) -> Overview:
@@ -423,14 +448,17 @@ SPARK_HEIGHT = 28
 PULL_DAYS = 30
 
 
-def pulls_per_day(*, days: int = PULL_DAYS, top: int = 8, today: date | None = None) -> PullChart:
-    """Pulls per day of the repositories pulled most over the last `days` days (today included,
-    in the dashboard's time zone). Days are counted between local midnights computed here, not by
+def pulls_per_day(*, days: int = PULL_DAYS, top: int = 8, today: date | None = None, action: str = "",
+                  repository: str = "", actor: str = "") -> PullChart:
+    """Pulls (or the filter's `action`) per day of the repositories pulled most over the last
+    `days` days (today included, in the dashboard's time zone), counted from the events the feed
+    lists with the same filters. Days are counted between local midnights computed here, not by
     truncating each event's time in the database: SQLite would call back into Python per row."""
     last = today or timezone.localdate()
     first = last - timedelta(days=days - 1)
     bounds = [timezone.make_aware(datetime.combine(first + timedelta(days=i), time.min)) for i in range(days + 1)]
-    pulls = RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL, at__gte=bounds[0], at__lt=bounds[-1])
+    pulls = events(action=action or RegistryEvent.Action.PULL, repository=repository, actor=actor).order_by().filter(
+        at__gte=bounds[0], at__lt=bounds[-1])
     leaders = list(pulls.values("repository").annotate(n=Count("id")).order_by("-n", "repository")[:top])
     names = [row["repository"] for row in leaders]
     per_day = {f"d{i}": Count("id", filter=Q(at__gte=bounds[i], at__lt=bounds[i + 1])) for i in range(days)}
@@ -457,11 +485,23 @@ class Staleness:
     tags: list[IndexedTag] = field(default_factory=list)
     never_pulled: int = 0
     total: int = 0
+    #: Pulls by this user only ("" when the filter names nobody).
+    actor: str = ""
 
 
-def stale_tags(limit: int = 12) -> Staleness:
-    """The tags pulled longest ago: never-pulled ones first (oldest push first), then by last pull."""
-    tags = list(IndexedTag.objects.select_related("repository").order_by(
-        F("last_pulled_at").asc(nulls_first=True), "updated_at", "id")[:limit])
-    counts = IndexedTag.objects.aggregate(total=Count("id"), never=Count("id", filter=Q(last_pulled_at__isnull=True)))
-    return Staleness(tags=tags, never_pulled=counts["never"], total=counts["total"])
+def stale_tags(limit: int = 12, *, repository: str = "", actor: str = "") -> Staleness:
+    """The tags pulled longest ago: never-pulled ones first (oldest push first), then by last pull.
+    Each tag carries `pulls` and `last_pull`, by store.pull_figures: the figures the index keeps
+    (which the endpoint and store.recount_pulls maintain by that definition), or, filtered by a
+    user, that definition over the user's pull events."""
+    tags = IndexedTag.objects.all()
+    if repository:
+        tags = tags.filter(repository__name=repository)
+    if actor:
+        tags = tags.annotate(**store.pull_figures(actor="" if actor == ANONYMOUS else actor))
+    else:
+        tags = tags.annotate(pulls=F("pull_count"), last_pull=F("last_pulled_at"))
+    rows = list(tags.select_related("repository").order_by(F("last_pull").asc(nulls_first=True), "updated_at", "id")
+                [:limit])
+    counts = tags.aggregate(total=Count("id"), never=Count("id", filter=Q(last_pull__isnull=True)))
+    return Staleness(tags=rows, never_pulled=counts["never"], total=counts["total"], actor=actor)

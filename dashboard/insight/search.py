@@ -10,6 +10,8 @@ from django.db.models import Case, Count, Q, Value, When
 
 from ..models import (IndexedBlob, IndexedManifest, IndexedRepository, IndexedTag, ManifestBlob, ManifestChild,
                       RepositoryManifest)
+from ..browse import indexed
+from ..browse.live import TagCount
 from ..ordering import by_version, c_order, version_key
 from ..registry.names import is_digest, is_name, is_tag
 
@@ -22,7 +24,8 @@ _HEX = "0123456789abcdef"
 @dataclass(frozen=True)
 class RepoHit:
     name: str
-    tag_count: int
+    #: Counted as the catalog counts (browse.indexed.tag_counts).
+    counts: TagCount
     changed_at: datetime | None
 
 
@@ -149,8 +152,10 @@ def search(q: str, *, limit: int = 50) -> SearchResults:
         repos = repos.filter(name__contains=term)
     results.repositories_total = repos.count()
     if results.repositories_total:
-        results.repositories = [RepoHit(*r) for r in repos.order_by(c_order("name"))
-                                .values_list("name", "tag_count", "changed_at")[:limit]]
+        found = list(repos.order_by(c_order("name")).values_list("id", "name", "changed_at", "tag_count")[:limit])
+        counts = indexed.tag_counts([row[0] for row in found], totals={row[0]: row[3] for row in found})
+        results.repositories = [RepoHit(name, counts.get(pk, TagCount(0)), changed_at)
+                                for pk, name, changed_at, _ in found]
     elif not IndexedRepository.objects.exists():
         results.index_empty = True
         return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import conf, disk, remote
+from .. import conf, remote
 from ..models import IndexedRepository, RegistryEvent, SyncRun
 from ..ordering import DESC, STORAGE_REPOSITORIES, STORAGE_TAGS
 from ..web import page_of, render_page, wants_partial
@@ -48,19 +49,12 @@ def _freshness() -> dict[str, object]:
     return {"last_sync": last, "last_event": latest_event}
 
 
-def _disk_files() -> tuple[int, int] | None:
-    """(blob files, bytes) the registry's storage holds, when the dashboard can read it."""
-    path = conf.get().storage_path
-    # Measured again whenever a blob came or went (a garbage collection in the worker too).
-    return disk.blob_totals(path) if path else None
-
-
 @require_GET
 @vary_on_headers("HX-Request", "HX-History-Restore-Request")
 def storage(request: HttpRequest) -> HttpResponse:
     measured = request.GET.get("measure") == "1"
     if measured and wants_partial(request):
-        return render(request, "insight/storage.html#disk", {"disk": _disk_files(), "measured": True,
+        return render(request, "insight/storage.html#disk", {"disk": figures.disk_files(), "measured": True,
                                                              "totals": figures.overview().totals})
     name = request.GET.get("repository", "").strip()
     if name:
@@ -76,7 +70,7 @@ def storage(request: HttpRequest) -> HttpResponse:
         "sort": sort, "order": order, "following": STORAGE_REPOSITORIES.following(sort, order),
         "rows": [_Proportion.of(r, biggest) for r in page],
         "chart": figures.largest_chart(overview.repositories), "storage_configured": bool(conf.get().storage_path),
-        "measured": measured, "disk": _disk_files() if measured else None, **_freshness(),
+        "measured": measured, "disk": figures.disk_files() if measured else None, **_freshness(),
     }
     return render_page(request, "insight/storage.html", "repo-table", context)
 
@@ -99,7 +93,7 @@ class _Proportion:
 def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     repo = IndexedRepository.objects.filter(name=name).first()
     version = figures.stamp()
-    usage = next((r for r in figures.overview(version).repositories if r.name == name), None) if repo else None
+    usage = figures.repository_usage(name, version) if repo else None
     if repo is None or usage is None:
         return render(request, "error.html", {
             "title": "Not in the index",
@@ -112,7 +106,7 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
     biggest = max((t.total or 0 for t in tags), default=0)
     unreached, unreached_count = figures.unreached(repo, version=version)
     context = {
-        "name": name, "usage": usage, "page": page, "tag_count": len(tags),
+        "name": name, "usage": usage, "page": page,
         "rows": [_Proportion.of(t, biggest) for t in page],
         "sort": sort, "order": order, "following": STORAGE_TAGS.following(sort, order), "unreached": unreached,
         "unreached_count": unreached_count, "not_indexed": sum(1 for t in tags if t.total is None),
@@ -125,15 +119,16 @@ def _repository_storage(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
-@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+@vary_on_headers("HX-Request", "HX-History-Restore-Request", "HX-Target")  # the pager's feed, or the filter's body
 def activity(request: HttpRequest) -> HttpResponse:
-    if wants_partial(request) and request.GET.get("chart") == "1":
-        return render(request, "insight/activity.html#pulls", _pulls_context(compute=True))
     action = request.GET.get("action", "")
     if action not in RegistryEvent.Action.values:
         action = ""
     repository = request.GET.get("repository", "").strip()[:255]
     actor = request.GET.get("actor", "").strip()[:150]
+    filters = {"action": action, "repository": repository, "actor": actor}
+    if wants_partial(request) and request.GET.get("chart") == "1":
+        return render(request, "insight/activity.html#pulls", _pulls_context(compute=True, **filters))
     try:
         number = min(max(int(request.GET.get("page", "1")), 1), 100_000)
     except ValueError:
@@ -147,27 +142,41 @@ def activity(request: HttpRequest) -> HttpResponse:
         "action": action, "repository": repository, "actor": actor, "filtered": bool(action or repository or actor),
         "actions": RegistryEvent.Action.choices, "anonymous": figures.ANONYMOUS,
     }
-    if wants_partial(request):
+    # The pager swaps the feed alone; the filters swap the charts with it, which they filter too.
+    if wants_partial(request) and request.htmx.target == "feed":
         return render(request, "insight/activity.html#feed", context)
-    context.update(any_events=bool(found) or RegistryEvent.objects.exists(), stale=figures.stale_tags(),
-                   **_pulls_context(compute=request.GET.get("chart") == "1"))
+    context.update(any_events=bool(found) or RegistryEvent.objects.exists(),
+                   stale=figures.stale_tags(repository=repository, actor=actor),
+                   **_pulls_context(compute=request.GET.get("chart") == "1", **filters))
+    if wants_partial(request):
+        return render(request, "insight/activity.html#body", context)
     return render(request, "insight/activity.html", context)
 
 
-def _pulls_context(*, compute: bool) -> dict[str, object]:
-    """The pulls chart. A month of pulls on a busy registry is hundreds of thousands of rows to
-    count, seconds on SQLite: then the chart is counted once every PULLS_TTL and arrives after the
-    page (htmx), and a quiet registry's chart is counted fresh, in the page."""
-    key = remote.cache_key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}")
+def _pulls_context(*, compute: bool, action: str = "", repository: str = "", actor: str = "") -> dict[str, object]:
+    """The pulls chart (of the filter's action, repository and user). A month of pulls on a busy
+    registry is hundreds of thousands of rows to count, seconds on SQLite: then the chart is
+    counted once every PULLS_TTL and arrives after the page (htmx), and a quiet registry's chart
+    is counted fresh, in the page."""
+    filters = {"action": action, "repository": repository, "actor": actor}
+    scope = hashlib.sha256(repr(sorted(filters.items())).encode()).hexdigest()[:16]
+    key = remote.cache_key("activity", f"pulls:{timezone.localdate()}:{timezone.get_current_timezone_name()}:{scope}")
     counted_at, chart = cache.get(key) or (None, None)
     if chart is None:
         since = timezone.now() - timedelta(days=figures.PULL_DAYS)
-        if RegistryEvent.objects.filter(action=RegistryEvent.Action.PULL, at__gte=since).count() <= PULLS_INLINE:
-            chart = figures.pulls_per_day()
+        counted = figures.events(**{**filters, "action": action or RegistryEvent.Action.PULL}).filter(at__gte=since)
+        if counted.order_by().count() <= PULLS_INLINE:
+            chart = figures.pulls_per_day(**filters)
         elif compute:
-            counted_at, chart = timezone.now(), figures.pulls_per_day()
+            counted_at, chart = timezone.now(), figures.pulls_per_day(**filters)
             cache.set(key, (counted_at, chart), PULLS_TTL)
-    return {"chart": chart, "counted_at": counted_at}
+    noun = _NOUNS.get(action or RegistryEvent.Action.PULL, ("event", "events"))
+    return {"chart": chart, "counted_at": counted_at, "chart_noun": noun}
+
+
+#: What the chart counts, in one and in many, by the filter's action.
+_NOUNS = {"push": ("push", "pushes"), "pull": ("pull", "pulls"), "delete": ("delete", "deletes"),
+          "mount": ("mount", "mounts")}
 
 
 # -- search ------------------------------------------------------------

@@ -33,3 +33,24 @@ _KIND_OF: dict[str, str] = {
 def by_media_type(media_type: str) -> str:
     """The kind a media type alone says (a signature, an SBOM, …), or ""."""
     return _KIND_OF.get(media_type, "")
+
+
+#: What a user pulls each kind with: docker (or any container runtime) for images and multi-arch
+#: indexes, Helm for charts, ORAS for every other OCI artifact (signatures, SBOMs, attestations…),
+#: which `docker pull` refuses. A kind not known yet ("") or unrecognised is offered as an image.
+DOCKER, HELM_TOOL, ORAS = "docker", "helm", "oras"
+_ARTIFACT_KINDS = frozenset({SIGNATURE, SBOM, ATTESTATION, ARTIFACT})
+
+
+def pull_tool(kind: str) -> str:
+    """"docker", "helm" or "oras": the tool that pulls a manifest of this kind."""
+    if kind == HELM:
+        return HELM_TOOL
+    return ORAS if kind in _ARTIFACT_KINDS else DOCKER
+
+
+def repository_pull_tool(found: set[str] | list[str] | tuple[str, ...]) -> str:
+    """The tool for a repository whose tags have these kinds: one that is not docker only when
+    every kind agrees on it (a repository of charts), else docker."""
+    tools = {pull_tool(kind) for kind in found if kind}
+    return tools.pop() if len(tools) == 1 else DOCKER

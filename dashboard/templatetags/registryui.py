@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import template
 
+from ..registry import kinds
 from ..registry.names import is_digest, is_name, is_tag
 
 register = template.Library()
@@ -40,6 +41,12 @@ KIND_LABELS = {
 @register.filter
 def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind or "—")
+
+
+@register.filter
+def pull_tool(kind: str) -> str:
+    """docker, helm or oras: what pulls a manifest of this kind (dashboard.registry.kinds)."""
+    return kinds.pull_tool(kind if isinstance(kind, str) else "")
 
 
 @register.filter

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from testbed import Kind
-from testbed.seed import REPO_ALPINE, REPO_MULTI, REPO_WEB, XSS_HISTORY, XSS_LABEL
+from testbed.seed import REPO_ALPINE, REPO_CHART, REPO_MULTI, REPO_WEB, XSS_HISTORY, XSS_LABEL
 from tests.helpers.browser import (
     App,
     Watch,
@@ -30,7 +30,7 @@ from tests.helpers.browser import (
     shown_tags,
     wait_for_details,
 )
-from tests.helpers.pages import plain_tags
+from tests.helpers.pages import catalog_order, plain_tags, tag_count_text
 
 pytestmark = pytest.mark.browser
 
@@ -44,18 +44,18 @@ def test_catalog_lists_repositories_and_fills_tag_counts(page: Page, app: App) -
     expect(page.locator("#repo-list .summary")).to_have_text(re.compile(rf"^\s*{len(seeded.repos)} repositories"))
     mark_document(page)
 
-    # acme/web's count arrives via htmx: every tag tags/list gives, attachment tags included.
+    # acme/web's count arrives via htmx: its tags, and its attachment tags apart, as its page says.
     web_count = page.locator('td.tag-count[data-repo="acme/web"]')
-    expect(web_count).to_have_text(str(len(seeded.tags[REPO_WEB])))
+    expect(web_count).to_have_text(tag_count_text(seeded, REPO_WEB))
     assert same_document(page), "tag counts should arrive without a reload"
 
     # The first page lists the first 100 names in order, each with its seeded count.
     rows = page.locator("td.tag-count").evaluate_all(
-        "cells => cells.map(c => [c.dataset.repo, c.textContent.trim()])")
+        "cells => cells.map(c => [c.dataset.repo, c.textContent.replace(/\\s+/g, ' ').trim()])")
     # Grouped by namespace: each namespace's repositories stand together under one heading.
-    first_page = sorted(seeded.repos, key=lambda n: (n.rpartition("/")[0], n))[:100]
+    first_page = catalog_order(seeded.repos)[:100]
     assert [r for r, _ in rows] == first_page
-    expected = {r: (str(len(seeded.tags[r])) if seeded.tags[r] else "no tags") for r in first_page}
+    expected = {r: tag_count_text(seeded, r) for r in first_page}
     assert dict(rows) == expected
     assert seeded.tags[seeded.gone_repo] == {} and dict(rows)[seeded.gone_repo] == "no tags"
     # The link text is the full name, the namespace shown as a muted prefix.
@@ -80,13 +80,13 @@ def test_filter_narrows_without_reload_and_slash_focuses_it(page: Page, app: App
 
     box.press_sequentially("acme/")
     expect(page).to_have_url(re.compile(r"\?q=acme(%2F|/)$"))
-    matching = sorted((r for r in seeded.repos if "acme/" in r), key=lambda n: (n.rpartition("/")[0], n))
+    matching = catalog_order((r for r in seeded.repos if "acme/" in r), seeded.repos)
     expect(links).to_have_count(len(matching))
     hrefs = links.evaluate_all("as => as.map(a => a.getAttribute('href'))")
     assert [a.removeprefix("/r/").removesuffix("/") for a in hrefs] == matching
     expect(page.locator("#repo-list .summary")).to_contain_text(f"{len(matching)} of the registry's repositories match")
     # The narrowed list gets its counts too.
-    expect(page.locator('td.tag-count[data-repo="acme/web"]')).to_have_text(str(len(seeded.tags[REPO_WEB])))
+    expect(page.locator('td.tag-count[data-repo="acme/web"]')).to_have_text(tag_count_text(seeded, REPO_WEB))
     assert same_document(page), "filtering should not reload the page"
 
     box.fill("")
@@ -98,6 +98,34 @@ def test_filter_narrows_without_reload_and_slash_focuses_it(page: Page, app: App
     # A name that matches nothing says so.
     box.fill("no-such-repo")
     expect(page.locator("#repo-list .empty")).to_contain_text("No repository name contains")
+
+
+def test_filter_finds_a_repository_inside_the_folded_bulk_namespace(page: Page, app: App) -> None:
+    seeded = app.seeded
+    page.goto(app.url + "/")
+    group = page.locator("#repo-list details.ns-group")
+    expect(group).to_have_count(1)
+    expect(group.locator("summary")).to_contain_text(f"bulk/ {len(seeded.bulk_repos)} repositories")
+    inside = page.locator('a.repo-link[href="/r/bulk/repo-0042/"]')
+    # Folded: the 120 generated repositories take one line, the others stay in view.
+    expect(inside).to_be_hidden()
+    expect(page.locator("a.repo-link", has_text=REPO_WEB)).to_be_visible()
+    shot(page, "catalog-bulk-folded")
+    mark_document(page)
+
+    page.locator("#q").press_sequentially("repo-0042")
+    expect(page.locator("#repo-list a.repo-link")).to_have_count(1)
+    expect(inside).to_be_visible()  # the group it is in opens
+    expect(group.locator("summary")).to_contain_text("1 match")
+    assert same_document(page)
+
+    # Cleared, the namespace folds again; a click on its line opens it.
+    page.locator("#q").fill("")
+    expect(page.locator("#repo-list .summary")).to_have_text(re.compile(rf"^\s*{len(seeded.repos)} repositories"))
+    expect(group.locator("a.repo-link").first).to_be_hidden()
+    group.locator("summary").click()
+    expect(group.locator("a.repo-link").first).to_be_visible()
+    shot(page, "catalog-bulk-open")
 
 
 def test_back_button_after_filtering_restores_the_whole_page(page: Page, app: App) -> None:
@@ -279,6 +307,34 @@ def test_multi_arch_index_links_to_platform_manifest(page: Page, app: App) -> No
     expect(page.locator("h1")).to_have_text(REPO_MULTI)
 
 
+def test_artifacts_offer_helm_and_oras__copied_as_shown(browser: Browser, app: App, watch: Watch) -> None:
+    ctx = new_context(browser, watch)
+    try:
+        ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
+        page = ctx.new_page()
+        # A chart repository: the names paint with docker, the details turn it into helm.
+        page.goto(app.repo_url(REPO_CHART))
+        head = page.locator("#repo-pull")
+        expect(head).to_contain_text(f"helm pull oci://{app.host}/{REPO_CHART}")
+        expect(page.locator("#tags button.copy")).to_have_text(["helm pull"])
+        shot(page, "artifact-chart-repository")
+        # A signature's page: no docker pull, no platform; the ORAS line copies what it shows.
+        sig = next(a for a in app.seeded.attachments if a.kind == "signature")
+        page.goto(f"{app.url}/r/{sig.repo}/-/manifests/{sig.tag}/")
+        pull = page.locator("dl.facts dd").filter(has=page.locator("p.pull-hint"))
+        expect(page.locator("code.cmd", has_text="docker pull")).to_have_count(0)
+        expect(page.locator("body")).not_to_contain_text("?/?")
+        expect(pull.locator("p.pull-hint")).to_contain_text("not a container image")
+        line = f"oras pull {app.host}/{sig.repo}:{sig.tag}"
+        expect(pull.locator("code.cmd").first).to_have_text(line)
+        pull.locator("button.copy").first.click()
+        assert page.evaluate("navigator.clipboard.readText()") == line
+        shot(page, "artifact-signature-manifest")
+    finally:
+        ctx.close()
+    watch.assert_clean()
+
+
 # -- 6. copy -----------------------------------------------------------------------------------
 
 
@@ -343,7 +399,7 @@ def test_pages_have_no_console_errors_or_csp_violations(browser: Browser, app: A
         page = ctx.new_page()
         seeded = app.seeded
         page.goto(app.url + "/")
-        expect(page.locator('td.tag-count[data-repo="acme/web"]')).to_have_text(str(len(seeded.tags[REPO_WEB])))
+        expect(page.locator('td.tag-count[data-repo="acme/web"]')).to_have_text(tag_count_text(seeded, REPO_WEB))
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == ("rgb(255, 255, 255)" if scheme == "light" else "rgb(15, 18, 22)")
         shot(page, f"catalog-{scheme}", full_page=False)  # 100 rows: the top tells the story

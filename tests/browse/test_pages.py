@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import pytest
 from django.template.defaultfilters import filesizeformat
@@ -21,6 +21,7 @@ from django.test import Client
 from testbed import Kind, SeededRegistry
 from testbed.push import MANIFEST_ACCEPT
 from testbed.seed import (
+    BULK_PREFIX,
     REPO_ALPINE,
     REPO_BAD_CONFIG,
     REPO_BAD_MEDIATYPE,
@@ -41,6 +42,7 @@ from tests.helpers.pages import (
     closed_port,
     facts_of,
     get,
+    index,
     manifest_url,
     plain_tags,
     registry_json,
@@ -48,6 +50,7 @@ from tests.helpers.pages import (
     row_order,
     rows,
     signed_in,
+    tag_count_text,
     when,
 )
 
@@ -200,12 +203,12 @@ def test_crawl__every_repo_tag_platform_layer_and_attachment_is_reachable_from_t
     assert not missing_configs, f"config blobs never reached: {sorted(missing_configs)}"
 
     # Download links: every blob page has one; fetch a few and check the bytes are the blob.
-    assert {(m["name"], m["digest"]) for u in downloads if (m := _DOWNLOAD_PATH.match(u))} \
+    assert {(m["name"], m["digest"]) for u in downloads if (m := _DOWNLOAD_PATH.match(urlsplit(u).path))} \
         >= {(REPO_WEB, d) for d in seeded.fact(REPO_WEB, "1.10.0").layer_digests}
     sample = sorted(u for u in downloads if u.startswith((f"/r/{REPO_WEB}/", f"/r/{REPO_ALPINE}/")))[:4]
     assert sample
     for url in sample:
-        digest = _DOWNLOAD_PATH.match(url)["digest"]
+        digest = _DOWNLOAD_PATH.match(urlsplit(url).path)["digest"]
         response = client.get(url)
         assert response.status_code == 200, url
         data = b"".join(response.streaming_content)
@@ -292,6 +295,54 @@ def test_repository__helm_chart_gets_a_helm_pull_command(client, dashboard) -> N
     [(tag, tr)] = rows(doc).items()
     copies = [b.attrs["data-copy"] for b in tr.find_all("button", cls="copy")]
     assert copies == [f"helm pull oci://{dashboard.host}/{REPO_CHART} --version {tag}"]
+
+
+def _copies(node: Node) -> list[str]:
+    return [b.attrs["data-copy"] for b in node.find_all("button", cls="copy") if "data-copy" in b.attrs]
+
+
+def test_repository__charts_only__the_page_offers_helm_not_docker(client, dashboard) -> None:
+    # The names paint first; the details (by htmx) say what the tags are and correct the command.
+    first = dom(get(client, repo_url(REPO_CHART)))
+    assert _copies(first.one("span", id="repo-pull")) == [f"docker pull {dashboard.host}/{REPO_CHART}"]
+    details = dom(get(client, repo_url(REPO_CHART), htmx=True))
+    swapped = details.one("span", id="repo-pull")
+    assert swapped.attrs["hx-swap-oob"] == "true"
+    assert _copies(swapped) == [f"helm pull oci://{dashboard.host}/{REPO_CHART}"]
+    assert _copies(dom(get(client, repo_url(REPO_CHART, "details=1"))).one("span", id="repo-pull")) == [
+        f"helm pull oci://{dashboard.host}/{REPO_CHART}"]
+    # An image repository keeps docker, and its details send no correction.
+    assert dom(get(client, repo_url(REPO_WEB), htmx=True)).find("span", id="repo-pull") is None
+
+
+def test_repository__an_oci_artifact_gets_an_oras_pull__not_docker(client, dashboard) -> None:
+    doc = dom(get(client, repo_url(REPO_BAD_MEDIATYPE, "details=1")))
+    [(tag, tr)] = rows(doc).items()
+    digest = dashboard.seeded.digest(REPO_BAD_MEDIATYPE, tag)
+    ref = f"{dashboard.host}/{REPO_BAD_MEDIATYPE}"
+    assert _copies(tr) == [f"oras pull {ref}:{tag}", f"oras pull {ref}@{digest}"]
+    head = doc.one("span", id="repo-pull")
+    assert not _copies(head) and "ORAS" in head.text and "docker pull refuses them" in head.text
+
+
+def test_manifest__artifacts_get_a_helm_or_oras_hint__no_docker_pull_no_platform(client, seeded) -> None:
+    host = seeded.host
+    pages = [(REPO_CHART, "0.1.0"), (REPO_BAD_MEDIATYPE, "v1")] + [(a.repo, a.tag) for a in seeded.attachments
+                                                                   if a.kind != Kind.REFERRERS_INDEX]
+    for repo, tag in pages:
+        doc = dom(get(client, manifest_url(repo, tag)))
+        facts = _facts_dl(doc)
+        digest = facts["Digest"].one("code").text
+        first = (f"helm pull oci://{host}/{repo} --version {tag}" if repo == REPO_CHART
+                 else f"oras pull {host}/{repo}:{tag}")
+        assert _copies(facts["Pull"]) == [first, f"oras pull {host}/{repo}@{digest}"], (repo, tag)
+        assert "not a container image" in facts["Pull"].one("p", cls="pull-hint").text
+        assert "docker pull" not in " ".join(_copies(doc)), (repo, tag)
+        assert "Platform" not in facts and "?/?" not in doc.text, (repo, tag)
+    # An image keeps its docker pull and its platform.
+    image = _facts_dl(dom(get(client, manifest_url(REPO_WEB, "1.10.0"))))
+    assert _copies(image["Pull"])[0] == f"docker pull {host}/{REPO_WEB}:1.10.0"
+    assert image["Platform"].text == "linux/amd64"
 
 
 @pytest.mark.parametrize("repo", [REPO_ALPINE, REPO_WEB])
@@ -428,12 +479,13 @@ def catalog_names(doc: Node) -> list[str]:
 
 @pytest.mark.parametrize("query", ["acme", "web", "acme multi", "BULK/REPO-00", "bad/"])
 def test_catalog__filter_narrows_and_says_how_many_match(client, seeded, query) -> None:
-    expected = catalog_order(r for r in seeded.repos if all(t in r for t in query.lower().split()))
+    expected = catalog_order((r for r in seeded.repos if all(t in r for t in query.lower().split())), seeded.repos)
     assert 0 < len(expected) < len(seeded.repos)
     doc = dom(get(client, "/?" + urlencode({"q": query})))
     assert catalog_names(doc) == expected[:100]
     summary = doc.one("p", cls="summary").text
-    assert summary.startswith(f"{len(expected)} of the registry's repositories match “{query}”")
+    verb = "matches" if len(expected) == 1 else "match"
+    assert summary.startswith(f"{len(expected)} of the registry's repositories {verb} “{query}”")
     assert doc.one("input", id="q").attrs["value"] == query
 
 
@@ -463,21 +515,53 @@ def test_catalog__pagination_puts_the_rest_on_page_two(client, seeded) -> None:
     assert catalog_names(dom(get(client, "/?page=abc"))) == repos[:100]
 
 
-def test_catalog__namespaces_get_group_rows(client, seeded) -> None:
+def _headings(doc: Node) -> list[tuple[str, bool]]:
+    """Each namespace's heading in page order, and whether it is folded (a closed <details>)."""
+    found = []
+    for node in doc.iter():
+        if node.tag == "tr" and "ns-row" in node.classes:
+            found.append((node.text, False))
+        elif node.tag == "details" and "ns-group" in node.classes:
+            found.append((node.one("span", cls="ns").text, "open" not in node.attrs))
+    return found
+
+
+def test_catalog__namespaces_get_group_rows__the_bulk_namespace_folded_with_its_count(client, seeded) -> None:
     repos = catalog_order(seeded.repos)
+    bulk = len(seeded.bulk_repos)
     for page, names in ((1, repos[:100]), (2, repos[100:])):
         doc = dom(get(client, f"/?page={page}"))
-        expected: list[str] = []
+        expected: list[tuple[str, bool]] = []
         for name in names:
             ns = name.rpartition("/")[0]
-            if ns and (not expected or expected[-1] != ns + "/"):
-                expected.append(ns + "/")
-        assert [th.text for th in doc.find_all("tr", cls="ns-row")] == expected
+            if ns and (not expected or expected[-1][0] != ns + "/"):
+                expected.append((ns + "/", ns == BULK_PREFIX))
+        assert _headings(doc) == expected
+        # The 120 generated repositories are one closed line saying how many there are.
+        [folded] = doc.find_all("details", cls="ns-group")
+        on_page = sum(1 for n in names if n.startswith(BULK_PREFIX + "/"))
+        assert folded.one("summary").text == f"{BULK_PREFIX}/ {bulk} repositories · {on_page} on this page"
+        assert len(folded.find_all("a", cls="repo-link")) == on_page
         for link in doc.find_all("a", cls="repo-link"):
             name = link.attrs["href"][3:-1]
             ns, _, leaf = name.rpartition("/")
             assert link.one("strong").text == leaf
             assert link.text == name
+    # Folded namespaces come after the others: every other repository is on the first page.
+    first = catalog_names(dom(get(client, "/")))
+    assert {r for r in seeded.repos if not r.startswith(BULK_PREFIX + "/")} <= set(first)
+    assert first[-1].startswith(BULK_PREFIX + "/") and REPO_ALPINE in first
+
+
+def test_catalog__filter_opens_the_folded_namespace_it_finds_repositories_in(client, seeded) -> None:
+    doc = dom(get(client, "/?q=repo-001", htmx=True))
+    [group] = doc.find_all("details", cls="ns-group")
+    assert "open" in group.attrs
+    found = [r for r in catalog_order(seeded.repos) if "repo-001" in r]
+    assert [a.attrs["href"][3:-1] for a in group.find_all("a", cls="repo-link")] == found
+    assert group.one("summary").text == f"{BULK_PREFIX}/ {len(seeded.bulk_repos)} repositories · {len(found)} match"
+    # A namespace of a few repositories is never folded.
+    assert not dom(get(client, "/?q=acme")).find_all("details", cls="ns-group")
 
 
 @pytest.mark.parametrize("page", [1, 2])
@@ -488,8 +572,8 @@ def test_catalog__tag_counts_equal_the_seeded_tag_counts(client, seeded, page) -
     names = catalog_order(seeded.repos)[(page - 1) * 100: page * 100]
     assert list(cells) == names
     for name, text in cells.items():
-        n = len(seeded.tags[name])
-        assert text == (str(n) if n else "no tags"), name
+        # Tags and, apart, attachment tags: as the repository page says them.
+        assert text == tag_count_text(seeded, name), name
     if REPO_GONE in cells:
         assert cells[REPO_GONE] == "no tags"
 
@@ -719,7 +803,9 @@ def test_blob__layer_page_shows_size_type_and_the_tags_using_it(client, seeded) 
     assert facts["Digest"].one("code").text == digest
     assert facts["Size"].text == f"{filesizeformat(size)} ({size} bytes)"
     assert facts["Media type"].text == media_type
-    assert facts["Download"].one("a").attrs["href"] == f"/r/{REPO_WEB}/-/blobs/{digest}/download"
+    # The link says the media type, so the download is named .tar.gz even before a sync.
+    assert facts["Download"].one("a").attrs["href"] == \
+        f"/r/{REPO_WEB}/-/blobs/{digest}/download?type={quote(media_type, safe='/')}"
     [tr] = doc.one("tbody").find_all("tr")
     cells = tr.find_all("td")
     assert cells[0].one("a").attrs["href"] == manifest_url(REPO_WEB, fact.digest)
@@ -746,10 +832,66 @@ def test_blob__download_streams_the_bytes_of_the_digest(client, seeded) -> None:
     assert len(data) == fact.layer_sizes[0]
     assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
     assert response["Content-Type"] == "application/octet-stream"
-    assert f'filename="acme_multi-{digest[7:19]}.blob"' in response["Content-Disposition"]
+    # Named after the repository, the digest and what the blob is: a gzip layer is a .tar.gz.
+    assert f'filename="acme_multi-{digest[7:19]}.tar.gz"' in response["Content-Disposition"]
+    assert f"filename*=UTF-8''acme_multi-{digest[7:19]}.tar.gz" in response["Content-Disposition"]
 
 
-# -- bad content --------------------------------------------------------------------------
+def _download_name(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    b"".join(response.streaming_content)
+    disposition = response["Content-Disposition"]
+    plain = re.search(r'filename="([^"]+)"', disposition)[1]
+    assert f"filename*=UTF-8''{quote(plain, safe='')}" in disposition  # RFC 6266: both forms, the same name
+    return plain
+
+
+def test_blob__download_names_say_what_the_blob_is__never_dot_blob(client, seeded) -> None:
+    fact = seeded.fact(REPO_WEB, "1.10.0")
+    layer, config = fact.layer_digests[0], fact.config_digest
+    base = f"/r/{REPO_WEB}/-/blobs"
+    # The blob page's link says the media type; without it the first bytes do.
+    page = dom(get(client, blob_url(REPO_WEB, config)))
+    assert _download_name(client, _facts_dl(page)["Download"].one("a").attrs["href"]) == f"acme_web-{config[7:19]}.json"
+    assert _download_name(client, f"{base}/{config}/download") == f"acme_web-{config[7:19]}.json"
+    assert _download_name(client, f"{base}/{layer}/download") == f"acme_web-{layer[7:19]}.tar.gz"
+    for media_type, extension in (("application/vnd.oci.image.layer.v1.tar", ".tar"),
+                                  ("application/vnd.oci.image.layer.v1.tar+zstd", ".tar.zst"),
+                                  ("application/vnd.docker.image.rootfs.diff.tar.gzip", ".tar.gz"),
+                                  ("application/vnd.oci.image.config.v1+json", ".json")):
+        url = f"{base}/{layer}/download?type={quote(media_type)}"
+        assert _download_name(client, url) == f"acme_web-{layer[7:19]}{extension}", media_type
+    # Whatever the link says, the name stays a safe file name of a known extension.
+    hostile = _download_name(client, f"{base}/{layer}/download?type=" + quote('x/"; evil=1.exe'))
+    assert hostile == f"acme_web-{layer[7:19]}.tar.gz"
+    chart = seeded.fact(REPO_CHART, "0.1.0")
+    assert _download_name(client, f"/r/{REPO_CHART}/-/blobs/{chart.config_digest}/download") == \
+        f"acme_charts_mychart-{chart.config_digest[7:19]}.json"
+
+
+def test_blob__download_name__from_the_index_when_it_knows_the_media_type(client, seeded) -> None:
+    index(REPO_MULTI)
+    fact = seeded.fact(REPO_MULTI, "legacy-list").children[0]
+    layer = fact.layer_digests[0]
+    assert fact.layer_media_types[0] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    # The index's media type wins over the link's.
+    url = f"/r/{REPO_MULTI}/-/blobs/{layer}/download?type=application/json"
+    assert _download_name(client, url) == f"acme_multi-{layer[7:19]}.tar.gz"
+
+
+def test_blob__download_filename__sanitised_whatever_the_name() -> None:
+    from dashboard.browse.live import blob_filename, content_disposition
+
+    digest = "sha256:" + "ab" * 32
+    assert blob_filename("a/b.c/d-e_f", digest, "", b"\x00") == "a_b.c_d-e_f-abababababab.bin"
+    assert blob_filename("../../etc", digest, "", b"ustar") == "etc-abababababab.bin"
+    header = content_disposition('bad"name\r\n.json')
+    assert "\r" not in header and "\n" not in header and header.count('"') == 2
+    assert header.startswith('attachment; filename="bad_name_.json"; filename*=UTF-8\'\'bad%22name%0D%0A.json')
+
+
+# -- bad content ---# -- bad content --------------------------------------------------------------------------
 
 
 def test_bad_config__repository_and_manifest_render_with_a_note(client, seeded) -> None:

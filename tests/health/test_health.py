@@ -20,7 +20,11 @@ def test_health_json__healthy_registry__every_check_and_overall_status(client, d
     assert set(doc["checks"]) == {"api", "debug", "storage", "content", "deletion", "gc", "index"}
     assert doc["checks"]["api"]["status"] == "ok" and doc["checks"]["api"]["detail"]["api_version"] == "registry/2.0"
     assert doc["checks"]["content"]["detail"]["repositories"] == len(dashboard.seeded.repos)
-    assert doc["checks"]["content"]["detail"]["tags"] == sum(len(t) for t in dashboard.seeded.tags.values())
+    # Counted as the catalog counts: tags, and attachment tags apart.
+    attachments = len(dashboard.seeded.attachments)
+    tags = sum(len(t) for t in dashboard.seeded.tags.values())
+    assert doc["checks"]["content"]["detail"]["tags"] == tags - attachments
+    assert doc["checks"]["content"]["detail"]["attachments"] == attachments
     assert doc["checks"]["deletion"]["status"] == "ok"
     assert doc["checks"]["storage"]["detail"]["blob_count"] > 0
     debug = doc["checks"]["debug"]

@@ -65,9 +65,14 @@ def after(doc: Node, heading: str, tag: str, cls: str | None = None) -> Node:
     raise AssertionError(f"no <{tag}> after “{heading}”")
 
 
-def catalog_order(repos) -> list[str]:
-    """The catalog's order: by namespace, so each namespace's repositories stand together."""
-    return sorted(repos, key=lambda n: (n.rpartition("/")[0], n))
+def catalog_order(repos, catalog=None) -> list[str]:
+    """The catalog's order: by namespace, so each namespace's repositories stand together, and a
+    namespace of 20 repositories or more in the whole `catalog` (default: `repos`), which the page
+    folds, after the others."""
+    repos = list(repos)
+    namespaces = [n.rpartition("/")[0] for n in (repos if catalog is None else catalog)]
+    folded = {ns for ns in namespaces if ns and namespaces.count(ns) >= 20}
+    return sorted(repos, key=lambda n: (n.rpartition("/")[0] in folded, n.rpartition("/")[0], n))
 
 
 def rows(doc: Node) -> dict[str, Node]:
@@ -108,6 +113,16 @@ def closed_port() -> int:
 def plain_tags(seeded, repo: str) -> list[str]:
     attached = {a.tag for a in seeded.attachments if a.repo == repo}
     return [t for t in seeded.tags[repo] if t not in attached]
+
+
+def tag_count_text(seeded, repo: str) -> str:
+    """What the catalog (and storage, search) say of a repository's tags: its tags, and apart from
+    them its attachment tags, as the repository page counts them."""
+    n = len(plain_tags(seeded, repo))
+    attached = len(seeded.tags[repo]) - n
+    if not n + attached:
+        return "no tags"
+    return f"{n} + {attached} attachment tag{'s' if attached > 1 else ''}" if attached else str(n)
 
 
 def signed_in(client, username: str, group: str, *, password: str | None = None) -> User:

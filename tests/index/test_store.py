@@ -406,3 +406,45 @@ def test_two_writers__same_new_tags_at_once_write_history_once() -> None:
     tags = {f"v{i}": D1 for i in range(300)}
     _together(*[lambda: store.set_tags(REPO, tags, source="sync", complete=True)] * 2)
     assert TagHistory.objects.filter(repository=REPO).count() == len(tags)
+
+
+# -- pulls ---------------------------------------------------------------------------------------
+
+
+def _pull(n: int, *, tag: str = "", digest: str = "", actor: str = "", at: datetime = T0):
+    from dashboard.models import RegistryEvent
+
+    RegistryEvent.objects.create(event_id=f"pull-{n}", action="pull", repository=REPO, tag=tag, digest=digest,
+                                 actor=actor, at=at, applied=True)
+
+
+def _pulls(tag: str) -> tuple[int, datetime | None]:
+    row = IndexedTag.objects.get(repository__name=REPO, name=tag)
+    return row.pull_count, row.last_pulled_at
+
+
+def test_pulls__arrived_before_the_index_knew_the_tag__counted_when_it_learns_it(db) -> None:
+    a, b = _digest("a"), _digest("b")
+    _pull(1, tag="1.0", digest=a, at=T0)
+    _pull(2, tag="1.0", digest=a, at=T0 + timedelta(minutes=1))
+    _pull(3, digest=a, at=T0 + timedelta(minutes=2))  # by digest: every tag on it
+    _pull(4, tag="other", digest=b, at=T0 + timedelta(minutes=3))
+
+    store.set_tags(REPO, {"1.0": a, "same": a, "2.0": b}, source="event", at=T0 + timedelta(hours=1))
+
+    assert _pulls("1.0") == (3, T0 + timedelta(minutes=2))
+    assert _pulls("same") == (1, T0 + timedelta(minutes=2))
+    assert _pulls("2.0") == (0, None)  # "other" is another tag; b was never pulled by digest
+
+
+def test_pulls__a_moved_tag_keeps_its_pulls_by_name__by_digest_ones_follow_the_digest(db) -> None:
+    a, b = _digest("a"), _digest("b")
+    store.set_tags(REPO, {"latest": a}, source="event", at=T0)
+    _pull(1, tag="latest", digest=a, at=T0 + timedelta(minutes=1))
+    _pull(2, digest=a, at=T0 + timedelta(minutes=2))
+    store.recount_pulls(REPO)
+    assert _pulls("latest") == (2, T0 + timedelta(minutes=2))
+
+    store.set_tags(REPO, {"latest": b}, source="event", at=T0 + timedelta(hours=1))
+
+    assert _pulls("latest") == (1, T0 + timedelta(minutes=1))

@@ -437,6 +437,44 @@ def test_activity__pulls_chart__one_bar_per_day_with_pulls_for_the_most_pulled_r
     assert "<title>" in busy and "3 pulls</title>" in busy
 
 
+def test_activity__filters__filter_the_chart_and_the_stale_list_too(client, site) -> None:
+    store.set_tags("team/app", {"1": dg("a"), "2": dg("b")}, source="sync", at=noon(10))
+    store.set_tags("team/other", {"x": dg("c")}, source="sync", at=noon(10))
+    event("pull", "team/app", at=noon(1), tag="1", actor="mia")
+    event("pull", "team/app", at=noon(1), tag="1", actor="ci")
+    event("pull", "team/other", at=noon(2), tag="x", actor="ci")
+    event("push", "team/other", at=noon(2), tag="x", actor="mia")
+    for name in ("team/app", "team/other"):
+        store.recount_pulls(name)
+
+    def chart(query: str) -> list[tuple[str, str]]:
+        found = rows(get(client, f"/-/activity/?{query}"), "data-total")
+        return [(r["data-repository"], r["data-total"]) for r in found]
+
+    def stale(query: str) -> list[str]:
+        return [r["data-tag"] for r in rows(get(client, f"/-/activity/?{query}"), "data-tag")]
+
+    assert chart("") == [("team/app", "2"), ("team/other", "1")]
+    assert chart("repository=team/other") == [("team/other", "1")]
+    assert chart("actor=mia") == [("team/app", "1")]
+    assert chart("actor=anonymous") == []
+    assert "No pulls by anonymous in the last 30 days" in text(get(client, "/-/activity/?actor=anonymous"))
+    # The action filter: the chart counts that action instead.
+    pushes = get(client, "/-/activity/?action=push")
+    assert chart("action=push") == [("team/other", "1")] and "Pushes per day" in text(pushes)
+    # The stale list: the repository's tags only; with a user, that user's pulls only.
+    assert stale("repository=team/app") == ["team/app:2", "team/app:1"]
+    assert stale("actor=mia") == ["team/app:2", "team/other:x", "team/app:1"]
+    assert "2 of 3 tags never pulled by mia" in text(get(client, "/-/activity/?actor=mia"))
+    assert "1 of 2 tags of team/app never pulled" in text(get(client, "/-/activity/?repository=team/app"))
+    # The filter form swaps the charts with the feed; the pager swaps the feed alone.
+    swapped = get(client, "/-/activity/?repository=team/other", htmx=True)
+    assert b'id="activity-body"' in swapped.content and b"<html" not in swapped.content
+    assert [(r["data-repository"], r["data-total"]) for r in rows(swapped, "data-total")] == [("team/other", "1")]
+    pager = client.get("/-/activity/?page=1", headers={"HX-Request": "true", "HX-Target": "feed"})
+    assert pager.content.lstrip().startswith(b'<section id="feed"')
+
+
 def test_activity__pulls_chart__days_follow_the_dashboards_time_zone(client, site, settings) -> None:
     settings.TIME_ZONE = "Pacific/Auckland"  # UTC+12 or +13: a UTC evening is the next day there
     local_today = timezone.localdate()
@@ -617,9 +655,23 @@ def test_activity_page__in_a_browser__filters_swap_the_feed_and_the_empty_state(
     deletes = RegistryEvent.objects.filter(action="delete").count()
     expect(page.locator("#feed tbody tr")).to_have_count(min(deletes, 50))
     assert set(page.locator("#feed tbody tr").evaluate_all("rows => rows.map(r => r.dataset.action)")) == {"delete"}
+    # The chart follows the filter: it counts deletes now.
+    expect(page.locator("#pulls-title")).to_have_text("Deletes per day")
     page.get_by_label("Who").fill("nobody-like-this")
     expect(page.locator("#feed .empty")).to_contain_text("No event matches these filters")
+    expect(page.locator("#pulls")).to_contain_text("No deletes by nobody-like-this")
     assert same_document(page), "filtering should swap the feed, not reload the page"
+    # Back to pulls, of one repository: the chart and the stale list show that repository alone.
+    page.get_by_label("Who").fill("")
+    page.get_by_label("Action").select_option("")
+    page.get_by_label("Repository").fill("acme/web")
+    expect(page).to_have_url(re.compile(r"repository=acme(%2F|/)web"))
+    expect(page.locator("#pulls-title")).to_have_text("Pulls per day")
+    expect(page.locator("table.pulls-chart tbody tr")).to_have_count(1)
+    stale = page.locator("table.stale-tags tbody tr").evaluate_all("rows => rows.map(r => r.dataset.tag)")
+    assert stale and all(t.startswith("acme/web:") for t in stale)
+    assert same_document(page)
+    shots(page, "activity-filtered", prefix="index-")
 
 
 def test_storage_and_activity__signed_out_without_anonymous_read__sent_to_sign_in(client, configure, db) -> None:

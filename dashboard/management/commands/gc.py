@@ -43,17 +43,21 @@ class Command(BaseCommand):
             raise CommandError(run.error or f"{kind} #{run.pk} failed", returncode=1)
 
 
+def _plural(n: int | None, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def summary(run: GCRun) -> str:
     """One line: what a preview would delete, or what a run deleted and freed."""
     if run.dry_run:
         size = f" ({filesizeformat(run.bytes_eligible)})" if run.bytes_eligible is not None else ""
-        text = f"preview #{run.pk}: {run.marked} in use, {run.eligible_blobs} blobs{size}"
+        text = f"preview #{run.pk}: {run.marked} in use, {_plural(run.eligible_blobs, 'blob')}{size}"
         if run.delete_untagged:
-            text += f" and {run.eligible_manifests} manifests"
+            text += f" and {_plural(run.eligible_manifests, 'manifest')}"
         return text + " would be deleted"
-    text = f"garbage collection #{run.pk}: deleted {run.deleted_blobs} blobs"
+    text = f"garbage collection #{run.pk}: deleted {_plural(run.deleted_blobs, 'blob')}"
     if run.delete_untagged:
-        text += f" and {run.deleted_manifests} manifests"
+        text += f" and {_plural(run.deleted_manifests, 'manifest')}"
     if run.bytes_freed is not None:
         text += f", freed {filesizeformat(run.bytes_freed)}"
     return text + f" ({run.state})"

@@ -21,9 +21,10 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def counts(run: SyncRun) -> str:
-    return (f"{run.repositories_done}/{run.repositories_total} repositories · "
+    return (f"{run.repositories_done}/{_plural(run.repositories_total, 'repository', 'repositories')} · "
             f"{_plural(run.tags_seen, 'tag', 'tags')} · "
-            f"{_plural(run.heads, 'HEAD', 'HEADs')} · {run.manifests_fetched} manifests fetched · "
+            f"{_plural(run.heads, 'HEAD', 'HEADs')} · "
+            f"{_plural(run.manifests_fetched, 'manifest', 'manifests')} fetched · "
             f"{_plural(run.tags_changed, 'tag changed', 'tags changed')}")
 
 
@@ -57,7 +58,8 @@ class Command(BaseCommand):
         for name, problem in sorted((details.get("problems") or {}).items()):
             self.stderr.write(f"  {name}: {problem}")
         if details.get("removed_count"):
-            self.stdout.write(f"  {details['removed_count']} repositories left the catalog and were dropped from "
-                              "the index")
+            removed = _plural(details["removed_count"], "repository", "repositories")
+            self.stdout.write(f"  {removed} left the catalog and {'was' if details['removed_count'] == 1 else 'were'} "
+                              "dropped from the index")
         if run.state != SyncRun.State.SUCCEEDED:
             raise CommandError(run.error or f"sync #{run.pk} failed", returncode=1)
