@@ -539,9 +539,10 @@ def ensure_scheduled() -> SyncRun | None:
     it: now if the index was never synced or the last sync is older than the interval, else
     one interval after it. Cheap (a few reads) when one is already queued. Returns the queued
     or running run, or None without a schedule."""
-    due = next_due()
-    if due is None:
+    if interval() <= 0:
         return None
+    # The active run first, then when the schedule wants the next: the other order let a second
+    # worker read "running" as "never finished" and, the run ending in between, queue another.
     current = active_run()
     if current is not None:
         # A backend that cannot defer gets a due run handed over here.
@@ -550,6 +551,7 @@ def ensure_scheduled() -> SyncRun | None:
             _enqueue(current)
             current.refresh_from_db()
         return current
+    due = next_due() or timezone.now()
     return request_sync(trigger="schedule", not_before=due if due > timezone.now() else None)
 
 
